@@ -1,0 +1,344 @@
+"""Configuration in one place: named presets, command-line overrides, file paths and the
+Slurm array-index -> task mappings shared by the scripts, the Slurm jobs and the local runner.
+
+Every script takes ``--preset NAME`` (default ``reference``), ``--set KEY=VALUE`` (repeatable;
+dotted keys reach into nested tables, values are parsed as JSON when they parse, else kept as
+strings) and ``--root DIR`` (default: the current directory).  SPEC §10.
+
+Units: lattice units (1/a) everywhere, except the keys ending in ``_gev`` (the energy grid and the
+smearing widths, as the paper states them), which are converted once, here, with ``a_inv_gev``.
+
+Shell scripts never copy a constant from here; they ask:
+    python config.py --preset demo array-size generation    ->  number of generation tasks
+    python config.py --preset demo array-size training      ->  number of training runs
+    python config.py --preset demo get n_replicas           ->  any resolved value
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+M_MUON_GEV = 0.10566  # SPEC §5: the energy grid is linspace(m_mu, 24 m_mu, 47)
+
+_REFERENCE = {
+    # SPEC §2: geometry and kernel
+    "kernel": "rratio",            # laplace | periodic | rratio | thermal
+    "T": 64,                       # full temporal extent (1/temperature for `thermal`)
+    "t_min": 1,                    # first input time slice (t = 0 is never an input)
+    "t_max": 32,                   # last input time slice
+    "a_inv_gev": 1.0,              # 1/a in GeV, converts the *_gev keys below
+    # SPEC §5: targets
+    "energy_min_gev": M_MUON_GEV,
+    "energy_max_gev": 24 * M_MUON_GEV,
+    "n_energies": 47,
+    "sigmas_gev": [0.44, 0.63],
+    # SPEC §3: the Chebyshev training space
+    "E0_min": 0.2,
+    "E0_max": 1.3,
+    "epsilon": 1e-7,
+    "nb_list": [16, 32, 64, 128],
+    "nrho_list": [25_000, 50_000, 100_000, 200_000, 400_000],
+    # SPEC §4: noise
+    "noise_file": "data/standin_baryon_T64.h5",
+    "n_noise": 20,
+    # reproducibility: every random stream derives from (seed, purpose, ...) -- see rng_for()
+    "seed": 20230703,
+    "rng_block": 1000,             # samples per independent random block (fixes the stream)
+    # SPEC §6: networks and training
+    "leaky_slope": 0.2,
+    "weight_std": 0.05,
+    "lr": 2e-4,
+    "batch_size": 32,
+    "lr_decay_start": 25,
+    "lr_decay_rate": 4e-4,
+    "max_epochs": 200,
+    "patience": 15,
+    "min_delta": 1e-5,
+    "val_fraction": 0.2,
+    # SPEC §7: the broad audience
+    "n_replicas": 5,
+    "ensembles": {
+        "Nmax": {"arch": "arcL", "nb": 128, "nrho": 400_000},
+        "Nref_b": {"arch": "arcL", "nb": 16, "nrho": 400_000},
+        "Nref_n": {"arch": "arcS", "nb": 128, "nrho": 400_000},
+        "Nref_rho": {"arch": "arcL", "nb": 128, "nrho": 25_000},
+    },
+    # SPEC §8-9: prediction and validation mocks
+    "n_boot": 800,
+    "o3_threshold": 1.0,
+    "delta_A": 1.5,
+    "delta_M": 0.8,
+    "delta_B": 0.5,     # continuum height (our choice, documented in README)
+    "delta_Ec": 1.6,    # continuum onset: 2 x M, a two-particle-like threshold (our choice)
+    "delta_w": 0.2,     # continuum rise width (our choice)
+}
+
+
+def _derived(base: dict, **changes) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in changes.items():
+        out[key] = value
+    return out
+
+
+PRESETS = {
+    "reference": _REFERENCE,
+    # small enough that the whole pipeline runs on 2 CPU cores in minutes
+    "demo": _derived(
+        _REFERENCE,
+        nb_list=[16, 128],
+        nrho_list=[2000, 8000],
+        n_noise=4,
+        max_epochs=30,
+        patience=8,
+        n_replicas=3,
+        n_boot=200,
+        ensembles={
+            "Nmax": {"arch": "arcL", "nb": 128, "nrho": 8000},
+            "Nref_b": {"arch": "arcL", "nb": 16, "nrho": 8000},
+            "Nref_n": {"arch": "arcS", "nb": 128, "nrho": 8000},
+            "Nref_rho": {"arch": "arcL", "nb": 128, "nrho": 2000},
+        },
+    ),
+    # for tests and the CI Slurm run: seconds, not physics
+    "tiny": _derived(
+        _REFERENCE,
+        nb_list=[16, 32],
+        nrho_list=[200, 400],
+        n_noise=2,
+        rng_block=100,
+        max_epochs=3,
+        patience=2,
+        n_replicas=2,
+        n_boot=40,
+        ensembles={
+            "Nmax": {"arch": "arcL", "nb": 32, "nrho": 400},
+            "Nref_b": {"arch": "arcL", "nb": 16, "nrho": 400},
+            "Nref_n": {"arch": "arcS", "nb": 32, "nrho": 400},
+            "Nref_rho": {"arch": "arcL", "nb": 32, "nrho": 200},
+        },
+    ),
+}
+
+
+class ConfigError(ValueError):
+    """A preset name, an override or a resolved value that cannot be used."""
+
+
+class Config(dict):
+    """The resolved preset: a plain dict of values, plus where it came from and derived grids.
+
+    Attribute access reads values (``cfg.T``); ``cfg.preset``, ``cfg.overrides`` and
+    ``cfg.root`` record how it was made; ``cfg.to_json()`` is what every output file stores.
+    """
+
+    def __init__(self, values: dict, preset: str, overrides: list[str], root: Path):
+        super().__init__(values)
+        self.__dict__["preset"] = preset
+        self.__dict__["overrides"] = list(overrides)
+        self.__dict__["root"] = Path(root)
+
+    def __getattr__(self, key):
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    # --- derived quantities (lattice units) ---------------------------------------------
+    @property
+    def t(self) -> np.ndarray:
+        """Input time slices t_min..t_max (SPEC §2)."""
+        return np.arange(self["t_min"], self["t_max"] + 1, dtype=np.float64)
+
+    @property
+    def n_t(self) -> int:
+        return self["t_max"] - self["t_min"] + 1
+
+    @property
+    def energies(self) -> np.ndarray:
+        """The N_E target energies E_k in lattice units (SPEC §5)."""
+        return np.linspace(self["energy_min_gev"], self["energy_max_gev"],
+                           self["n_energies"]) / self["a_inv_gev"]
+
+    def sigma(self, sigma_gev: float) -> float:
+        """A smearing width of ``sigmas_gev`` in lattice units."""
+        return float(sigma_gev) / self["a_inv_gev"]
+
+    def to_json(self) -> str:
+        return json.dumps({"preset": self.preset, "overrides": self.overrides,
+                           "values": dict(self)}, sort_keys=True)
+
+    def values_json(self) -> str:
+        """The resolved values alone: two files made with equal values are interchangeable."""
+        return json.dumps(dict(self), sort_keys=True)
+
+    # --- paths (SPEC §10) -----------------------------------------------------------------
+    def path(self, relative: str | Path) -> Path:
+        return self.root / relative
+
+    def training_file(self, nb: int, nrho: int) -> Path:
+        return self.root / f"training_datasets_T{self.n_t}" / f"training_data_Nb{nb}_Nrho{nrho}.hdf5"
+
+    def model_dir(self, sigma_gev: float, ensemble: str) -> Path:
+        return self.root / f"trained_models_sigma{sigma_tag(sigma_gev)}" / ensemble
+
+    def checkpoint(self, sigma_gev: float, ensemble: str, replica: int) -> Path:
+        return self.model_dir(sigma_gev, ensemble) / f"replica_{replica}_best.pth"
+
+    def prediction_file(self, mock: str, ensemble: str, sigma_gev: float) -> Path:
+        return (self.root / f"mock_predictions_sigma{sigma_tag(sigma_gev)}"
+                / f"{mock}_predictions_{ensemble}_sigma{sigma_gev}.hdf5")
+
+    def results_file(self, mock: str, sigma_gev: float, suffix: str) -> Path:
+        return self.root / "results" / f"{mock}_sigma{sigma_gev}_{suffix}"
+
+
+def sigma_tag(sigma_gev: float) -> int:
+    """The directory tag 100·σ of SPEC §10 (0.44 -> 44)."""
+    return int(round(100 * float(sigma_gev)))
+
+
+# --- array index -> task mappings (the only place they are defined) -------------------------
+def generation_tasks(cfg: Config) -> list[int]:
+    """Slurm array index i of the generation stage -> the N_b it generates."""
+    return list(cfg["nb_list"])
+
+
+def training_tasks(cfg: Config) -> list[tuple[str, int, float]]:
+    """Slurm array index i of the training stage -> (ensemble, replica, σ).
+
+    i = (σ_index · N_ensembles + ensemble_index) · N_r + replica, so the replicas of one
+    (ensemble, σ) are a contiguous range of indices and can be trained in one batched process.
+    """
+    return [(ens, r, s) for s in cfg["sigmas_gev"] for ens in cfg["ensembles"]
+            for r in range(cfg["n_replicas"])]
+
+
+def training_groups(cfg: Config) -> list[tuple[str, float, list[int]]]:
+    """The (ensemble, σ) groups of training_tasks(), each with its task indices."""
+    n_r = cfg["n_replicas"]
+    tasks = training_tasks(cfg)
+    return [(tasks[g * n_r][0], tasks[g * n_r][2], list(range(g * n_r, (g + 1) * n_r)))
+            for g in range(len(tasks) // n_r)]
+
+
+def parse_index_range(text: str) -> list[int]:
+    """'3' -> [3]; '0-4' -> [0, 1, 2, 3, 4]; '0,2,5-6' -> [0, 2, 5, 6]."""
+    out: list[int] = []
+    for part in str(text).split(","):
+        lo, _, hi = part.partition("-")
+        try:
+            out.extend(range(int(lo), int(hi or lo) + 1))
+        except ValueError:
+            raise ConfigError(f"cannot read index range {text!r}: expected e.g. 3, 0-4 or 0,2,5-6") from None
+    return out
+
+
+# --- resolving a preset -----------------------------------------------------------------------
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _apply_override(values: dict, item: str) -> None:
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+    parts = key.split(".")
+    node = values
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), dict):
+            raise ConfigError(f"--set {item!r}: {part!r} is not a table of the preset")
+        node = node[part]
+    if parts[-1] not in node:
+        known = ", ".join(sorted(node))
+        raise ConfigError(f"--set {item!r}: unknown key {key!r}; known keys: {known}")
+    node[parts[-1]] = _parse_value(raw)
+
+
+def _validate(cfg: Config) -> None:
+    kernels = ("laplace", "periodic", "rratio", "thermal")
+    if cfg["kernel"] not in kernels:
+        raise ConfigError(f"kernel {cfg['kernel']!r}: expected one of {kernels}")
+    if not 1 <= cfg["t_min"] <= cfg["t_max"]:
+        raise ConfigError(f"time slices t_min={cfg['t_min']}, t_max={cfg['t_max']}: "
+                          "expected 1 <= t_min <= t_max (t = 0 is never an input, SPEC §2)")
+    if cfg["kernel"] != "laplace" and cfg["t_max"] >= cfg["T"]:
+        raise ConfigError(f"t_max={cfg['t_max']} must be below T={cfg['T']} for kernel {cfg['kernel']}")
+    if not 0 < cfg["E0_min"] < cfg["E0_max"]:
+        raise ConfigError(f"E0 range ({cfg['E0_min']}, {cfg['E0_max']}): expected 0 < E0_min < E0_max")
+    if sorted(cfg["nrho_list"]) != list(cfg["nrho_list"]):
+        raise ConfigError(f"nrho_list {cfg['nrho_list']} must be increasing (prefixes of one stream)")
+    for name, ens in cfg["ensembles"].items():
+        if ens["nb"] not in cfg["nb_list"] or ens["nrho"] not in cfg["nrho_list"]:
+            raise ConfigError(f"ensemble {name}: N_b={ens['nb']}, N_rho={ens['nrho']} is not among "
+                              f"the generated sets nb_list={cfg['nb_list']}, nrho_list={cfg['nrho_list']}")
+    if len({sigma_tag(s) for s in cfg["sigmas_gev"]}) != len(cfg["sigmas_gev"]):
+        raise ConfigError(f"sigmas_gev {cfg['sigmas_gev']}: two widths share a directory tag 100·σ")
+
+
+def load_config(preset: str = "reference", overrides: list[str] | None = None,
+                root: str | Path = ".") -> Config:
+    """The resolved configuration: a preset, with ``KEY=VALUE`` overrides applied, validated."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; known presets: {', '.join(PRESETS)}")
+    values = copy.deepcopy(PRESETS[preset])
+    for item in overrides or []:
+        _apply_override(values, item)
+    cfg = Config(values, preset, overrides or [], Path(root))
+    _validate(cfg)
+    return cfg
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--preset", default=os.environ.get("SPECTRAL_PRESET", "reference"),
+                        help="named preset (default: reference, or $SPECTRAL_PRESET); "
+                             f"one of {', '.join(PRESETS)}")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a preset value (repeatable; dotted keys for nested tables)")
+    parser.add_argument("--root", default=".", help="directory read from and written to (default: .)")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    return load_config(args.preset, args.overrides, args.root)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
+    sub = parser.add_subparsers(dest="command", required=True)
+    size = sub.add_parser("array-size", help="number of Slurm array tasks of a stage")
+    size.add_argument("stage", choices=["generation", "training", "training-groups"])
+    get = sub.add_parser("get", help="print one resolved value (JSON for tables)")
+    get.add_argument("key")
+    sub.add_parser("show", help="print the resolved configuration")
+    args = parser.parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+        if args.command == "array-size":
+            n = {"generation": len(generation_tasks(cfg)), "training": len(training_tasks(cfg)),
+                 "training-groups": len(training_groups(cfg))}[args.stage]
+            print(n)
+        elif args.command == "get":
+            if args.key not in cfg:
+                raise ConfigError(f"unknown key {args.key!r}")
+            value = cfg[args.key]
+            print(json.dumps(value) if isinstance(value, (dict, list)) else value)
+        else:
+            print(json.dumps(dict(cfg), indent=2))
+    except ConfigError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

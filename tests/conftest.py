@@ -1,0 +1,16 @@
+"""Shared fixtures: the repository root on sys.path, and small resolved configurations."""
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from config import load_config  # noqa: E402
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path):
+    """The `tiny` preset rooted in a fresh directory, with the shipped stand-in noise file."""
+    return load_config("tiny", [f"noise_file={REPO / 'data' / 'standin_baryon_T64.h5'}"], tmp_path)
