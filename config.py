@@ -199,6 +199,11 @@ class Config(dict):
         return self.root / "results" / f"{mock}_sigma{sigma_gev}_{suffix}"
 
 
+def target_key(sigma_gev: float) -> str:
+    """The training-file dataset of the smeared targets for σ as written in the preset (SPEC §10)."""
+    return f"clean_smeared_rho_sigma_{sigma_gev}"
+
+
 def sigma_tag(sigma_gev: float) -> int:
     """The directory tag 100·σ of SPEC §10 (0.44 -> 44)."""
     return int(round(100 * float(sigma_gev)))
