@@ -12,6 +12,7 @@ Shell scripts never copy a constant from here; they ask:
     python config.py --preset demo array-size generation    ->  number of generation tasks
     python config.py --preset demo array-size training      ->  number of training runs
     python config.py --preset demo get n_replicas           ->  any resolved value
+    python config.py --preset demo group-range 2            ->  training task ids of group 2 ('6-8')
 """
 from __future__ import annotations
 
@@ -322,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     size = sub.add_parser("array-size", help="number of Slurm array tasks of a stage")
     size.add_argument("stage", choices=["generation", "training", "training-groups"])
+    group = sub.add_parser("group-range", help="training task ids (A-B) of one (ensemble, σ) group")
+    group.add_argument("group", type=int)
     get = sub.add_parser("get", help="print one resolved value (JSON for tables)")
     get.add_argument("key")
     sub.add_parser("show", help="print the resolved configuration")
@@ -332,6 +335,12 @@ def main(argv: list[str] | None = None) -> int:
             n = {"generation": len(generation_tasks(cfg)), "training": len(training_tasks(cfg)),
                  "training-groups": len(training_groups(cfg))}[args.stage]
             print(n)
+        elif args.command == "group-range":
+            groups = training_groups(cfg)
+            if not 0 <= args.group < len(groups):
+                raise ConfigError(f"training group {args.group}: expected 0..{len(groups) - 1}")
+            ids = groups[args.group][2]
+            print(f"{ids[0]}-{ids[-1]}")
         elif args.command == "get":
             if args.key not in cfg:
                 raise ConfigError(f"unknown key {args.key!r}")
