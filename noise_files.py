@@ -147,15 +147,6 @@ def fold_periodic(samples: np.ndarray) -> np.ndarray:
     return 0.5 * (samples[:, t] + samples[:, (T - t) % T])
 
 
-def select_slices(samples: np.ndarray, t_first: int, t_last: int, path, key) -> np.ndarray:
-    """Columns t_first..t_last (columns are t = 0, 1, ...)."""
-    n = samples.shape[1]
-    if not 0 <= t_first <= t_last < n:
-        raise InputError(path, key, f"time slices {t_first}..{t_last} requested; the samples have "
-                         f"t = 0..{n - 1}" + (" after folding" if key and "fold" in str(key) else ""))
-    return samples[:, t_first:t_last + 1]
-
-
 def bin_samples(samples: np.ndarray, bin_size: int) -> np.ndarray:
     """Averages of consecutive configurations in bins of ``bin_size``: [N_cfg // b, n].
 
@@ -169,7 +160,7 @@ def mean_and_cov_of_mean(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean over samples [N, n] and the covariance of that mean: Σ = S / N, S the sample covariance.
 
     The covariance is summed element by element (einsum, no BLAS), so it is exactly symmetric and
-    the same on every machine.
+    does not depend on the BLAS library or its thread count.
     """
     n = samples.shape[0]
     mean = samples.mean(axis=0)
@@ -183,7 +174,11 @@ def noise_from_samples(samples: np.ndarray, t_first: int, t_last: int, bin_size:
     """(t, mean, cov of the mean, n_bins) from samples [N_cfg, n] over t = 0..n-1 (module doc)."""
     if fold:
         samples = fold_periodic(samples)
-    picked = select_slices(samples, t_first, t_last, path, f"{key or 'columns'}{' (folded)' if fold else ''}")
+    n = samples.shape[1]
+    if not 0 <= t_first <= t_last < n:
+        raise InputError(path, key, f"time slices {t_first}..{t_last} requested; the "
+                         f"{'folded ' if fold else ''}samples have t = 0..{n - 1}")
+    picked = samples[:, t_first:t_last + 1]
     if bin_size < 1:
         raise InputError(path, key, f"bin size {bin_size}; expected a positive integer")
     bins = bin_samples(picked, bin_size)
