@@ -183,6 +183,14 @@ class Config(dict):
     def path(self, relative: str | Path) -> Path:
         return self.root / relative
 
+    def input_path(self, relative: str | Path) -> Path:
+        """An input file: under --root if it is there, else the copy shipped in this repository
+        (e.g. the stand-in noise file data/standin_baryon_T64.h5), else the --root path (which
+        the reader then reports as missing)."""
+        under_root = self.root / relative
+        shipped = Path(__file__).resolve().parent / relative
+        return under_root if under_root.exists() or not shipped.exists() else shipped
+
     def training_file(self, nb: int, nrho: int) -> Path:
         return self.root / f"training_datasets_T{self.n_t}" / f"training_data_Nb{nb}_Nrho{nrho}.hdf5"
 

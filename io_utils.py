@@ -12,6 +12,7 @@ import datetime
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,12 @@ def atomic_output(path: str | Path):
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def exit_cleanly_on_sigterm() -> None:
+    """Turn SIGTERM (Slurm's cancel or time limit) into SystemExit, so ``finally`` blocks run and
+    temporary files are removed instead of left half-written."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def remove_stale_temporaries(directory: str | Path) -> list[Path]:

@@ -160,22 +160,27 @@ def quadrature_rule(cfg, nb: int) -> QuadratureRule:
                                    float(cfg.energies.max()), float(min(sigmas)), float(max(sigmas)))
 
 
-def correlators_and_targets(E0: np.ndarray, c: np.ndarray, cfg, rule: QuadratureRule | None = None):
+def correlators_and_targets(E0: np.ndarray, c: np.ndarray, cfg, rule: QuadratureRule | None = None,
+                            batch: int = 4):
     """Exact clean correlators C(t) [B, n_t] and smeared targets {σ_gev: ρ_σ(E_k) [B, N_E]}.
 
     SPEC §1-3: C(t) = ∫ b(t, ω) ρ(ω) dω and ρ_σ(E) = ∫ G_σ(E - ω) ρ(ω) dω for the densities
     ρ = Σ_n c_n B_n of a batch of samples, by the moving composite rule of ``quadrature_rule``.
+    Samples are processed ``batch`` at a time so that the [batch, nodes, N_E] arrays stay in cache.
     """
     rule = rule or quadrature_rule(cfg, c.shape[1])
-    omega = E0[:, None] + rule.y[None, :]                                   # [B, J]
-    weighted_rho = rule.w * chebyshev_density(omega, E0, c)                # [B, J]
-    b = kernel(cfg.t[None, None, :], omega[:, :, None], cfg["kernel"], cfg["T"])  # [B, J, n_t]
-    correlators = np.matmul(weighted_rho[:, None, :], b)[:, 0, :]
-    near = slice(0, rule.n_smear)
-    targets = {}
-    for sigma_gev in cfg["sigmas_gev"]:
-        g = gaussian(cfg.energies[None, None, :] - omega[:, near, None], cfg.sigma(sigma_gev))
-        targets[sigma_gev] = np.matmul(weighted_rho[:, None, near], g)[:, 0, :]
+    t, energies, near = cfg.t, cfg.energies, slice(0, rule.n_smear)
+    correlators = np.empty((len(E0), len(t)))
+    targets = {s: np.empty((len(E0), len(energies))) for s in cfg["sigmas_gev"]}
+    for lo in range(0, len(E0), batch):
+        part = slice(lo, lo + batch)
+        omega = E0[part, None] + rule.y[None, :]                                   # [b, J]
+        weighted_rho = rule.w * chebyshev_density(omega, E0[part], c[part])       # [b, J]
+        b = kernel(t[None, None, :], omega[:, :, None], cfg["kernel"], cfg["T"])   # [b, J, n_t]
+        correlators[part] = np.matmul(weighted_rho[:, None, :], b)[:, 0, :]
+        for sigma_gev in cfg["sigmas_gev"]:
+            g = gaussian(energies[None, None, :] - omega[:, near, None], cfg.sigma(sigma_gev))
+            targets[sigma_gev][part] = np.matmul(weighted_rho[:, None, near], g)[:, 0, :]
     return correlators, targets
 
 

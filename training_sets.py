@@ -1,0 +1,180 @@
+"""Stage 1: the HDF5 training sets (SPEC §3-5, §7, §10).
+
+One call generates, for one N_b, the file of every N_ρ of the preset.  They are prefixes of one
+stream: the samples are drawn in blocks of ``rng_block`` samples, block k from its own generator
+``rng_for(cfg, 'training-space', N_b, k)`` (and its noise from ``'training-noise'``), so a sample
+does not depend on N_ρ, on the chunking or on the number of worker processes.  Only the
+standardisation differs between the files: μ and γ are those of each file's own clean correlators
+(SPEC §5; std with ddof = 0).
+
+Two passes, memory bounded by the clean correlators (N_ρ · n_t · 8 bytes) and a few blocks:
+  1. E0, coefficients, exact correlators and targets, block by block (in worker processes),
+     streamed into every file that contains the block;
+  2. μ, γ of each file, then N_noise noisy copies per sample, standardised and streamed as float32.
+All files are written under temporary names and renamed only when complete.  A complete file made
+with the same generation parameters is kept (and reported), not redone.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import multiprocessing
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+from tqdm import tqdm
+
+from config import target_key
+from io_utils import atomic_output, provenance, write_attrs
+from sigma_model_utils import (add_noise, correlators_and_targets, load_noise_file,
+                               noise_scale, quadrature_rule, rng_for, sample_coefficients, standardise)
+
+# The preset values a training file depends on (besides N_b, N_ρ and the noise file's content).
+GENERATION_KEYS = ("kernel", "T", "t_min", "t_max", "a_inv_gev", "energy_min_gev", "energy_max_gev",
+                   "n_energies", "sigmas_gev", "E0_min", "E0_max", "epsilon", "n_noise", "seed",
+                   "rng_block")
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def generation_fingerprint(cfg, nb: int, nrho: int, noise_sha256: str) -> str:
+    """What makes two training files interchangeable: equal fingerprints, equal contents."""
+    values = {key: cfg[key] for key in GENERATION_KEYS}
+    return json.dumps({"values": values, "nb": nb, "nrho": nrho, "noise_sha256": noise_sha256},
+                      sort_keys=True)
+
+
+def is_complete(path: Path, fingerprint: str) -> bool:
+    """A file at ``path`` exists (so it was renamed into place complete) and was made the same way."""
+    if not path.is_file():
+        return False
+    try:
+        with h5py.File(path, "r") as h5:
+            return h5.attrs.get("generation_fingerprint") == fingerprint
+    except OSError:
+        return False
+
+
+def clean_block(cfg, nb: int, block: int, rule=None):
+    """Block ``block`` of the stream: E0 [n], c [n, N_b], C [n, n_t], {σ: ρ_σ [n, N_E]}."""
+    E0, c = sample_coefficients(rng_for(cfg, "training-space", nb, block), cfg["rng_block"], nb, cfg)
+    correlators, targets = correlators_and_targets(E0, c, cfg, rule)
+    return E0, c, correlators, targets
+
+
+def noisy_block(cfg, nb: int, block: int, correlators: np.ndarray, noise) -> np.ndarray:
+    """The N_noise noisy copies [n, N_noise, n_t] (float64, not standardised) of block ``block``."""
+    rng = rng_for(cfg, "training-noise", nb, block)
+    return add_noise(correlators, noise, rng, cfg["n_noise"])
+
+
+def _clean_worker(job):
+    cfg, nb, block = job
+    return block, clean_block(cfg, nb, block, quadrature_rule(cfg, nb))
+
+
+def default_workers() -> int:
+    """Worker processes: $SLURM_CPUS_PER_TASK, else the cores this process may use."""
+    if os.environ.get("SLURM_CPUS_PER_TASK"):
+        return max(1, int(os.environ["SLURM_CPUS_PER_TASK"]))
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def _create_datasets(h5, cfg, nb: int, nrho: int, noise) -> None:
+    n_t, n_e, block = cfg.n_t, len(cfg.energies), cfg["rng_block"]
+    chunk = (min(block, nrho),)
+    h5.create_dataset("E0", (nrho,), "f8", chunks=chunk)
+    h5.create_dataset("coefficients", (nrho, nb), "f8", chunks=chunk + (nb,))
+    h5.create_dataset("clean_correlators", (nrho, n_t), "f8", chunks=chunk + (n_t,))
+    for sigma in cfg["sigmas_gev"]:
+        h5.create_dataset(target_key(sigma), (nrho, n_e), "f8", chunks=chunk + (n_e,))
+    h5.create_dataset("noise_scale", (nrho,), "f8", chunks=chunk)
+    h5.create_dataset("standardized_noisy_correlators", (nrho, cfg["n_noise"], n_t), "f4",
+                      chunks=chunk + (cfg["n_noise"], n_t))
+    h5["t"] = cfg.t
+    h5["energies"] = cfg.energies
+    h5["noise_mean"] = noise.mean
+    h5["noise_cov"] = noise.cov
+
+
+def generate_training_files(cfg, nb: int, workers: int | None = None, progress: bool = True,
+                            log=print) -> list[Path]:
+    """Write (or keep) the training file of every N_ρ of the preset for this N_b; return them."""
+    noise_path = cfg.input_path(cfg["noise_file"])
+    noise = load_noise_file(noise_path, cfg)
+    noise_sha = file_sha256(noise_path)
+    paths = {nrho: cfg.training_file(nb, nrho) for nrho in cfg["nrho_list"]}
+    fingerprints = {nrho: generation_fingerprint(cfg, nb, nrho, noise_sha) for nrho in paths}
+    todo = [nrho for nrho in paths if not is_complete(paths[nrho], fingerprints[nrho])]
+    for nrho in paths:
+        if nrho not in todo:
+            log(f"kept   {paths[nrho]} (complete, same generation parameters)")
+    if not todo:
+        return list(paths.values())
+
+    n_total, block = max(todo), cfg["rng_block"]
+    n_blocks = -(-n_total // block)
+    correlators = np.empty((n_blocks * block, cfg.n_t))
+    workers = workers or default_workers()
+    record = provenance(cfg, kernel=cfg["kernel"], T=cfg["T"], nb=nb, n_noise=cfg["n_noise"],
+                        noise_file=str(noise_path), noise_sha256=noise_sha,
+                        noise_source=noise.source, standardisation="mu = mean, gamma = std (ddof=0) "
+                        "of this file's clean correlators")
+    with contextlib.ExitStack() as stack:
+        files = {}
+        for nrho in todo:
+            tmp = stack.enter_context(atomic_output(paths[nrho]))
+            h5 = stack.enter_context(h5py.File(tmp, "w"))
+            _create_datasets(h5, cfg, nb, nrho, noise)
+            write_attrs(h5, dict(record, nrho=nrho, generation_fingerprint=fingerprints[nrho]))
+            files[nrho] = h5
+
+        # pass 1: samples, exact correlators and targets
+        jobs = [(cfg, nb, k) for k in range(n_blocks)]
+        with multiprocessing.get_context("fork").Pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
+            results = pool.imap(_clean_worker, jobs) if pool else map(_clean_worker, jobs)
+            for k, (E0, c, corr, targets) in tqdm(results, total=n_blocks, disable=not progress,
+                                                  desc=f"N_b={nb} exact correlators", unit="block"):
+                lo = k * block
+                correlators[lo:lo + block] = corr
+                for nrho, h5 in files.items():
+                    hi = min(lo + block, nrho)
+                    if hi <= lo:
+                        continue
+                    n = hi - lo
+                    h5["E0"][lo:hi] = E0[:n]
+                    h5["coefficients"][lo:hi] = c[:n]
+                    h5["clean_correlators"][lo:hi] = corr[:n]
+                    for sigma in cfg["sigmas_gev"]:
+                        h5[target_key(sigma)][lo:hi] = targets[sigma][:n]
+
+        # pass 2: standardisation of each file, noisy copies
+        scales = {}
+        for nrho, h5 in files.items():
+            clean = correlators[:nrho]
+            scales[nrho] = (clean.mean(axis=0), clean.std(axis=0))
+            h5["mu_vector"], h5["gamma_vector"] = scales[nrho]
+        for k in tqdm(range(n_blocks), disable=not progress, desc=f"N_b={nb} noisy copies", unit="block"):
+            lo = k * block
+            corr = correlators[lo:lo + block]
+            noisy = noisy_block(cfg, nb, k, corr, noise)
+            s = noise_scale(corr, noise)
+            for nrho, h5 in files.items():
+                hi = min(lo + block, nrho)
+                if hi <= lo:
+                    continue
+                n = hi - lo
+                h5["noise_scale"][lo:hi] = s[:n]
+                h5["standardized_noisy_correlators"][lo:hi] = standardise(noisy[:n], *scales[nrho])
+    for nrho in todo:
+        log(f"wrote  {paths[nrho]}")
+    return list(paths.values())
