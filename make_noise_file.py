@@ -41,7 +41,8 @@ def main(argv=None) -> int:
     parser.add_argument("--t-range", type=t_range, help="time slices FIRST-LAST to keep "
                         "(columns are t = 0, 1, ...; default: the preset's t_min-t_max)")
     parser.add_argument("--fold", action="store_true", help="fold a periodic correlator over "
-                        "t = 0..T-1, T = number of columns: (C(t) + C(T-t))/2, t = 0..T/2")
+                        "t = 0..T-1, T = number of columns: (C(t) + C(T-t))/2, t = 0..T/2 (mesons; not for "
+                        "baryons, whose backward-propagating state is a different one)")
     parser.add_argument("--source", help="description stored in the file (default: the input's name)")
     parser.add_argument("-o", "--output", help="output file (default: data/<input>_noise.h5 under --root)")
     args = parser.parse_args(argv)

@@ -16,7 +16,7 @@ being t = 0, 1, ..., n-1 (the full correlator as measured, starting at the sourc
                                one line per configuration; ``tag`` picks the correlator
 
 From the samples [N_cfg, n]: optional fold of a periodic correlator (C(t) + C(T−t))/2 with
-T = n; the time slices t_first..t_last selected; consecutive configurations averaged in bins of
+T = n (symmetric mesons; a baryon's backward state is its parity partner, so do not fold it); the time slices t_first..t_last selected; consecutive configurations averaged in bins of
 b (N_cfg -> N_cfg // b bins, the last N_cfg % b configurations dropped); then
 mean = average over bins, cov = sample covariance of the bins / N_bins.
 """

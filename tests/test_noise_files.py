@@ -222,6 +222,15 @@ def test_loader_accepts_octet_group_and_extra_slices(tmp_path, cfg):
     np.testing.assert_array_equal(noise.mean, mean_w[1:33])
 
 
+def test_loader_samples_layout_agrees_with_noise_files(tmp_path, cfg):
+    """The loader's own samples -> (mean, cov of the mean) matches noise_files' (one formula)."""
+    samples = correlated_samples(n_cfg=80)
+    noise = load_noise_file(write_raw(tmp_path / "s.h5", samples=samples, t=np.arange(64.0)), cfg)
+    _, mean, cov, n = noise_from_samples(samples, 1, 32)
+    np.testing.assert_allclose(noise.mean, mean, rtol=1e-14)
+    np.testing.assert_allclose(noise.cov, cov, rtol=1e-12, atol=1e-15 * np.abs(cov).max())
+
+
 @pytest.mark.parametrize("case, key, message", [
     ("missing file", None, "no such file"),
     ("missing cov", "cov", "missing"),
