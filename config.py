@@ -207,6 +207,10 @@ class Config(dict):
     def results_file(self, mock: str, sigma_gev: float, suffix: str) -> Path:
         return self.root / "results" / f"{mock}_sigma{sigma_gev}_{suffix}"
 
+    def mock_file(self, mock: str) -> Path:
+        """A validation mock's exact correlator, noise covariance and truths (generate_delta_mock.py)."""
+        return self.root / "mocks" / f"{mock}_mock.hdf5"
+
 
 def target_key(sigma_gev: float) -> str:
     """The training-file dataset of the smeared targets for σ as written in the preset (SPEC §10)."""
