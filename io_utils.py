@@ -124,13 +124,14 @@ def read_dataset(h5: h5py.File, key: str, shape=None, dtype=np.float64) -> np.nd
 
     ``shape`` may contain None for free axes.
     """
+    filename = h5.file.filename          # h5 may be a group of the file
     if key not in h5:
-        raise InputError(h5.filename, key, f"missing; the file has {sorted(h5.keys())}")
+        raise InputError(filename, key, f"missing; the file has {sorted(h5.keys())}")
     data = np.asarray(h5[key][()], dtype=dtype)
     if shape is not None and (data.ndim != len(shape)
                               or any(s is not None and s != d for s, d in zip(shape, data.shape))):
         want = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
-        raise InputError(h5.filename, key, f"shape {list(data.shape)}, expected {want}")
+        raise InputError(filename, key, f"shape {list(data.shape)}, expected {want}")
     if np.issubdtype(data.dtype, np.floating) and not np.all(np.isfinite(data)):
-        raise InputError(h5.filename, key, "contains NaN or inf; expected finite values")
+        raise InputError(filename, key, "contains NaN or inf; expected finite values")
     return data

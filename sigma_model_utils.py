@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from io_utils import InputError, open_h5, read_dataset
+from noise_files import mean_and_cov_of_mean
 
 KERNELS = ("laplace", "periodic", "rratio", "thermal")
 
@@ -212,8 +213,7 @@ def load_noise_file(path, cfg) -> NoiseModel:
             samples = read_dataset(group, "samples", shape=(None, None))
             if samples.shape[0] < 2:
                 raise InputError(path, "samples", f"{samples.shape[0]} configuration(s); expected at least 2")
-            mean = samples.mean(axis=0)
-            cov = np.cov(samples, rowvar=False) / samples.shape[0]
+            mean, cov = mean_and_cov_of_mean(samples)
         else:
             mean = read_dataset(group, "mean", shape=(None,))
             cov = read_dataset(group, "cov", shape=(len(mean), len(mean)))

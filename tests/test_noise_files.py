@@ -241,9 +241,7 @@ def test_loader_samples_layout_agrees_with_noise_files(tmp_path, cfg):
     ("not positive definite", "cov", "not positive definite"),
     ("NaN in mean", "mean", "NaN or inf"),
     ("inf in cov", "cov", "NaN or inf"),
-    pytest.param("octet without cov", "cov", "missing", marks=pytest.mark.xfail(
-        strict=True, raises=AttributeError,
-        reason="io_utils.read_dataset uses h5.filename, which an h5py Group lacks (h5.file.filename)")),
+    ("octet without cov", "cov", "missing"),
 ])
 def test_loader_bad_inputs_name_file_and_key(tmp_path, cfg, case, key, message):
     mean, cov, t = good_arrays()
