@@ -29,26 +29,30 @@ KERNELS = ("laplace", "periodic", "rratio", "thermal")
 
 # --- SPEC §2: kernels ----------------------------------------------------------------------------
 def kernel(t, omega, kind: str, T: int):
-    """b(t, ω) of SPEC §2, broadcasting ``t`` against ``omega`` (lattice units, ω > 0)."""
+    """b(t, ω) of SPEC §2, broadcasting ``t`` against ``omega`` (lattice units, ω > 0).
+
+    thermal: cosh(ω(t - T/2)) / sinh(ωT/2) = (e^{-tω} + e^{-(T-t)ω}) / (1 - e^{-Tω}), written
+    with decaying exponentials only (no overflow).
+    """
     t = np.asarray(t, dtype=np.float64)
     omega = np.asarray(omega, dtype=np.float64)
+    if kind not in KERNELS:
+        raise ValueError(f"unknown kernel {kind!r}; expected one of {KERNELS}")
     if kind == "laplace":
-        return np.exp(-t * omega)
+        return np.exp(omega * -t)
+    forward_backward = np.exp(omega * -t) + np.exp(omega * (t - T))
     if kind == "periodic":
-        return np.exp(-t * omega) + np.exp(-(T - t) * omega)
+        return forward_backward
     if kind == "rratio":
-        return omega**2 / (12 * np.pi**2) * (np.exp(-t * omega) + np.exp(-(T - t) * omega))
-    if kind == "thermal":
-        # cosh(ω(t - T/2)) / sinh(ωT/2), written with decaying exponentials only (no overflow)
-        return (np.exp(-t * omega) + np.exp(-(T - t) * omega)) / -np.expm1(-T * omega)
-    raise ValueError(f"unknown kernel {kind!r}; expected one of {KERNELS}")
+        return forward_backward * (omega**2 / (12 * np.pi**2))
+    return forward_backward / -np.expm1(-T * omega)
 
 
 # --- SPEC §1: Gaussian smearing ---------------------------------------------------------------
 def gaussian(x, sigma: float):
     """G_σ(x) = exp(-x²/2σ²) / (√(2π) σ)."""
     x = np.asarray(x, dtype=np.float64)
-    return np.exp(-0.5 * (x / sigma) ** 2) / (np.sqrt(2 * np.pi) * sigma)
+    return np.exp(np.square(x) * (-0.5 / sigma**2)) * (1.0 / (np.sqrt(2 * np.pi) * sigma))
 
 
 # --- SPEC §3: the Chebyshev functional space ---------------------------------------------------
@@ -161,27 +165,29 @@ def quadrature_rule(cfg, nb: int) -> QuadratureRule:
                                    float(cfg.energies.max()), float(min(sigmas)), float(max(sigmas)))
 
 
-def correlators_and_targets(E0: np.ndarray, c: np.ndarray, cfg, rule: QuadratureRule | None = None,
-                            batch: int = 4):
+def correlators_and_targets(E0: np.ndarray, c: np.ndarray, cfg, rule: QuadratureRule | None = None):
     """Exact clean correlators C(t) [B, n_t] and smeared targets {σ_gev: ρ_σ(E_k) [B, N_E]}.
 
     SPEC §1-3: C(t) = ∫ b(t, ω) ρ(ω) dω and ρ_σ(E) = ∫ G_σ(E - ω) ρ(ω) dω for the densities
     ρ = Σ_n c_n B_n of a batch of samples, by the moving composite rule of ``quadrature_rule``.
-    Samples are processed ``batch`` at a time so that the [batch, nodes, N_E] arrays stay in cache.
+    ρ is summed for 64 samples at a time (long vector operations), the kernel and Gaussian arrays
+    [samples, nodes, n_t or N_E] are built for 4 at a time (they stay in cache).
     """
     rule = rule or quadrature_rule(cfg, c.shape[1])
     t, energies, near = cfg.t, cfg.energies, slice(0, rule.n_smear)
     correlators = np.empty((len(E0), len(t)))
     targets = {s: np.empty((len(E0), len(energies))) for s in cfg["sigmas_gev"]}
-    for lo in range(0, len(E0), batch):
-        part = slice(lo, lo + batch)
-        omega = E0[part, None] + rule.y[None, :]                                   # [b, J]
-        weighted_rho = rule.w * chebyshev_density(omega, E0[part], c[part])       # [b, J]
-        b = kernel(t[None, None, :], omega[:, :, None], cfg["kernel"], cfg["T"])   # [b, J, n_t]
-        correlators[part] = np.matmul(weighted_rho[:, None, :], b)[:, 0, :]
-        for sigma_gev in cfg["sigmas_gev"]:
-            g = gaussian(energies[None, None, :] - omega[:, near, None], cfg.sigma(sigma_gev))
-            targets[sigma_gev][part] = np.matmul(weighted_rho[:, None, near], g)[:, 0, :]
+    for lo in range(0, len(E0), 64):
+        omega_64 = E0[lo:lo + 64, None] + rule.y[None, :]                                # [64, J]
+        weighted_rho_64 = rule.w * chebyshev_density(omega_64, E0[lo:lo + 64], c[lo:lo + 64])
+        for sub in range(0, len(omega_64), 4):
+            part, omega = slice(lo + sub, lo + sub + 4), omega_64[sub:sub + 4]
+            weighted_rho = weighted_rho_64[sub:sub + 4]
+            b = kernel(t[None, None, :], omega[:, :, None], cfg["kernel"], cfg["T"])  # [4, J, n_t]
+            correlators[part] = np.matmul(weighted_rho[:, None, :], b)[:, 0, :]
+            for sigma_gev in cfg["sigmas_gev"]:
+                g = gaussian(energies[None, None, :] - omega[:, near, None], cfg.sigma(sigma_gev))
+                targets[sigma_gev][part] = np.matmul(weighted_rho[:, None, near], g)[:, 0, :]
     return correlators, targets
 
 
