@@ -19,7 +19,7 @@ log() { echo "[ci_slurm $(date +%T)] $*"; }
 # any user sets change. One CPU per job, since the machine has 2 cores.
 export SPECTRAL_PRESET=tiny
 export SPECTRAL_ROOT="$WORK"
-export SPECTRAL_OVERRIDES="noise_file=$REPO/data/standin_baryon_T64.h5"
+export SPECTRAL_OVERRIDES=""
 export SPECTRAL_PYTHON="$PYTHON"
 export SPECTRAL_GENERATION_CPUS=1 SPECTRAL_TRAINING_CPUS=1 SPECTRAL_PREDICTION_CPUS=1
 export SPECTRAL_GENERATION_MEM=2G SPECTRAL_TRAINING_MEM=2G SPECTRAL_PREDICTION_MEM=2G
@@ -83,7 +83,7 @@ if ! wait_for "${ids[@]}"; then
 fi
 
 log "checking every stage's outputs"
-if ! "$PYTHON" "$REPO/run_pipeline.py" --check --preset tiny --root "$WORK" --set "$SPECTRAL_OVERRIDES"; then
+if ! "$PYTHON" "$REPO/run_pipeline.py" --check --preset tiny --root "$WORK"; then
     show_logs
     log "FAILED: outputs missing"
     exit 1
@@ -92,7 +92,7 @@ fi
 # Requeue: a fresh training task for one group, long enough (more epochs, no early stop) to be
 # signalled while it trains, as Slurm does before a time limit.
 log "requeue check: one training group, signalled with USR1 while it trains"
-export SPECTRAL_OVERRIDES="$SPECTRAL_OVERRIDES max_epochs=400 patience=400"
+export SPECTRAL_OVERRIDES="max_epochs=400 patience=400"
 export SPECTRAL_ROOT="$WORK/requeue"
 mkdir -p "$SPECTRAL_ROOT"
 ln -s "$WORK/training_datasets_T"* "$SPECTRAL_ROOT/"

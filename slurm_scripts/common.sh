@@ -65,16 +65,19 @@ run_stage() {
     run_cmd "$SPECTRAL_PYTHON" "$SPECTRAL_REPO/$script" "${STAGE_OPTIONS[@]}" "$@"
 }
 
-# The noise file must exist before anything is queued (generation and prediction read it).
+# The noise file must exist before anything is queued (generation and prediction read it):
+# under SPECTRAL_ROOT, else the copy shipped in the repository (config.Config.input_path).
 check_noise_file() {
     local noise
     noise="$(spectral_config get noise_file)"
-    [[ "$noise" == /* ]] || noise="$SPECTRAL_ROOT/$noise"
-    if [[ ! -f "$noise" ]]; then
-        echo "error: noise file $noise (preset key noise_file, relative to SPECTRAL_ROOT=$SPECTRAL_ROOT) not found;" \
-             "submit from the repository or set SPECTRAL_OVERRIDES=\"noise_file=/path/to/noise.h5\"" >&2
-        exit 2
+    if [[ "$noise" == /* ]]; then
+        [[ -f "$noise" ]] && return 0
+    elif [[ -f "$SPECTRAL_ROOT/$noise" || -f "$SPECTRAL_REPO/$noise" ]]; then
+        return 0
     fi
+    echo "error: noise file $noise (preset key noise_file) found neither under SPECTRAL_ROOT=$SPECTRAL_ROOT" \
+         "nor in $SPECTRAL_REPO; set SPECTRAL_OVERRIDES=\"noise_file=/path/to/noise.h5\"" >&2
+    exit 2
 }
 
 # submit_job SCRIPT NAME LOG_PATTERN [sbatch options...]: submit SCRIPT as a job, print its id.

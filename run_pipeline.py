@@ -1,0 +1,154 @@
+"""Run the whole pipeline here, without Slurm: the same tasks as slurm_scripts/submit_all.sh, in
+the same order, each Slurm array index in turn, then the analysis (SPEC §10).
+
+    python run_pipeline.py                      # the `demo` preset: minutes on a laptop
+    python run_pipeline.py --preset tiny --root /tmp/try
+    python run_pipeline.py --check --preset tiny --root DIR   # only check every stage's outputs
+
+Stages: generation (one task per N_b, config.generation_tasks) -> training (one task per
+(ensemble, σ) group of replicas, config.training_groups) -> for each mock: prediction, then its
+analysis. Each task is a separate process with the pipeline's --preset/--set/--root, exactly as a
+Slurm job runs it. Finished work is kept by the stages themselves (a complete training file or a
+finished replica is not redone), so a rerun after an interruption continues. The run stops at the
+first failing task and names it. At the end it prints where the plots and result tables are and
+the analysis summaries (coverage and mean |pull| per mock and σ).
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from config import (Config, ConfigError, add_common_args, config_from_args, generation_tasks,
+                    training_groups, training_tasks)
+
+REPO = Path(__file__).resolve().parent
+
+# The validation mocks (SPEC §9): name in the output files, prediction script, analysis script.
+MOCK_STAGES = [
+    ("O3", "predict_on_O3_mock_sigma.py", "analyze_O3_mock_sigma.py"),
+    ("delta_tanh", "predict_on_delta_tanh.py", "analyze_delta_tanh_mock.py"),
+]
+
+
+def stage_options(cfg: Config) -> list[str]:
+    """--preset, --set ..., --root: what every stage script takes."""
+    options = ["--preset", cfg.preset, "--root", str(cfg.root)]
+    for item in cfg.overrides:
+        options += ["--set", item]
+    return options
+
+
+def tasks(cfg: Config) -> list[tuple[str, list[str]]]:
+    """(stage, command) in the order of the Slurm chain, one entry per array index."""
+    python, options = [sys.executable], stage_options(cfg)
+    out = [("generation", python + [str(REPO / "generate_full_dataset_sigma.py"), *options,
+                                     "--task-id", str(i)])
+           for i in range(len(generation_tasks(cfg)))]
+    for ensemble, sigma, ids in training_groups(cfg):
+        out.append(("training", python + [str(REPO / "hpc_train_sigma.py"), *options,
+                                          "--task-id", f"{ids[0]}-{ids[-1]}"]))
+    for mock, predict, analyze in MOCK_STAGES:
+        out.append((f"prediction {mock}", python + [str(REPO / predict), *options]))
+        out.append((f"analysis {mock}", python + [str(REPO / analyze), *options]))
+    return out
+
+
+def expected_outputs(cfg: Config) -> dict[str, list[Path]]:
+    """Every stage's output files (SPEC §10), by stage."""
+    sigmas, ensembles = cfg["sigmas_gev"], list(cfg["ensembles"])
+    out = {"generation": [cfg.training_file(nb, nrho) for nb in generation_tasks(cfg)
+                          for nrho in cfg["nrho_list"]]}
+    checkpoints = [cfg.checkpoint(s, ens, r) for ens, r, s in training_tasks(cfg)]
+    out["training"] = checkpoints + [p.with_name(p.stem + "_history.csv") for p in checkpoints]
+    for mock, _, _ in MOCK_STAGES:
+        out[f"prediction {mock}"] = [cfg.prediction_file(mock, ens, s)
+                                     for ens in ensembles for s in sigmas]
+        out[f"analysis {mock}"] = [cfg.results_file(mock, s, suffix) for s in sigmas
+                                   for suffix in ("budget.csv", "budget.hdf5")]
+    return out
+
+
+def missing_outputs(cfg: Config, stage: str) -> list[Path]:
+    missing = [p for p in expected_outputs(cfg)[stage] if not p.is_file()]
+    if stage.startswith("analysis"):
+        mock = stage.split()[1]
+        for s in cfg["sigmas_gev"]:
+            if not list(cfg.results_file(mock, s, "").parent.glob(f"{mock}_sigma{s}_*.png")):
+                missing.append(cfg.results_file(mock, s, "*.png"))
+    return missing
+
+
+def check(cfg: Config) -> int:
+    """Report every stage's outputs; 1 if any is missing."""
+    status = 0
+    for stage, paths in expected_outputs(cfg).items():
+        missing = missing_outputs(cfg, stage)
+        print(f"{stage:>22}: {len(paths) - len([p for p in missing if p in paths])}/{len(paths)} files"
+              + ("" if not missing else f"; MISSING: {', '.join(str(p) for p in missing)}"))
+        status |= bool(missing)
+    if not status:
+        print("all outputs present")
+    return status
+
+
+def run(cfg: Config) -> int:
+    todo = tasks(cfg)
+    started, summaries, stage_times = time.monotonic(), [], {}
+    for number, (stage, command) in enumerate(todo, 1):
+        print(f"\n=== [{number}/{len(todo)}] {stage}: {' '.join(command[1:])}", flush=True)
+        t0 = time.monotonic()
+        if stage.startswith("analysis"):
+            result = subprocess.run(command, cwd=cfg.root, stdout=subprocess.PIPE, text=True)
+            print(result.stdout, end="", flush=True)
+            summaries.append((stage, result.stdout))
+        else:
+            result = subprocess.run(command, cwd=cfg.root)
+        stage_times[stage] = stage_times.get(stage, 0.0) + time.monotonic() - t0
+        if result.returncode != 0:
+            print(f"\nFAILED: {stage} task exited with status {result.returncode}: {' '.join(command)}",
+                  file=sys.stderr)
+            return 1
+        is_last_task_of_stage = number == len(todo) or todo[number][0] != stage
+        if is_last_task_of_stage:
+            missing = missing_outputs(cfg, stage)
+            if missing:
+                print(f"\nFAILED: {stage} finished but left no {', '.join(map(str, missing))}",
+                      file=sys.stderr)
+                return 1
+
+    total = time.monotonic() - started
+    results = cfg.path("results")
+    print("\n" + "=" * 78)
+    print(f"pipeline finished: preset {cfg.preset}, root {cfg.root.resolve()}, {total / 60:.1f} min")
+    print("  " + ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in stage_times.items()))
+    print(f"plots:  {', '.join(sorted(p.name for p in results.glob('*.png')))}")
+    print(f"tables: {', '.join(sorted(p.name for p in results.glob('*.csv')))}")
+    print(f"(all in {results.resolve()})")
+    for stage, text in summaries:
+        print(f"\n--- {stage} summary ---")
+        print(text.strip())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = add_common_args(argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter))
+    parser.set_defaults(preset="demo")
+    parser.add_argument("--check", action="store_true",
+                        help="only check that every stage's outputs exist (exit 1 if not)")
+    args = parser.parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+    except ConfigError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        return 2
+    cfg.root.mkdir(parents=True, exist_ok=True)
+    cfg = config_from_args(argparse.Namespace(**{**vars(args), "root": str(cfg.root.resolve())}))
+    return check(cfg) if args.check else run(cfg)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
