@@ -1,0 +1,287 @@
+"""Stage 4: from prediction files to the result with its error budget (SPEC §8-10).
+
+For one input (a mock, or the user's data) and each σ: read every ensemble's prediction file,
+check they predicted the same samples, compute the budget (``budget.error_budget``), write it as
+``results/{mock}_sigma{σ}_budget.csv`` (pandas; SPEC §10 columns) and ``.hdf5`` (every component,
+the Δ_X and σ_ΔX, each ensemble's own values, the pulls, the provenance), draw the plots and
+summarise: per σ the mean |pull| and the coverage (share of energies with |ρ̄ - truth| ≤ σ_tot).
+
+Plots (PNG, in results/):
+  {mock}_sigma{σ}_result.png     ρ̄ ± σ_tot (and ± σ_stat⊕σ_rep) against the truth
+  {mock}_sigma{σ}_ensembles.png  the result against each reference ensemble Nref_X
+  {mock}_sigma{σ}_budget.png     every component of σ_tot versus energy
+  {mock}_sigma{σ}_pulls.png      pulls versus energy and their histogram (mocks only)
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import h5py
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+import budget as bud  # noqa: E402
+from io_utils import InputError, atomic_output, open_h5, provenance, read_dataset, write_attrs  # noqa: E402
+
+CSV_COLUMNS = ("E", "central", "stat", "rep", "sys_b", "sys_rho", "sys_n", "total")
+LABELS = {"stat": r"$\sigma_{\rm stat}$", "rep": r"$\sigma_{\rm rep}$", "sys_b": r"$\Sigma_b$",
+          "sys_rho": r"$\Sigma_\rho$", "sys_n": r"$\Sigma_n$", "total": r"$\sigma_{\rm tot}$"}
+
+
+@dataclass
+class PredictionSet:
+    """The prediction files of one input and σ: {ensemble: P[b, r, E] or None if missing}."""
+    mock: str
+    sigma_gev: float
+    predictions: dict
+    energies: np.ndarray
+    truth: np.ndarray | None
+    kind: str
+    files: dict
+
+
+def load_predictions(cfg, mock: str, sigma_gev: float) -> PredictionSet:
+    """Read every ensemble's prediction file for (mock, σ); a missing file is reported, not fatal.
+
+    Checks that the files agree on energies, truth, sample kind and the input samples themselves:
+    the systematic differences of SPEC §8 are only meaningful on the same samples.
+    """
+    predictions, files = {}, {}
+    ref = None   # (path, energies, truth, kind, samples) of the first file read
+    for ens in cfg["ensembles"]:
+        path = cfg.prediction_file(mock, ens, sigma_gev)
+        files[ens] = str(path)
+        if not path.is_file():
+            predictions[ens] = None
+            print(f"  missing: {path} (ensemble {ens}, sigma {sigma_gev})")
+            continue
+        with open_h5(path, f"prediction file of {mock}, ensemble {ens}, σ = {sigma_gev}") as h5:
+            P = read_dataset(h5, "predictions", shape=(None, None, None))
+            energies = read_dataset(h5, "energy_grid_smeared", shape=(P.shape[2],))
+            samples = read_dataset(h5, "input_samples", shape=(P.shape[0], None))
+            truth = read_dataset(h5, "true_smeared_rho", shape=(P.shape[2],)) if "true_smeared_rho" in h5 else None
+            kind = str(h5.attrs.get("sample_kind", "bootstrap"))
+        if ref is None:
+            ref = (path, energies, truth, kind, samples)
+        else:
+            checks = [("energy_grid_smeared", np.array_equal(energies, ref[1])),
+                      ("true_smeared_rho", (truth is None) == (ref[2] is None)
+                       and (truth is None or np.array_equal(truth, ref[2]))),
+                      ("sample_kind", kind == ref[3]),
+                      ("input_samples", samples.shape == ref[4].shape and np.array_equal(samples, ref[4]))]
+            for key, same in checks:
+                if not same:
+                    raise InputError(path, key, f"differs from {ref[0]}; every ensemble must predict the "
+                                     "same input samples (rerun the prediction for all ensembles together)")
+        predictions[ens] = P
+    if ref is None:
+        raise InputError(cfg.prediction_file(mock, bud.REFERENCE, sigma_gev), None,
+                         f"no prediction file for {mock} at σ = {sigma_gev}; run the prediction first")
+    return PredictionSet(mock, sigma_gev, predictions, ref[1], ref[2], ref[3], files)
+
+
+# --- tables ------------------------------------------------------------------------------------
+def budget_frame(b: bud.Budget, energies: np.ndarray, truth: np.ndarray | None) -> pd.DataFrame:
+    """The SPEC §10 table: E, central, stat, rep, sys_b, sys_rho, sys_n, total (, truth)."""
+    columns = {"E": energies, **{c: b.component(c) for c in CSV_COLUMNS[1:]}}
+    if truth is not None:
+        columns["truth"] = truth
+    return pd.DataFrame(columns)
+
+
+@dataclass
+class Summary:
+    """How the result compares with the truth at one σ (mocks only)."""
+    sigma_gev: float
+    mean_abs_pull: float
+    coverage: float
+    complete: bool          # False: σ_tot lacks a component, the figures use the known ones only
+
+    def line(self) -> str:
+        note = "" if self.complete else "  (σ_tot incomplete: known components only, a lower bound)"
+        return (f"sigma = {self.sigma_gev}: mean |pull| = {self.mean_abs_pull:.2f}, "
+                f"coverage = {100 * self.coverage:.0f}%{note}")
+
+
+def summarise(b: bud.Budget, truth: np.ndarray, sigma_gev: float) -> Summary:
+    complete = bool(np.all(np.isfinite(b.total)))
+    total = b.total if complete else b.total_known
+    return Summary(sigma_gev, float(np.mean(np.abs(bud.pulls(b.central, truth, total)))),
+                   bud.coverage(b.central, truth, total), complete)
+
+
+def write_results(cfg, s: PredictionSet, b: bud.Budget, summary: Summary | None) -> list:
+    """CSV and HDF5 of the budget, atomically; returns the paths written."""
+    frame = budget_frame(b, s.energies, s.truth)
+    csv_path = cfg.results_file(s.mock, s.sigma_gev, "budget.csv")
+    with atomic_output(csv_path) as tmp:
+        frame.to_csv(tmp, index=False, na_rep="nan", float_format="%.10g")
+    h5_path = cfg.results_file(s.mock, s.sigma_gev, "budget.hdf5")
+    with atomic_output(h5_path) as tmp:
+        with h5py.File(tmp, "w") as h5:
+            for column in frame.columns:
+                h5[column] = frame[column].to_numpy()
+            h5["total_known_components"] = b.total_known
+            for name in bud.SYSTEMATICS:
+                h5[f"delta_{name[4:]}"] = b.deltas[name]
+                h5[f"delta_error_{name[4:]}"] = b.delta_errors[name]
+            for ens, values in b.ensembles.items():
+                for key, value in values.items():
+                    h5[f"ensembles/{ens}/{key}"] = value
+            if s.truth is not None:
+                h5["pulls"] = bud.pulls(b.central, s.truth, b.total)
+            write_attrs(h5, provenance(cfg, mock=s.mock, sigma_gev=s.sigma_gev, sample_kind=s.kind,
+                                       prediction_files=json.dumps(s.files),
+                                       warnings=json.dumps(b.warnings),
+                                       summary=summary.line() if summary else "no truth (user data)"))
+    return [csv_path, h5_path]
+
+
+# --- plots ---------------------------------------------------------------------------------------
+def _save(fig, path) -> None:
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def _band_error(b: bud.Budget) -> tuple[np.ndarray, str]:
+    """σ_tot, or the known components with a label saying so when σ_tot is incomplete."""
+    if np.all(np.isfinite(b.total)):
+        return b.total, r"$\pm\sigma_{\rm tot}$"
+    return b.total_known, r"$\pm$ known components only (σ_tot incomplete)"
+
+
+def plot_result(s: PredictionSet, b: bud.Budget, path) -> None:
+    err, label = _band_error(b)
+    inner = np.sqrt(b.stat**2 + np.nan_to_num(b.rep) ** 2)
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    ax.fill_between(s.energies, b.central - err, b.central + err, color="C0", alpha=0.3,
+                    label=f"{bud.REFERENCE} {label}")
+    ax.fill_between(s.energies, b.central - inner, b.central + inner, color="C0", alpha=0.5,
+                    label=r"$\pm\sigma_{\rm stat}\oplus\sigma_{\rm rep}$")
+    ax.plot(s.energies, b.central, color="C0", lw=1.5, label=r"result $\bar\rho_\sigma(E)$")
+    if s.truth is not None:
+        ax.plot(s.energies, s.truth, "k--", lw=1.5, label="truth")
+    ax.set(xlabel="E (lattice units)", ylabel=r"$\rho_\sigma(E)$",
+           title=f"{s.mock}, σ = {s.sigma_gev}: result with its total error")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def plot_ensembles(s: PredictionSet, b: bud.Budget, path) -> None:
+    err, label = _band_error(b)
+    refs = list(bud.SYSTEMATICS.items())
+    fig, axes = plt.subplots(1, len(refs), figsize=(5 * len(refs), 4), sharey=True, layout="constrained")
+    for ax, (name, ens) in zip(axes, refs):
+        ax.fill_between(s.energies, b.central - err, b.central + err, color="C0", alpha=0.3,
+                        label=f"{bud.REFERENCE} {label}")
+        ax.plot(s.energies, b.central, color="C0", lw=1.2)
+        values = b.ensembles.get(ens)
+        if values is None:
+            ax.text(0.5, 0.5, f"{ens} missing:\n{LABELS[name]} not computable", transform=ax.transAxes,
+                    ha="center", va="center", color="C3")
+        else:
+            own = np.sqrt(values["stat"] ** 2 + np.nan_to_num(values["rep"]) ** 2)
+            ax.errorbar(s.energies, values["central"], own, fmt=".", ms=3, color="C1", elinewidth=0.8,
+                        label=rf"{ens} $\pm\sigma_{{\rm stat}}\oplus\sigma_{{\rm rep}}$")
+        if s.truth is not None:
+            ax.plot(s.energies, s.truth, "k--", lw=1, label="truth")
+        ax.set(xlabel="E (lattice units)", title=f"{bud.REFERENCE} vs {ens} ({LABELS[name]})")
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel(r"$\rho_\sigma(E)$")
+    fig.suptitle(f"{s.mock}, σ = {s.sigma_gev}: the result against each reference ensemble")
+    _save(fig, path)
+
+
+def plot_budget(s: PredictionSet, b: bud.Budget, path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    for i, name in enumerate(bud.COMPONENTS):
+        values = b.component(name)
+        missing = " (missing: NaN)" if np.all(np.isnan(values)) else ""
+        ax.plot(s.energies, values, color=f"C{i}", lw=1.3, label=LABELS[name] + missing)
+    err, label = _band_error(b)
+    ax.plot(s.energies, err, "k", lw=2.2, label=LABELS["total"] if np.all(np.isfinite(b.total)) else label)
+    ax.set(xlabel="E (lattice units)", ylabel="error", ylim=(0, None),
+           title=f"{s.mock}, σ = {s.sigma_gev}: error budget by component")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def plot_pulls(s: PredictionSet, b: bud.Budget, path) -> None:
+    err, label = _band_error(b)
+    p = bud.pulls(b.central, s.truth, err)
+    fig, (ax, hx) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [2, 1]}, layout="constrained")
+    ax.axhspan(-1, 1, color="C2", alpha=0.2, label=r"$|{\rm pull}| \leq 1$")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.plot(s.energies, p, "o-", ms=3, color="C0", label=r"$(\bar\rho - {\rm truth})/\sigma$")
+    ax.set(xlabel="E (lattice units)", ylabel="pull", title=f"{s.mock}, σ = {s.sigma_gev}: pulls ({label})")
+    ax.legend(fontsize=8)
+    hx.hist(np.clip(p, -3.99, 3.99), bins=np.linspace(-4, 4, 17), color="C0", alpha=0.7)
+    hx.set(xlabel="pull (|pull| > 4 counted in the end bins)", ylabel="energies", title=f"coverage {100 * bud.coverage(b.central, s.truth, err):.0f}%")
+    _save(fig, path)
+
+
+def plot_mock(cfg, mock, path) -> None:
+    """A mock's density ρ(ω) (its delta as an arrow) and its exact smeared truths, every σ."""
+    omega = np.linspace(1e-3, 1.2 * cfg.energies.max(), 2000)
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    ax.plot(omega, mock.density(omega), "k", lw=1.2, label=r"$\rho(\omega)$")
+    if mock.peak is not None:
+        A, M = mock.peak
+        ax.plot([M, M], [0, A], "k-", lw=1.5)
+        ax.plot([M], [A], "k^", ms=7, label=rf"${A:g}\,\delta(\omega-{M:g})$ (arrow height = A)")
+    for i, (sigma_gev, truth) in enumerate(mock.truth.items()):
+        ax.plot(cfg.energies, truth, "o-", ms=3, color=f"C{i}", label=rf"$\rho_\sigma(E)$, σ = {sigma_gev}")
+    ax.set(xlabel=r"$\omega$, E (lattice units)", ylabel="density",
+           title=f"{mock.name} mock: " + ", ".join(f"{k}={v:g}" for k, v in mock.parameters.items()))
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+# --- the whole analysis --------------------------------------------------------------------------
+def analyze_sigma(cfg, mock: str, sigma_gev: float) -> tuple[Summary | None, list]:
+    """Budget, files and plots of one (input, σ); returns the summary (None without truth)."""
+    s = load_predictions(cfg, mock, sigma_gev)
+    b = bud.error_budget(s.predictions, s.kind)
+    for warning in b.warnings:
+        print(f"  WARNING (σ = {sigma_gev}): {warning}")
+    summary = summarise(b, s.truth, sigma_gev) if s.truth is not None else None
+    written = write_results(cfg, s, b, summary)
+    plots = {"result": plot_result, "ensembles": plot_ensembles, "budget": plot_budget}
+    if s.truth is not None:
+        plots["pulls"] = plot_pulls
+    for suffix, plot in plots.items():
+        path = cfg.results_file(mock, sigma_gev, f"{suffix}.png")
+        plot(s, b, path)
+        written.append(path)
+    return summary, written
+
+
+def analyze(cfg, mock: str) -> list[Summary]:
+    """Analyse every σ of the preset for one input; prints what it wrote and the summary."""
+    summaries, failed = [], []
+    for sigma_gev in cfg["sigmas_gev"]:
+        print(f"{mock}, sigma = {sigma_gev}:")
+        try:
+            summary, written = analyze_sigma(cfg, mock, sigma_gev)
+        except (InputError, ValueError) as err:
+            print(f"  ERROR: {err}")
+            failed.append(sigma_gev)
+            continue
+        for path in written:
+            print(f"  wrote {path}")
+        if summary is not None:
+            summaries.append(summary)
+    print(f"\nSummary for {mock}:")
+    for summary in summaries:
+        print("  " + summary.line())
+    if not summaries and not failed:
+        print("  (no truth for user data: see the budget tables and plots)")
+    if failed:
+        raise SystemExit(f"{mock}: analysis failed for sigma = {failed} (see the errors above)")
+    return summaries

@@ -1,0 +1,283 @@
+"""Prediction and analysis end to end on a tiny audience trained here (generate -> train ->
+predict -> analyse, SPEC §8-10), the user-data path (bootstrap, jackknife, mean + cov), missing
+ensembles and checkpoints, and bad inputs."""
+import json
+import shutil
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import analysis
+import analyze_delta_tanh_mock
+import analyze_O3_mock_sigma
+import analyze_user_data
+import budget as bud
+import generate_delta_mock
+import predict_on_delta_tanh
+import predict_on_O3_mock_sigma
+import predict_on_user_data
+from config import load_config, training_tasks
+from io_utils import InputError
+from mocks import make_mock
+from prediction import mock_inputs, read_user_samples
+from sigma_model_utils import load_noise_file
+from training import train_replicas
+from training_sets import generate_training_files
+
+TINY = ["max_epochs=1"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny networks gain nothing from threads, and lose a lot when the cores are shared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, request):
+    """The tiny preset's whole audience (4 ensembles x 2 replicas x 2 σ), one epoch each."""
+    root = tmp_path_factory.mktemp("audience")
+    noise = str(request.config.rootpath / "data" / "standin_baryon_T64.h5")
+    cfg = load_config("tiny", TINY + [f"noise_file={noise}"], root)
+    for nb in cfg["nb_list"]:
+        generate_training_files(cfg, nb, workers=1, progress=False, log=lambda *a: None)
+    groups = {}
+    for ens, r, s in training_tasks(cfg):
+        groups.setdefault((ens, s), []).append(r)
+    for (ens, s), replicas in groups.items():
+        train_replicas(cfg, ens, s, replicas, device="cpu", log=lambda *a: None)
+    return cfg
+
+
+def args_of(cfg):
+    return ["--preset", "tiny", "--root", str(cfg.root)] + [a for o in cfg.overrides for a in ("--set", o)]
+
+
+def copy_audience(cfg, tmp_path):
+    """A private copy of the trained networks, to damage."""
+    for directory in cfg.root.glob("trained_models_sigma*"):
+        shutil.copytree(directory, tmp_path / directory.name)
+    return load_config("tiny", cfg.overrides, tmp_path)
+
+
+def test_mock_pipeline_end_to_end(trained, capsys):
+    cfg = trained
+    n_boot, n_r, n_e = cfg["n_boot"], cfg["n_replicas"], cfg["n_energies"]
+    for mock, predict, analyze in (("delta_tanh", predict_on_delta_tanh, analyze_delta_tanh_mock),
+                                   ("O3", predict_on_O3_mock_sigma, analyze_O3_mock_sigma)):
+        assert predict.main(args_of(cfg)) == 0
+        assert analyze.main(args_of(cfg)) == 0
+        truth = make_mock(mock, cfg).truth
+        samples = None
+        for sigma in cfg["sigmas_gev"]:
+            for ens in cfg["ensembles"]:
+                with h5py.File(cfg.prediction_file(mock, ens, sigma), "r") as h5:
+                    assert h5["predictions"].shape == (n_boot, n_r, n_e)
+                    assert h5["input_samples"].shape == (n_boot, cfg.n_t)
+                    np.testing.assert_array_equal(h5["energy_grid_smeared"][()], cfg.energies)
+                    np.testing.assert_array_equal(h5["true_smeared_rho"][()], truth[sigma])
+                    assert h5.attrs["sample_kind"] == "bootstrap" and h5.attrs["ensemble"] == ens
+                    assert "code_version" in h5.attrs and json.loads(h5.attrs["missing_checkpoints"]) == []
+                    # the same samples for every ensemble and σ (SPEC §8)
+                    if samples is None:
+                        samples = h5["input_samples"][()]
+                    np.testing.assert_array_equal(h5["input_samples"][()], samples)
+            table = pd.read_csv(cfg.results_file(mock, sigma, "budget.csv"))
+            assert list(table.columns) == ["E", "central", "stat", "rep", "sys_b", "sys_rho", "sys_n",
+                                           "total", "truth"]
+            assert len(table) == n_e and np.all(np.isfinite(table.to_numpy()))
+            np.testing.assert_allclose(table["total"] ** 2, (table[["stat", "rep", "sys_b", "sys_rho", "sys_n"]] ** 2)
+                                       .sum(axis=1), rtol=1e-8)
+            with h5py.File(cfg.results_file(mock, sigma, "budget.hdf5"), "r") as h5:
+                np.testing.assert_allclose(h5["total"][()], table["total"], rtol=1e-9)
+                assert set(h5["ensembles"]) == set(cfg["ensembles"])
+            for plot in ("result", "ensembles", "budget", "pulls"):
+                png = cfg.results_file(mock, sigma, f"{plot}.png")
+                assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+        out = capsys.readouterr().out
+        assert f"Summary for {mock}:" in out
+        assert out.count("mean |pull| = ") == len(cfg["sigmas_gev"])
+
+
+def test_mock_samples_are_reproducible_draws_of_the_lattice_noise(trained):
+    cfg = load_config("tiny", trained.overrides + ["n_boot=4000"], trained.root)
+    a, b = mock_inputs(cfg, "O3"), mock_inputs(cfg, "O3")
+    np.testing.assert_array_equal(a.samples, b.samples)
+    assert not np.allclose(mock_inputs(cfg, "delta_tanh").samples[:, 0] / a.samples[:, 0], 1.0)
+    noise = load_noise_file(cfg.input_path(cfg["noise_file"]), cfg)
+    s = a.clean[0] / noise.mean[0]
+    assert np.all(np.abs(a.samples.mean(axis=0) - a.clean) <= 4 * s * np.sqrt(np.diag(noise.cov) / 4000))
+    rel = np.std(a.samples[:, :4], axis=0, ddof=1) / np.sqrt(s**2 * np.diag(noise.cov)[:4])
+    np.testing.assert_allclose(rel, 1.0, atol=0.06)
+
+
+def test_missing_checkpoints_and_ensemble(trained, tmp_path, capsys):
+    """A missing replica is listed by name and the rest predicted; a missing ensemble makes its Σ
+    NaN (never zero) with a warning, and the summary says σ_tot is incomplete."""
+    cfg = copy_audience(trained, tmp_path)
+    sigma = cfg["sigmas_gev"][0]
+    gone = [cfg.checkpoint(sigma, "Nref_rho", r) for r in range(cfg["n_replicas"])]
+    for path in gone:
+        path.unlink()
+    assert predict_on_delta_tanh.main(args_of(cfg)) == 0
+    out = capsys.readouterr().out
+    for path in gone:
+        assert f"missing checkpoint: {path}" in out
+    assert not cfg.prediction_file("delta_tanh", "Nref_rho", sigma).exists()
+    assert cfg.prediction_file("delta_tanh", "Nref_rho", cfg["sigmas_gev"][1]).exists()
+    assert analyze_delta_tanh_mock.main(args_of(cfg)) == 0
+    out = capsys.readouterr().out
+    assert "WARNING (σ = 0.44): Nref_rho is missing: sys_rho" in out
+    assert "σ_tot incomplete" in out
+    table = pd.read_csv(cfg.results_file("delta_tanh", sigma, "budget.csv"))
+    assert table["sys_rho"].isna().all() and table["total"].isna().all()
+    assert np.isfinite(table[["central", "stat", "rep", "sys_b", "sys_n"]].to_numpy()).all()
+
+
+def test_foreign_checkpoint_is_refused(trained, tmp_path):
+    cfg = copy_audience(trained, tmp_path)
+    s0, s1 = cfg["sigmas_gev"]
+    shutil.copy(cfg.checkpoint(s1, "Nmax", 0), cfg.checkpoint(s0, "Nmax", 0))
+    assert predict_on_O3_mock_sigma.main(args_of(cfg)) == 2
+
+
+def write_user_file(path, t, kernel="rratio", T=64, **datasets):
+    with h5py.File(path, "w") as h5:
+        h5["t"] = t
+        for key, value in datasets.items():
+            if key == "sample_kind":
+                h5.attrs["sample_kind"] = value
+            else:
+                h5[key] = value
+        if kernel is not None:
+            h5.attrs["kernel"] = kernel
+        if T is not None:
+            h5.attrs["T"] = T
+
+
+def test_user_data_bootstrap_jackknife_and_mean_cov(trained, tmp_path, capsys):
+    """The same data given three ways.  Configurations c_i (i = 1..N) whose mean has covariance
+    s²Σ: their jackknife samples, and N_boot draws of N(mean, s²Σ).  Through the networks, the
+    jackknife formula and the bootstrap std must estimate the same σ_stat (a jackknife treated as
+    bootstrap would be N-1 = 59 times too small)."""
+    cfg = load_config("tiny", trained.overrides + ["n_boot=400"], trained.root)
+    assert generate_delta_mock.main(args_of(cfg)) == 0
+    with h5py.File(cfg.mock_file("delta_tanh"), "r") as h5:
+        mean, cov = h5["mean"][()], h5["cov"][()]
+    n = 60
+    rng = np.random.default_rng(5)
+    configs = mean + np.sqrt(n) * rng.standard_normal((n, cfg.n_t)) @ np.linalg.cholesky(cov).T
+    configs += mean - configs.mean(axis=0)
+    jackknife = (configs.sum(axis=0) - configs) / (n - 1)
+    t_wide = np.arange(0, 40)                     # a superset of the input slices: selected
+    wide = np.zeros((n, 40))
+    wide[:, 1:33] = jackknife
+    write_user_file(tmp_path / "jk.h5", t_wide, samples=wide, sample_kind="jackknife")
+    argv = args_of(cfg)
+    assert predict_on_user_data.main([str(tmp_path / "jk.h5"), "--name", "myjk"] + argv) == 0
+    assert predict_on_user_data.main([str(cfg.mock_file("delta_tanh")), "--name", "mymc"] + argv) == 0
+    for name in ("myjk", "mymc"):
+        assert analyze_user_data.main(["--name", name] + argv) == 0
+    sigma = cfg["sigmas_gev"][0]
+    with h5py.File(cfg.prediction_file("myjk", "Nmax", sigma), "r") as h5:
+        assert h5.attrs["sample_kind"] == "jackknife" and h5["predictions"].shape[0] == n
+        np.testing.assert_array_equal(h5["input_samples"][()], jackknife)
+        P = h5["predictions"][()].astype(np.float64)
+    with h5py.File(cfg.prediction_file("mymc", "Nmax", sigma), "r") as h5:
+        assert h5.attrs["sample_kind"] == "bootstrap" and h5["predictions"].shape[0] == 400
+        assert "true_smeared_rho" not in h5
+    m = P.mean(axis=1)
+    by_hand = np.sqrt((n - 1) / n * ((m - m.mean(axis=0)) ** 2).sum(axis=0))
+    jk = pd.read_csv(cfg.results_file("myjk", sigma, "budget.csv"))
+    mc = pd.read_csv(cfg.results_file("mymc", sigma, "budget.csv"))
+    assert "truth" not in jk.columns
+    np.testing.assert_allclose(jk["stat"], by_hand, rtol=1e-5)
+    ratio = np.median(jk["stat"] / mc["stat"])
+    assert 0.6 < ratio < 1.6, ratio
+    assert cfg.results_file("myjk", sigma, "result.png").exists()
+    assert not cfg.results_file("myjk", sigma, "pulls.png").exists()
+    assert "no truth for user data" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("problem, expected", [
+    ("no t", "key 't': missing"),
+    ("short t", "lack [30, 31, 32]"),
+    ("kernel", "key 'kernel': 'laplace', but the networks were trained with kernel = 'rratio'"),
+    ("T", "key 'T': 48, but the networks were trained with T = 64"),
+    ("no kernel", "key 'kernel': not stated"),
+    ("no kind", "key 'sample_kind': None"),
+    ("one sample", "1 sample(s); expected at least 2"),
+    ("cov", "key 'cov': not positive definite"),
+    ("nan", "key 'samples': contains NaN"),
+    ("nothing", "key 'samples': missing"),
+])
+def test_bad_user_files(tiny_cfg, tmp_path, problem, expected):
+    t = tiny_cfg.t
+    good = np.exp(-0.5 * t) * (1 + 0.01 * np.random.default_rng(0).standard_normal((10, len(t))))
+    path = tmp_path / "user.h5"
+    kwargs = {"samples": good, "sample_kind": "bootstrap"}
+    kernel, T = "rratio", 64
+    if problem == "no t":
+        with h5py.File(path, "w") as h5:
+            h5["samples"] = good
+    else:
+        if problem == "short t":
+            t, kwargs["samples"] = t[:-3], good[:, :-3]
+        elif problem == "kernel":
+            kernel = "laplace"
+        elif problem == "T":
+            T = 48
+        elif problem == "no kernel":
+            kernel = None
+        elif problem == "no kind":
+            del kwargs["sample_kind"]
+        elif problem == "one sample":
+            kwargs["samples"] = good[:1]
+        elif problem == "cov":
+            kwargs = {"mean": good[0], "cov": -np.eye(len(t))}
+        elif problem == "nan":
+            kwargs["samples"] = np.where(np.arange(len(t)) == 3, np.nan, good)
+        elif problem == "nothing":
+            kwargs = {}
+        write_user_file(path, t, kernel=kernel, T=T, **kwargs)
+    with pytest.raises(InputError) as err:
+        read_user_samples(path, tiny_cfg, "user")
+    assert str(path) in str(err.value) and expected in str(err.value)
+
+
+def test_kernel_argument_conflicts_with_file(tiny_cfg, tmp_path):
+    path = tmp_path / "user.h5"
+    write_user_file(path, tiny_cfg.t, samples=np.ones((3, tiny_cfg.n_t)), sample_kind="bootstrap")
+    with pytest.raises(InputError, match="the file says 'rratio' but --kernel says 'laplace'"):
+        read_user_samples(path, tiny_cfg, "user", kernel="laplace")
+    assert read_user_samples(path, tiny_cfg, "user", kind="jackknife").kind == "jackknife"
+
+
+def test_analysis_refuses_predictions_of_different_samples(trained, tmp_path):
+    cfg = load_config("tiny", trained.overrides, tmp_path)
+    sigma = cfg["sigmas_gev"][0]
+    for ens in cfg["ensembles"]:
+        src = trained.prediction_file("O3", ens, sigma)
+        if not src.exists():
+            assert predict_on_O3_mock_sigma.main(args_of(trained)) == 0
+        cfg.prediction_file("O3", ens, sigma).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, cfg.prediction_file("O3", ens, sigma))
+    with h5py.File(cfg.prediction_file("O3", "Nref_n", sigma), "r+") as h5:
+        h5["input_samples"][0, 0] *= 1.5
+    with pytest.raises(InputError, match="key 'input_samples': differs from"):
+        analysis.load_predictions(cfg, "O3", sigma)
+    cfg.prediction_file("O3", "Nref_n", sigma).unlink()
+    cfg.prediction_file("O3", "Nmax", sigma).unlink()
+    with pytest.raises(ValueError, match="no predictions of Nmax"):
+        bud.error_budget(analysis.load_predictions(cfg, "O3", sigma).predictions)
+
+
+def test_no_checkpoints_at_all(tiny_cfg, capsys):
+    assert predict_on_delta_tanh.main(args_of(tiny_cfg)) == 1
+    assert "no checkpoint found" in capsys.readouterr().out
