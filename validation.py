@@ -1,0 +1,189 @@
+"""Families of test densities for validating the audience's error bars (issue 6, SPEC §9).
+
+Each family draws random densities a physicist would test, each with its exact correlator on the
+preset's slices and kernel and its exact smeared truth for every σ of the preset:
+
+  breit_wigner      1-3 Breit-Wigner (Lorentzian) peaks, ρ(ω) = Σ_j A_j (Γ_j/2π) / ((ω - M_j)² + Γ_j²/4)
+                    on ω > 0: long tails, peaks narrower and wider than σ.
+  gauss_peaks       1-2 Gaussian peaks A_j N(ω; M_j, w_j) (w_j < σ) on a P-wave two-particle
+                    continuum B θ(ω - E_c) (1 - E_c²/ω²)^{3/2} (the free vector current's shape).
+  O3_threshold      the O(3) mock of SPEC §9 (mocks.o3_density) with a random threshold E_th.
+  delta_continuum   A δ(ω - M) + the tanh continuum of SPEC §9 (``tanh_continuum``) with random
+                    A, M, B, E_c, w.
+  training_space    the control: densities of the Chebyshev training space itself (SPEC §3), with
+                    N_b of the Nmax ensemble, drawn from a stream the training sets never use.
+
+Parameters are drawn by ``rng_for(cfg, "validation-<family>", i)``: density i of a family is the
+same whatever the number of densities asked for.  Ranges are in lattice units and were chosen
+before looking at any reconstruction (they are not tuned to the result): masses and thresholds
+inside the energy grid (0.106..2.54), amplitudes that give smeared densities of the size of the
+training targets (O(1)).
+
+"Exact" means adaptive quadrature (mocks.correlator_of and mocks.smeared_of: scipy.integrate.quad,
+relative tolerance 1e-11, split at every peak and threshold); deltas are integrated analytically
+(A b(t, M) in C(t), A G_σ(E - M) in ρ_σ); the training-space control uses the generator's own exact
+rule (sigma_model_utils.correlators_and_targets).  Densities that do not vanish at ω → 0
+(breit_wigner, the tanh continuum) make the ``thermal`` kernel's correlator diverge
+(b ~ 2/(Tω)); those families are refused for that kernel.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from scipy.special import expit
+
+from mocks import correlator_of, o3_density, smeared_of
+from sigma_model_utils import correlators_and_targets, gaussian, kernel, rng_for, sample_coefficients
+
+FAMILIES = ("breit_wigner", "gauss_peaks", "O3_threshold", "delta_continuum", "training_space")
+CONTROL = "training_space"
+
+
+@dataclass
+class ValidationDensity:
+    """One test density: its exact correlator C(t) [n_t] and truths {σ_gev: ρ_σ(E_k) [N_E]}."""
+    family: str
+    index: int
+    parameters: dict
+    correlator: np.ndarray
+    truth: dict
+    density: Callable | None = None                 # the continuous part of ρ(ω), if any
+    peaks: list = field(default_factory=list)       # [(A, M)] of delta peaks A δ(ω - M)
+
+
+# --- the densities (continuous parts) -------------------------------------------------------------
+def breit_wigner(omega, amplitudes, masses, widths) -> np.ndarray:
+    """Σ_j A_j (Γ_j/2π) / ((ω - M_j)² + Γ_j²/4) for ω > 0 (each peak has area A_j on the real line)."""
+    omega = np.asarray(omega, dtype=np.float64)
+    rho = np.zeros_like(omega)
+    for A, M, G in zip(amplitudes, masses, widths):
+        rho += A * (G / (2 * np.pi)) / ((omega - M) ** 2 + G**2 / 4)
+    return np.where(omega > 0, rho, 0.0)
+
+
+def pwave_continuum(omega, height: float, threshold: float) -> np.ndarray:
+    """B θ(ω - E_c) (1 - E_c²/ω²)^{3/2}: P-wave two-particle phase space, rising to B."""
+    omega = np.asarray(omega, dtype=np.float64)
+    above = omega > threshold
+    ratio = threshold / np.where(above, omega, 2 * threshold)
+    return np.where(above, height * (1 - ratio**2) ** 1.5, 0.0)
+
+
+def tanh_continuum(omega, height: float, onset: float, width: float) -> np.ndarray:
+    """B (1 + tanh((ω - E_c)/w))/2 of SPEC §9, written as B expit(2(ω - E_c)/w): the same function
+    without the cancellation of 1 + tanh ≈ 0 far below the onset (there mocks.tanh_continuum rounds
+    to 0 or to multiples of 1e-16 B, noise that QUADPACK cannot integrate to 1e-11 when w is small)."""
+    return height * expit(2.0 * (np.asarray(omega, dtype=np.float64) - onset) / width)
+
+
+def gauss_peaks(omega, amplitudes, masses, widths, height: float, threshold: float) -> np.ndarray:
+    """Σ_j A_j N(ω; M_j, w_j) + the P-wave continuum, on ω > 0."""
+    omega = np.asarray(omega, dtype=np.float64)
+    rho = pwave_continuum(omega, height, threshold)
+    for A, M, w in zip(amplitudes, masses, widths):
+        rho += A * gaussian(omega - M, w)
+    return np.where(omega > 0, rho, 0.0)
+
+
+# --- exact correlator and truths ----------------------------------------------------------------------
+def exact_test_density(cfg, family: str, index: int, parameters: dict, density, start: float,
+                       points=(), peaks=()) -> ValidationDensity:
+    """Correlator and smeared truths of ``density`` (continuous, zero below ``start``) plus delta
+    ``peaks`` [(A, M)], by adaptive quadrature split at ``points`` (mocks.correlator_of, smeared_of)."""
+    points = tuple(float(p) for p in points)
+    correlator = correlator_of(density, cfg, start, points)
+    truth = {s: smeared_of(density, cfg, s, start, points) for s in cfg["sigmas_gev"]}
+    for A, M in peaks:
+        correlator = correlator + A * kernel(cfg.t, M, cfg["kernel"], cfg["T"])
+        for s in truth:
+            truth[s] = truth[s] + A * gaussian(cfg.energies - M, cfg.sigma(s))
+    return ValidationDensity(family, index, parameters, correlator, truth, density, list(peaks))
+
+
+def _refuse_thermal(cfg, family: str) -> None:
+    if cfg["kernel"] == "thermal":
+        raise ValueError(f"family {family}: its density does not vanish at ω → 0, so its correlator "
+                         "diverges with the thermal kernel (b ~ 2/(Tω)); use O3_threshold, gauss_peaks "
+                         "or training_space")
+
+
+def _draw_breit_wigner(cfg, i: int) -> ValidationDensity:
+    _refuse_thermal(cfg, "breit_wigner")
+    rng = rng_for(cfg, "validation-breit_wigner", i)
+    n = int(rng.integers(1, 4))
+    A = rng.uniform(0.3, 1.5, n)
+    M = rng.uniform(0.4, 2.0, n)
+    G = rng.uniform(0.05, 0.5, n)
+    params = {"amplitudes": A.tolist(), "masses": M.tolist(), "widths": G.tolist()}
+    points = sorted({*M, *(M - 2 * G), *(M + 2 * G)})
+    return exact_test_density(cfg, "breit_wigner", i, params,
+                              lambda w: breit_wigner(w, A, M, G), 0.0, points)
+
+
+def _draw_gauss_peaks(cfg, i: int) -> ValidationDensity:
+    rng = rng_for(cfg, "validation-gauss_peaks", i)
+    n = int(rng.integers(1, 3))
+    A = rng.uniform(0.3, 1.5, n)
+    M = rng.uniform(0.5, 2.0, n)
+    w = rng.uniform(0.02, 0.2, n)
+    B = float(rng.uniform(0.2, 1.0))
+    Ec = float(rng.uniform(0.8, 2.0))
+    params = {"amplitudes": A.tolist(), "masses": M.tolist(), "widths": w.tolist(),
+              "continuum_height": B, "continuum_threshold": Ec}
+    # the peaks are negligible below max(0, M - 10 w) only relatively; integrate from 0 exactly
+    points = sorted({Ec, *M, *(M - 3 * w), *(M + 3 * w)} - {0.0})
+    return exact_test_density(cfg, "gauss_peaks", i, params,
+                              lambda x: gauss_peaks(x, A, M, w, B, Ec), 0.0, [p for p in points if p > 0])
+
+
+def _draw_o3(cfg, i: int) -> ValidationDensity:
+    rng = rng_for(cfg, "validation-O3_threshold", i)
+    e_th = float(rng.uniform(0.4, 1.6))
+    return exact_test_density(cfg, "O3_threshold", i, {"threshold": e_th},
+                              lambda w: o3_density(w, e_th), e_th)
+
+
+def _draw_delta_continuum(cfg, i: int) -> ValidationDensity:
+    _refuse_thermal(cfg, "delta_continuum")
+    rng = rng_for(cfg, "validation-delta_continuum", i)
+    A = float(rng.uniform(0.5, 2.0))
+    M = float(rng.uniform(0.3, 1.5))
+    B = float(rng.uniform(0.2, 1.0))
+    Ec = float(M + rng.uniform(0.3, 1.2))
+    w = float(rng.uniform(0.05, 0.4))
+    params = {"A": A, "M": M, "B": B, "E_c": Ec, "w": w}
+    rise = Ec + w * np.array([-10.0, -2.0, 0.0, 2.0, 10.0])
+    return exact_test_density(cfg, "delta_continuum", i, params,
+                              lambda x: tanh_continuum(x, B, Ec, w), 0.0, [p for p in rise if p > 0],
+                              peaks=[(A, M)])
+
+
+def training_space_densities(cfg, n: int) -> list[ValidationDensity]:
+    """n in-distribution densities (SPEC §3) with the Nmax ensemble's N_b, from the stream
+    rng_for(cfg, 'validation-training_space'), which no training set uses."""
+    nb = int(cfg["ensembles"]["Nmax"]["nb"])
+    E0, c = sample_coefficients(rng_for(cfg, "validation-training_space"), n, nb, cfg)
+    correlators, targets = correlators_and_targets(E0, c, cfg)
+    return [ValidationDensity(CONTROL, i, {"E0": float(E0[i]), "nb": nb, "coefficients": c[i].tolist()},
+                        correlators[i], {s: targets[s][i] for s in targets}) for i in range(n)]
+
+
+_DRAW = {"breit_wigner": _draw_breit_wigner, "gauss_peaks": _draw_gauss_peaks,
+         "O3_threshold": _draw_o3, "delta_continuum": _draw_delta_continuum}
+
+
+def draw_family_member(cfg, family: str, index: int) -> ValidationDensity:
+    """Density ``index`` of an out-of-distribution family, with its exact correlator and truths."""
+    if family not in _DRAW:
+        raise ValueError(f"unknown family {family!r}; expected one of {tuple(_DRAW)} (or {CONTROL})")
+    return _DRAW[family](cfg, index)
+
+
+def draw_family(cfg, family: str, n: int) -> list[ValidationDensity]:
+    """The first n densities of a family (see the module docstring), exact correlators and truths."""
+    if family == CONTROL:
+        return training_space_densities(cfg, n)
+    return [draw_family_member(cfg, family, i) for i in range(n)]
