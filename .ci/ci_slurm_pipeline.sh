@@ -67,6 +67,7 @@ show_logs() {
     done
 }
 
+mkdir -p "$WORK"
 log "work directory $WORK"
 cd "$WORK"
 submitted="$(bash "$REPO/slurm_scripts/submit_all.sh")"
@@ -90,32 +91,32 @@ if ! "$PYTHON" "$REPO/run_pipeline.py" --check --preset tiny --root "$WORK"; the
 fi
 
 # Requeue: a fresh training task for one group, long enough (more epochs, no early stop) to be
-# signalled while it trains, as Slurm does before a time limit.
+# signalled while it trains, as Slurm does before a time limit (--signal=B:USR1@...).
 log "requeue check: one training group, signalled with USR1 while it trains"
-export SPECTRAL_OVERRIDES="max_epochs=400 patience=400"
+export SPECTRAL_OVERRIDES="max_epochs=60 patience=60"
 export SPECTRAL_ROOT="$WORK/requeue"
 mkdir -p "$SPECTRAL_ROOT"
-ln -s "$WORK/training_datasets_T"* "$SPECTRAL_ROOT/"
+ln -s "$WORK"/training_datasets_T* "$SPECTRAL_ROOT/"
 requeue_id="$(bash "$REPO/slurm_scripts/submit_training_sigma.sh" --array=0)"
 task="${requeue_id}_0"
 requeue_log="$SPECTRAL_ROOT/slurm_logs/spectral_training_${requeue_id}_0.out"
-for _ in $(seq 1 120); do
-    grep -q "epoch" "$requeue_log" 2>/dev/null && break   # the worker has started training
-    sleep 1
+for _ in $(seq 1 600); do
+    grep -q "^epoch 1 " "$requeue_log" 2>/dev/null && break   # the first epoch is done
+    sleep 0.2
 done
-sleep 3
-run() { log "+ $*"; "$@"; }
-run scancel --batch --signal=USR1 "$task" || true
+log "+ scancel --batch --signal=USR1 $task"
+scancel --batch --signal=USR1 "$task" || true
 if ! wait_for "$requeue_id"; then
     show_logs
     log "FAILED: the signalled training task did not complete after its requeue"
     exit 1
 fi
 restarts="$(scontrol show job "$task" | grep -o 'Restarts=[0-9]*')"
-log "training task $task: $restarts"
-tail -n 25 "$requeue_log" | sed 's/^/    /'
-if [[ "$restarts" == "Restarts=0" ]] || ! grep -q "requeueing job" "$requeue_log"; then
-    log "FAILED: the signalled task was not requeued"
+log "training task $task: $restarts; its log:"
+grep -v "^epoch" "$requeue_log" | sed 's/^/    /'
+if [[ "$restarts" == "Restarts=0" ]] || ! grep -q "requeueing job" "$requeue_log" \
+        || ! grep -q "continuing at epoch" "$requeue_log"; then
+    log "FAILED: the signalled task was not requeued and resumed"
     exit 1
 fi
-log "Slurm pipeline OK: jobs ${ids[*]} and the requeued task $task COMPLETED"
+log "Slurm pipeline OK: jobs ${ids[*]} and the requeued, resumed task $task COMPLETED"

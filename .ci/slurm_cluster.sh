@@ -97,7 +97,9 @@ start() {
         fi
     done
     write_config
-    rm -f "$STATE/slurmctld.log" "$STATE/slurmd.log"
+    # a throwaway cluster: no jobs or logs from an earlier start
+    rm -rf "$STATE/ctld" "$STATE/slurmd" "$STATE"/*.log "$STATE"/*.out
+    mkdir -p "$STATE/ctld" "$STATE/slurmd"
     slurmctld -D >>"$STATE/slurmctld.out" 2>&1 &
     echo $! > "$STATE/slurmctld.pid"
     slurmd -D >>"$STATE/slurmd.out" 2>&1 &
