@@ -1,0 +1,148 @@
+"""The validation families (validation.py): exact correlators and smeared truths against
+independent evaluations (closed forms, or Gauss-Legendre quadrature in other variables), the
+seeded streams, and the family metrics of benchmarks/validate_coverage.py."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import integrate, special
+
+import validation as val
+from config import load_config
+from sigma_model_utils import gaussian, kernel
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cfg_with(tmp_path, *overrides):
+    return load_config("tiny", [f"noise_file={REPO / 'data' / 'standin_baryon_T64.h5'}", *overrides], tmp_path)
+
+
+def gauss_legendre(f, a, b, n_panels=400, order=20):
+    """∫_a^b f by a fixed composite Gauss-Legendre rule (no adaptivity: independent of QUADPACK)."""
+    z, w = np.polynomial.legendre.leggauss(order)
+    edges = np.linspace(a, b, n_panels + 1)
+    mid, half = (edges[1:] + edges[:-1]) / 2, (edges[1:] - edges[:-1]) / 2
+    x = (mid[:, None] + half[:, None] * z).ravel()
+    return float(np.sum(np.repeat(half, order) * np.tile(w, n_panels) * f(x)))
+
+
+def test_narrow_gaussian_peak_closed_forms(tmp_path):
+    """A narrow Gaussian peak: ρ_σ = A G_√(σ²+w²)(E - M) (convolution of two Gaussians) and, with the
+    laplace kernel, C(t) = A e^{-tM + t²w²/2} Φ((M - t w²)/w)."""
+    cfg = cfg_with(tmp_path, "kernel=laplace")
+    A, M, w = 0.9, 1.2, 0.05
+    d = val.exact_test_density(cfg, "gauss_peaks", 0, {}, lambda x: val.gauss_peaks(x, [A], [M], [w], 0.0, 5.0),
+                               0.0, [M - 3 * w, M, M + 3 * w])
+    t = cfg.t
+    closed = A * np.exp(-t * M + t**2 * w**2 / 2) * special.ndtr((M - t * w**2) / w)
+    np.testing.assert_allclose(d.correlator, closed, rtol=1e-9)
+    for s in cfg["sigmas_gev"]:
+        width = np.hypot(cfg.sigma(s), w)
+        closed = A * gaussian(cfg.energies - M, width)
+        assert np.max(np.abs(d.truth[s] - closed)) < 1e-9 * closed.max()
+
+
+def test_breit_wigner_closed_forms(tmp_path):
+    """A Lorentzian on ω > 0: with the laplace kernel C(t) = (A/π) Im[e^{-tz} E1(-tz)], z = M + iΓ/2;
+    smeared, the Voigt profile minus the part of the real line below 0 (integrated on its own)."""
+    cfg = cfg_with(tmp_path, "kernel=laplace")
+    A, M, G = 1.3, 1.1, 0.2
+    d = val.exact_test_density(cfg, "breit_wigner", 0, {}, lambda x: val.breit_wigner(x, [A], [M], [G]),
+                               0.0, [M - 2 * G, M, M + 2 * G])
+    z = M + 0.5j * G
+    closed = A / np.pi * np.imag(np.exp(-cfg.t * z) * special.exp1(-cfg.t * z))
+    np.testing.assert_allclose(d.correlator, closed, rtol=1e-9)
+    for s in cfg["sigmas_gev"]:
+        sigma = cfg.sigma(s)
+        voigt = A * special.voigt_profile(cfg.energies - M, sigma, G / 2)
+        below = np.array([integrate.quad(lambda x: gaussian(E - x, sigma) * A * (G / (2 * np.pi))
+                                         / ((x - M) ** 2 + G**2 / 4), -np.inf, 0.0, epsrel=1e-12)[0]
+                          for E in cfg.energies])
+        assert np.max(np.abs(d.truth[s] - (voigt - below))) < 1e-9 * d.truth[s].max()
+
+
+def test_o3_family_against_quadrature_in_rapidity(tmp_path):
+    """O(3) with a drawn threshold: C(t) and ρ_σ by Gauss-Legendre in θ (ω = E_th cosh(θ/2))."""
+    cfg = cfg_with(tmp_path)
+    d = val.draw_family_member(cfg, "O3_threshold", 1)
+    e_th = d.parameters["threshold"]
+
+    def in_theta(f):
+        def g(theta):
+            omega = e_th * np.cosh(theta / 2)
+            return f(omega) * val.o3_density(omega, e_th) * e_th * np.sinh(theta / 2) / 2
+        return gauss_legendre(g, 1e-300, 12.0)      # ω up to E_th cosh 6 ≈ 200 E_th: kernel ~ e^{-200 E_th}
+
+    corr = np.array([in_theta(lambda w, t=t: kernel(t, w, cfg["kernel"], cfg["T"])) for t in cfg.t])
+    np.testing.assert_allclose(d.correlator, corr, rtol=1e-9)
+    for s in cfg["sigmas_gev"]:
+        truth = np.array([in_theta(lambda w, E=E: gaussian(E - w, cfg.sigma(s))) for E in cfg.energies])
+        assert np.max(np.abs(d.truth[s] - truth)) < 1e-9 * truth.max()
+
+
+def test_delta_continuum_against_fixed_quadrature(tmp_path):
+    """A drawn delta + tanh continuum: the delta analytically, the continuum by a fixed rule."""
+    cfg = cfg_with(tmp_path)
+    d = val.draw_family_member(cfg, "delta_continuum", 2)
+    p = d.parameters
+
+    def continuum(w):   # (1 + tanh)/2 written with exp, independently of validation.tanh_continuum
+        return p["B"] / (1 + np.exp(-2 * (w - p["E_c"]) / p["w"]))
+
+    corr = p["A"] * kernel(cfg.t, p["M"], cfg["kernel"], cfg["T"]) + np.array(
+        [gauss_legendre(lambda w, t=t: kernel(t, w, cfg["kernel"], cfg["T"]) * continuum(w), 1e-300, 60.0, 3000)
+         for t in cfg.t])
+    np.testing.assert_allclose(d.correlator, corr, rtol=1e-8)
+    s = cfg["sigmas_gev"][0]
+    sigma = cfg.sigma(s)
+    truth = p["A"] * gaussian(cfg.energies - p["M"], sigma) + np.array(
+        [gauss_legendre(lambda w, E=E: gaussian(E - w, sigma) * continuum(w), 1e-300, 10.0, 1000)
+         for E in cfg.energies])
+    assert np.max(np.abs(d.truth[s] - truth)) < 1e-9 * truth.max()
+
+
+def test_streams_are_seeded_and_not_the_training_stream(tmp_path):
+    cfg = cfg_with(tmp_path)
+    a = val.draw_family_member(cfg, "delta_continuum", 3)
+    b = val.draw_family(cfg, "delta_continuum", 4)[3]
+    assert a.parameters == b.parameters
+    np.testing.assert_array_equal(a.correlator, b.correlator)
+    assert val.draw_family_member(cfg, "delta_continuum", 0).parameters != a.parameters
+    # the in-distribution control is drawn from a stream no training file uses
+    from training_sets import clean_block
+    control = val.draw_family(cfg, val.CONTROL, 20)
+    nb = cfg["ensembles"]["Nmax"]["nb"]
+    assert all(len(d.parameters["coefficients"]) == nb for d in control)
+    E0_train = clean_block(cfg, nb, 0)[0]
+    assert not set(d.parameters["E0"] for d in control) & set(E0_train.tolist())
+    assert all(cfg["E0_min"] <= d.parameters["E0"] <= cfg["E0_max"] for d in control)
+
+
+def test_thermal_kernel_refused_where_the_correlator_diverges(tmp_path):
+    cfg = cfg_with(tmp_path, "kernel=thermal")
+    for family in ("breit_wigner", "delta_continuum"):
+        with pytest.raises(ValueError, match="diverges"):
+            val.draw_family_member(cfg, family, 0)
+    with pytest.raises(ValueError, match="unknown family"):
+        val.draw_family(cfg, "lorentz", 1)
+
+
+def test_family_metrics_known_answers():
+    """Coverage, mean |pull| and relative error from budgets built to give known answers."""
+    from budget import Budget
+    from validate_coverage import family_metrics
+    n_e = 10
+    truth = np.ones((2, n_e))
+    zeros = np.zeros(n_e)
+    # density 0 misses by 0.5 with σ_tot = 1 (all covered); density 1 misses by 2 with σ_tot = 1
+    budgets = [Budget(central=truth[0] + miss, stat=zeros + 0.6, rep=zeros + 0.8, sys_b=zeros, sys_rho=zeros,
+                      sys_n=zeros, total=zeros + 1.0) for miss in (0.5, 2.0)]
+    m = family_metrics(truth, budgets)
+    assert m["coverage"] == 0.5 and m["coverage_stat_rep"] == 0.5
+    assert m["mean_abs_pull"] == pytest.approx(1.25)
+    assert m["median_rel_error"] == pytest.approx(1.25)
+    assert m["median_sys_share"] == 0.0
