@@ -1,0 +1,71 @@
+"""Stage 2 worker: train replicas of one ensemble for one σ (SPEC §5-7; logic in training.py).
+
+    python hpc_train_sigma.py --ensemble Nmax --replica 0 --sigma 0.44 [--preset ...]
+    python hpc_train_sigma.py --ensemble Nmax --replicas 0-4 --sigma 0.44     # 5 replicas batched
+    python hpc_train_sigma.py --task-id $SLURM_ARRAY_TASK_ID                  # one run of the array
+    python hpc_train_sigma.py --task-id 0-4                                   # a range: batched groups
+
+Array index -> (ensemble, replica, σ) is config.training_tasks (the one place; `python config.py
+--preset P array-size training` gives the array size): i = (σ_index·N_ensembles + ensemble_index)·N_r
++ replica, so i = 0..N_r−1 are the replicas of the first ensemble at the first σ.
+
+Writes under --root: trained_models_sigma{100σ}/{ensemble}/replica_{r}_best.pth (the best network,
+self-contained), replica_{r}_best_history.csv (epoch, train_loss, val_loss, lr) and
+replica_{r}_state.pth (resumable state).  On SIGTERM or SIGUSR1 (Slurm: --signal=USR1@120, or its
+SIGTERM before the kill) the state is saved after the current step and the worker exits with
+status 75; run it again with the same arguments to continue.  A finished run does nothing.
+Exit status: 0 done, 2 bad input or arguments, 75 stopped on request (state saved).
+"""
+import argparse
+import sys
+
+from config import ConfigError, add_common_args, config_from_args, parse_index_range
+from io_utils import InputError
+from training import (EXIT_PREEMPTED, NOISE_MODES, Preemption, check_run, configure_threads,
+                      runs_from_task_ids, select_device, train_replicas)
+
+
+def parse_args(argv=None):
+    parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--task-id", help="Slurm array index or range (e.g. 7, 0-4, 0,5-9)")
+    which.add_argument("--ensemble", help="ensemble label of the preset (e.g. Nmax, Nref_b, Nref_n, Nref_rho)")
+    parser.add_argument("--replica", "--replicas", dest="replicas",
+                        help="replica index or range with --ensemble (e.g. 0 or 0-4)")
+    parser.add_argument("--sigma", type=float, help="smearing width in GeV as in the preset (with --ensemble)")
+    parser.add_argument("--noise", choices=NOISE_MODES, default="stored",
+                        help="stored: the file's N_noise noisy copies (the reference); fresh: new noise every epoch")
+    parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    args = parser.parse_args(argv)
+    if args.ensemble is not None and (args.replicas is None or args.sigma is None):
+        parser.error("--ensemble needs --replica R (or a range) and --sigma S")
+    if args.task_id is not None and (args.replicas is not None or args.sigma is not None):
+        parser.error("--task-id selects ensemble, replica and sigma itself; drop --replica/--sigma")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+        if args.task_id is not None:
+            runs = runs_from_task_ids(cfg, args.task_id)
+        else:
+            runs = [check_run(cfg, args.ensemble, args.sigma, parse_index_range(args.replicas))]
+        threads = configure_threads()
+        device = args.device or select_device()
+        print(f"preset {cfg.preset}, device {device}, {threads} CPU thread(s); runs: "
+              + "; ".join(f"{e} sigma={s} replicas {r}" for e, s, r in runs))
+        with Preemption() as stop:
+            for ensemble, sigma, replicas in runs:
+                status = train_replicas(cfg, ensemble, sigma, replicas, args.noise, device, stop)
+                if "preempted" in status.values():
+                    return EXIT_PREEMPTED
+    except (ConfigError, InputError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""The training worker (SPEC §6-7, issue 3): split, schedule, fitting, resume, batched replicas,
+task mapping, preemption and bad input.  Tiny sizes: a few seconds each."""
+import csv
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import training
+from checkpoints import load_checkpoint
+from config import ConfigError, load_config, target_key, training_groups
+from io_utils import InputError
+from pytorch_models_t32 import predict_replicas
+from training import (Preemption, configure_threads, lr_factor, noisy_items, runs_from_task_ids,
+                      split_samples, train_replicas)
+
+REPO = Path(__file__).resolve().parents[1]
+NOISE = f"noise_file={REPO / 'data' / 'standin_baryon_T64.h5'}"
+
+
+def _write_training_files(cfg):
+    """The tiny preset's training files: the real generator when it is there, else a stand-in
+    with the SPEC §10 keys built from the same physics functions."""
+    try:
+        import training_sets
+    except ImportError:
+        training_sets = None
+    for nb in cfg["nb_list"]:
+        if training_sets is not None:
+            training_sets.generate_training_files(cfg, nb)
+            continue
+        from sigma_model_utils import (add_noise, correlators_and_targets, load_noise_file,
+                                       noise_scale, sample_coefficients, standardise)
+        nrho = max(cfg["nrho_list"])
+        E0, c = sample_coefficients(np.random.default_rng(nb), nrho, nb, cfg)
+        C, targets = correlators_and_targets(E0, c, cfg)
+        noise = load_noise_file(cfg["noise_file"], cfg)
+        noisy = add_noise(C, noise, np.random.default_rng(nb + 1), cfg["n_noise"])
+        for n in cfg["nrho_list"]:
+            mu, gamma = C[:n].mean(0), C[:n].std(0)
+            path = cfg.training_file(nb, n)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with h5py.File(path, "w") as h5:
+                h5["E0"], h5["coefficients"], h5["clean_correlators"] = E0[:n], c[:n], C[:n]
+                h5["t"], h5["energies"] = cfg.t, cfg.energies
+                for s, v in targets.items():
+                    h5[target_key(s)] = v[:n]
+                h5["standardized_noisy_correlators"] = standardise(noisy[:n], mu, gamma)
+                h5["mu_vector"], h5["gamma_vector"] = mu, gamma
+                h5["noise_scale"] = noise_scale(C[:n], noise)
+                h5["noise_mean"], h5["noise_cov"] = noise.mean, noise.cov
+                h5.attrs.update(config=cfg.to_json(), kernel=cfg["kernel"], T=cfg["T"], seed=cfg["seed"])
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("training_data")
+    _write_training_files(load_config("tiny", [NOISE], root))
+    return root
+
+
+@pytest.fixture
+def make_cfg(data_root, tmp_path):
+    """A tiny configuration rooted in a fresh directory that sees the shared training files."""
+    (tmp_path / "training_datasets_T32").symlink_to(data_root / "training_datasets_T32")
+
+    def make(*overrides, root=tmp_path):
+        return load_config("tiny", [NOISE, *overrides], root)
+    return make
+
+
+def _history(cfg, ensemble, sigma, r):
+    path = training.history_path(cfg, sigma, ensemble, r)
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    return np.array([[float(row[k]) for k in ("epoch", "train_loss", "val_loss", "lr")] for row in rows])
+
+
+def _weights(cfg, ensemble, sigma, r):
+    return torch.load(training.state_path(cfg, sigma, ensemble, r), weights_only=True)["model"]
+
+
+class StopAfter:
+    """Requests a stop at the n-th poll (the trainer polls once per step)."""
+
+    def __init__(self, n):
+        self.n = n
+
+    @property
+    def requested(self):
+        self.n -= 1
+        return self.n < 0
+
+
+def quiet(*_):
+    pass
+
+
+# --- schedule, split, mapping ---------------------------------------------------------------------
+def test_lr_schedule_epoch_indexing():
+    cfg = load_config("reference")
+    assert [lr_factor(cfg, e) for e in (0, 10, 24)] == [1.0, 1.0, 1.0]
+    assert lr_factor(cfg, 25) == pytest.approx(1 / (1 + 1 * 4e-4), rel=1e-15)      # the 26th epoch
+    assert lr_factor(cfg, 199) == pytest.approx(1 / (1 + 175 * 4e-4), rel=1e-15)   # the 200th epoch
+
+
+def test_split_keeps_noisy_copies_of_a_sample_together():
+    cfg = load_config("reference")
+    train, val = split_samples(cfg, "Nmax", 0.44, 3, 1000)
+    assert len(val) == 200 and len(train) == 800
+    assert set(train).isdisjoint(val) and set(train) | set(val) == set(range(1000))
+    n_noise = 20
+    train_rows, val_rows = noisy_items(train, n_noise), noisy_items(val, n_noise)
+    assert set(train_rows // n_noise) == set(train) and set(val_rows // n_noise) == set(val)
+    assert len(set(train_rows) | set(val_rows)) == 1000 * n_noise
+    again, _ = split_samples(cfg, "Nmax", 0.44, 3, 1000)
+    other, _ = split_samples(cfg, "Nmax", 0.44, 4, 1000)
+    assert np.array_equal(again, train) and not np.array_equal(other, train)
+
+
+def test_task_ids_cover_every_run_exactly_once():
+    cfg = load_config("reference")
+    expected = {(e, r, s) for e in ("Nmax", "Nref_b", "Nref_n", "Nref_rho") for r in range(5)
+                for s in (0.44, 0.63)}
+    singles = []
+    for i in range(40):
+        [(ens, sigma, [replica])] = runs_from_task_ids(cfg, str(i))
+        singles.append((ens, replica, sigma))
+    assert len(singles) == 40 and set(singles) == expected
+    everything = runs_from_task_ids(cfg, "0-39")
+    assert sorted((e, r, s) for e, s, rs in everything for r in rs) == sorted(expected)
+    assert all(rs == [0, 1, 2, 3, 4] for _, _, rs in everything) and len(everything) == 8
+    for ens, sigma, indices in training_groups(cfg):        # what the Slurm group jobs pass
+        assert runs_from_task_ids(cfg, f"{indices[0]}-{indices[-1]}") == [(ens, sigma, [0, 1, 2, 3, 4])]
+    with pytest.raises(ConfigError, match="training tasks 0..39"):
+        runs_from_task_ids(cfg, "40")
+
+
+def test_threads_follow_slurm(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        assert configure_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+# --- training ------------------------------------------------------------------------------------
+def _initial_train_loss(cfg, ensemble, sigma, r):
+    data = training.load_training_data(cfg, ensemble, sigma, "cpu")
+    model = training.initial_model(cfg, cfg["ensembles"][ensemble]["arch"], ensemble, sigma, r, 32, 47)
+    rows = torch.as_tensor(noisy_items(split_samples(cfg, ensemble, sigma, r, data.n_samples)[0], data.n_noise))
+    with torch.no_grad():
+        return (model(data.inputs[rows]) - data.targets[rows // data.n_noise]).abs().mean().item()
+
+
+def test_tiny_set_is_fitted_far_below_its_initial_loss(make_cfg):
+    cfg = make_cfg("lr=3e-3", "max_epochs=12", "patience=12", "ensembles.Nref_n.nrho=200")
+    status = train_replicas(cfg, "Nref_n", 0.44, [0], device="cpu", log=quiet)
+    assert status == {0: "finished"}
+    history = _history(cfg, "Nref_n", 0.44, 0)
+    initial = _initial_train_loss(cfg, "Nref_n", 0.44, 0)
+    assert history[-1, 1] < 0.25 * initial and history[:, 2].min() < 0.25 * initial
+    model, meta = load_checkpoint(cfg.checkpoint(0.44, "Nref_n", 0), cfg=cfg, arch="arcS")
+    assert meta["best_val_loss"] == pytest.approx(history[:, 2].min(), rel=1e-12)
+    assert meta["epoch"] == int(history[np.argmin(history[:, 2]), 0])
+
+
+@pytest.mark.parametrize("noise", ["stored", "fresh"])
+def test_resume_equals_uninterrupted(make_cfg, tmp_path, noise):
+    """Interrupted mid-epoch (step 13 of 10-step epochs) and resumed == one run, same seed, CPU."""
+    settings = ("max_epochs=3", "patience=3", "ensembles.Nref_n.nrho=200")
+    whole = make_cfg(*settings)
+    train_replicas(whole, "Nref_n", 0.63, [1], noise, device="cpu", log=quiet)
+    (tmp_path / "second").mkdir()
+    (tmp_path / "second" / "training_datasets_T32").symlink_to(tmp_path / "training_datasets_T32")
+    parts = make_cfg(*settings, root=tmp_path / "second")
+    assert train_replicas(parts, "Nref_n", 0.63, [1], noise, "cpu", StopAfter(13), quiet) == {1: "preempted"}
+    assert len(_history(parts, "Nref_n", 0.63, 1)) == 1
+    assert train_replicas(parts, "Nref_n", 0.63, [1], noise, "cpu", log=quiet) == {1: "finished"}
+    np.testing.assert_array_equal(_history(parts, "Nref_n", 0.63, 1), _history(whole, "Nref_n", 0.63, 1))
+    a, b = _weights(whole, "Nref_n", 0.63, 1), _weights(parts, "Nref_n", 0.63, 1)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    messages = []
+    assert train_replicas(parts, "Nref_n", 0.63, [1], noise, "cpu", log=messages.append) == {1: "already finished"}
+    assert "nothing to do" in messages[0]
+
+
+def test_batched_replicas_equal_separate_runs(make_cfg, tmp_path):
+    """Two replicas trained as one batched model vs each alone; with patience 1 and a large lr
+    they stop at different epochs (3 and 6), so removing a stopped replica from the stack is
+    exercised."""
+    settings = ("lr=5e-3", "max_epochs=6", "patience=1", "ensembles.Nref_n.nrho=200")
+    together = make_cfg(*settings)
+    train_replicas(together, "Nref_n", 0.44, [0, 1], device="cpu", log=quiet)
+    (tmp_path / "alone").mkdir()
+    (tmp_path / "alone" / "training_datasets_T32").symlink_to(tmp_path / "training_datasets_T32")
+    alone = make_cfg(*settings, root=tmp_path / "alone")
+    lengths = []
+    for r in (0, 1):
+        train_replicas(alone, "Nref_n", 0.44, [r], device="cpu", log=quiet)
+        h_together, h_alone = _history(together, "Nref_n", 0.44, r), _history(alone, "Nref_n", 0.44, r)
+        assert h_together.shape == h_alone.shape
+        np.testing.assert_allclose(h_together, h_alone, rtol=2e-5, atol=1e-7)
+        a, b = _weights(together, "Nref_n", 0.44, r), _weights(alone, "Nref_n", 0.44, r)
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+        lengths.append(len(h_alone))
+    assert lengths[0] != lengths[1], "precondition: the replicas should stop at different epochs"
+
+
+def test_checkpoint_predicts_without_training_file(make_cfg, tmp_path):
+    cfg = make_cfg()
+    train_replicas(cfg, "Nref_rho", 0.44, [0, 1], device="cpu", log=quiet)
+    data = training.load_training_data(cfg, "Nref_rho", 0.44, "cpu")
+    val = [torch.as_tensor(noisy_items(split_samples(cfg, "Nref_rho", 0.44, r, data.n_samples)[1], data.n_noise))
+           for r in (0, 1)]
+    (tmp_path / "training_datasets_T32").unlink()                 # no training file any more
+    loaded = [load_checkpoint(cfg.checkpoint(0.44, "Nref_rho", r), cfg=cfg) for r in (0, 1)]
+    models = [m for m, _ in loaded]
+    for r, (_, meta) in enumerate(loaded):
+        np.testing.assert_array_equal(meta["mu"], data.mu)
+        assert meta["sigma_gev"] == 0.44 and meta["arch"] == "arcL" and meta["replica"] == r
+        P = predict_replicas(models, data.inputs[val[r]])[:, r]
+        l1 = (P - data.targets[val[r] // data.n_noise]).abs().mean().item()
+        assert l1 == pytest.approx(meta["best_val_loss"], rel=1e-5)
+
+
+# --- preemption and bad input ---------------------------------------------------------------------
+def test_preemption_flag_on_signals():
+    with Preemption() as stop:
+        assert not stop.requested
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert stop.requested and stop.signal_name == "SIGUSR1"
+    assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+
+
+def test_worker_saves_state_on_sigterm(make_cfg, tmp_path):
+    cfg = make_cfg("max_epochs=200", "patience=200")
+    args = [sys.executable, str(REPO / "hpc_train_sigma.py"), "--preset", "tiny", "--root", str(tmp_path),
+            "--set", NOISE, "--set", "max_epochs=200", "--set", "patience=200",
+            "--ensemble", "Nref_n", "--replica", "0", "--sigma", "0.44", "--device", "cpu"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    history = training.history_path(cfg, 0.44, "Nref_n", 0)
+    import time
+    deadline = time.time() + 60
+    while not history.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == training.EXIT_PREEMPTED, out
+    assert "SIGTERM received" in out and "state saved" in out
+    state = torch.load(training.state_path(cfg, 0.44, "Nref_n", 0), weights_only=True)
+    assert not state["finished"] and state["epoch"] >= 1 and len(state["history"]) == state["epoch"]
+
+
+def test_bad_inputs_give_clear_messages(make_cfg, tmp_path):
+    empty = make_cfg(root=tmp_path / "empty")
+    with pytest.raises(InputError, match="no such file.*generate_full_dataset_sigma.py --preset tiny --nb 32"):
+        train_replicas(empty, "Nmax", 0.44, [0], device="cpu", log=quiet)
+    with pytest.raises(ConfigError, match="not among the preset's sigmas_gev"):
+        train_replicas(make_cfg(), "Nmax", 0.5, [0], device="cpu", log=quiet)
+    with pytest.raises(InputError, match="no targets for sigma=0.8"):
+        train_replicas(make_cfg("sigmas_gev=[0.44, 0.63, 0.8]"), "Nmax", 0.8, [0], device="cpu", log=quiet)
+    with pytest.raises(InputError, match="another time geometry"):
+        train_replicas(make_cfg("t_min=2", "t_max=33"), "Nmax", 0.44, [0], device="cpu", log=quiet)
+    cfg = make_cfg("max_epochs=1")
+    train_replicas(cfg, "Nref_n", 0.44, [0], device="cpu", log=quiet)
+    with pytest.raises(InputError, match="another architecture"):
+        train_replicas(make_cfg("max_epochs=1", "ensembles.Nref_n.arch=arcL"), "Nref_n", 0.44, [0],
+                       device="cpu", log=quiet)
+    with pytest.raises(InputError, match="max_epochs: 1 -> 2"):
+        train_replicas(make_cfg("max_epochs=2"), "Nref_n", 0.44, [0], device="cpu", log=quiet)
