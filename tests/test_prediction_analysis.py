@@ -140,11 +140,13 @@ def test_missing_checkpoints_and_ensemble(trained, tmp_path, capsys):
     assert np.isfinite(table[["central", "stat", "rep", "sys_b", "sys_n"]].to_numpy()).all()
 
 
-def test_foreign_checkpoint_is_refused(trained, tmp_path):
+def test_foreign_checkpoint_is_refused(trained, tmp_path, capsys):
     cfg = copy_audience(trained, tmp_path)
     s0, s1 = cfg["sigmas_gev"]
-    shutil.copy(cfg.checkpoint(s1, "Nmax", 0), cfg.checkpoint(s0, "Nmax", 0))
+    for r in range(cfg["n_replicas"]):
+        shutil.copy(cfg.checkpoint(s1, "Nmax", r), cfg.checkpoint(s0, "Nmax", r))
     assert predict_on_O3_mock_sigma.main(args_of(cfg)) == 2
+    assert f"a checkpoint of Nmax at σ = {s1}, found where Nmax at σ = {s0} belongs" in capsys.readouterr().err
 
 
 def write_user_file(path, t, kernel="rratio", T=64, **datasets):
