@@ -1,5 +1,6 @@
-"""Run the whole pipeline here, without Slurm: the same tasks as slurm_scripts/submit_all.sh, in
-the same order, each Slurm array index in turn, then the analysis (SPEC §10).
+"""Run the whole pipeline here, without Slurm, then the analysis (SPEC §10).
+
+The same tasks as slurm_scripts/submit_all.sh, in the same order, each Slurm array index in turn:
 
     python run_pipeline.py                      # the `demo` preset: minutes on a laptop
     python run_pipeline.py --preset tiny --root /tmp/try
@@ -20,6 +21,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 from config import (Config, ConfigError, add_common_args, config_from_args, generation_tasks,
                     training_groups, training_tasks)
@@ -71,13 +75,32 @@ def expected_outputs(cfg: Config) -> dict[str, list[Path]]:
     return out
 
 
-def missing_outputs(cfg: Config, stage: str) -> list[Path]:
-    missing = [p for p in expected_outputs(cfg)[stage] if not p.is_file()]
-    if stage.startswith("analysis"):
+# SPEC §10: the columns of results/{mock}_sigma{σ}_budget.csv
+BUDGET_COLUMNS = ["E", "central", "stat", "rep", "sys_b", "sys_rho", "sys_n", "total", "truth"]
+
+
+def budget_table_problem(cfg: Config, path: Path) -> str | None:
+    """What is wrong with a budget table (columns, one finite row per energy), or None."""
+    table = pd.read_csv(path)
+    if list(table.columns) != BUDGET_COLUMNS:
+        return f"columns {list(table.columns)}, expected {BUDGET_COLUMNS}"
+    if len(table) != cfg["n_energies"] or not np.isfinite(table.to_numpy()).all():
+        return f"expected {cfg['n_energies']} rows of finite values"
+    return None
+
+
+def missing_outputs(cfg: Config, stage: str) -> list[str]:
+    """The outputs of a stage that are missing or unusable (empty when it is complete)."""
+    missing = [str(p) for p in expected_outputs(cfg)[stage] if not p.is_file()]
+    if stage.startswith("analysis") and not missing:
         mock = stage.split()[1]
         for s in cfg["sigmas_gev"]:
-            if not list(cfg.results_file(mock, s, "").parent.glob(f"{mock}_sigma{s}_*.png")):
-                missing.append(cfg.results_file(mock, s, "*.png"))
+            table = cfg.results_file(mock, s, "budget.csv")
+            problem = budget_table_problem(cfg, table)
+            if problem:
+                missing.append(f"{table} ({problem})")
+            if not list(table.parent.glob(f"{mock}_sigma{s}_*.png")):
+                missing.append(str(cfg.results_file(mock, s, "*.png")))
     return missing
 
 
@@ -86,8 +109,9 @@ def check(cfg: Config) -> int:
     status = 0
     for stage, paths in expected_outputs(cfg).items():
         missing = missing_outputs(cfg, stage)
-        print(f"{stage:>22}: {len(paths) - len([p for p in missing if p in paths])}/{len(paths)} files"
-              + ("" if not missing else f"; MISSING: {', '.join(str(p) for p in missing)}"))
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        print(f"{stage:>22}: {len(paths) - len(set(missing) & set(map(str, paths)))}/{len(paths)} files"
+              + (f"; MISSING: {shown}" if missing else ""))
         status |= bool(missing)
     if not status:
         print("all outputs present")
@@ -115,7 +139,8 @@ def run(cfg: Config) -> int:
         if is_last_task_of_stage:
             missing = missing_outputs(cfg, stage)
             if missing:
-                print(f"\nFAILED: {stage} finished but left no {', '.join(map(str, missing))}",
+                print(f"\nFAILED: {stage} finished but these outputs are missing or unusable: "
+                      f"{', '.join(missing)}",
                       file=sys.stderr)
                 return 1
 
@@ -128,15 +153,24 @@ def run(cfg: Config) -> int:
     print(f"tables: {', '.join(sorted(p.name for p in results.glob('*.csv')))}")
     print(f"(all in {results.resolve()})")
     for stage, text in summaries:
-        print(f"\n--- {stage} summary ---")
-        print(text.strip())
+        print()
+        print(summary_of(text))
     return 0
+
+
+def summary_of(analysis_output: str) -> str:
+    """The closing summary of an analysis script's output (from its last 'Summary' line)."""
+    lines = analysis_output.strip().splitlines()
+    start = max((i for i, line in enumerate(lines) if line.startswith("Summary")), default=0)
+    return "\n".join(lines[start:])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = add_common_args(argparse.ArgumentParser(
         description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter))
-    parser.set_defaults(preset="demo")
+    for action in parser._actions:   # this runner's default preset is demo (not $SPECTRAL_PRESET)
+        if action.dest == "preset":
+            action.default, action.help = "demo", "named preset (default: demo)"
     parser.add_argument("--check", action="store_true",
                         help="only check that every stage's outputs exist (exit 1 if not)")
     args = parser.parse_args(argv)

@@ -199,3 +199,19 @@ def test_check_reports_missing_outputs(tmp_path, capsys):
     assert run_pipeline.main(["--check", "--preset", "tiny", "--root", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "MISSING" in out and "training_data_Nb16_Nrho200.hdf5" in out
+
+
+def test_budget_table_check(tmp_path):
+    cfg = load_config("tiny", [], tmp_path)
+    columns = run_pipeline.BUDGET_COLUMNS
+    rows = [[0.1 * (k + 1)] * len(columns) for k in range(cfg["n_energies"])]
+    good = tmp_path / "good.csv"
+    good.write_text(",".join(columns) + "\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
+    assert run_pipeline.budget_table_problem(cfg, good) is None
+    rows[3][2] = float("nan")
+    bad = tmp_path / "nan.csv"
+    bad.write_text(",".join(columns) + "\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
+    assert "finite" in run_pipeline.budget_table_problem(cfg, bad)
+    renamed = tmp_path / "renamed.csv"
+    renamed.write_text(good.read_text().replace("sys_b", "sysb", 1))
+    assert "columns" in run_pipeline.budget_table_problem(cfg, renamed)
