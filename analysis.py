@@ -152,8 +152,8 @@ def _save(fig, path) -> None:
 def _band_error(b: bud.Budget) -> tuple[np.ndarray, str]:
     """σ_tot, or the known components with a label saying so when σ_tot is incomplete."""
     if np.all(np.isfinite(b.total)):
-        return b.total, r"$\pm\sigma_{\rm tot}$"
-    return b.total_known, r"$\pm$ known components only (σ_tot incomplete)"
+        return b.total, LABELS["total"]
+    return b.total_known, "known components only (σ_tot incomplete)"
 
 
 def plot_result(s: PredictionSet, b: bud.Budget, path) -> None:
@@ -161,7 +161,7 @@ def plot_result(s: PredictionSet, b: bud.Budget, path) -> None:
     inner = np.sqrt(b.stat**2 + np.nan_to_num(b.rep) ** 2)
     fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
     ax.fill_between(s.energies, b.central - err, b.central + err, color="C0", alpha=0.3,
-                    label=f"{bud.REFERENCE} {label}")
+                    label=f"{bud.REFERENCE} ± {label}")
     ax.fill_between(s.energies, b.central - inner, b.central + inner, color="C0", alpha=0.5,
                     label=r"$\pm\sigma_{\rm stat}\oplus\sigma_{\rm rep}$")
     ax.plot(s.energies, b.central, color="C0", lw=1.5, label=r"result $\bar\rho_\sigma(E)$")
@@ -179,7 +179,7 @@ def plot_ensembles(s: PredictionSet, b: bud.Budget, path) -> None:
     fig, axes = plt.subplots(1, len(refs), figsize=(5 * len(refs), 4), sharey=True, layout="constrained")
     for ax, (name, ens) in zip(axes, refs):
         ax.fill_between(s.energies, b.central - err, b.central + err, color="C0", alpha=0.3,
-                        label=f"{bud.REFERENCE} {label}")
+                        label=f"{bud.REFERENCE} ± {label}")
         ax.plot(s.energies, b.central, color="C0", lw=1.2)
         values = b.ensembles.get(ens)
         if values is None:
@@ -205,7 +205,7 @@ def plot_budget(s: PredictionSet, b: bud.Budget, path) -> None:
         missing = " (missing: NaN)" if np.all(np.isnan(values)) else ""
         ax.plot(s.energies, values, color=f"C{i}", lw=1.3, label=LABELS[name] + missing)
     err, label = _band_error(b)
-    ax.plot(s.energies, err, "k", lw=2.2, label=LABELS["total"] if np.all(np.isfinite(b.total)) else label)
+    ax.plot(s.energies, err, "k", lw=2.2, label=label)
     ax.set(xlabel="E (lattice units)", ylabel="error", ylim=(0, None),
            title=f"{s.mock}, σ = {s.sigma_gev}: error budget by component")
     ax.legend(fontsize=8)
@@ -219,7 +219,7 @@ def plot_pulls(s: PredictionSet, b: bud.Budget, path) -> None:
     ax.axhspan(-1, 1, color="C2", alpha=0.2, label=r"$|{\rm pull}| \leq 1$")
     ax.axhline(0, color="k", lw=0.8)
     ax.plot(s.energies, p, "o-", ms=3, color="C0", label=r"$(\bar\rho - {\rm truth})/\sigma$")
-    ax.set(xlabel="E (lattice units)", ylabel="pull", title=f"{s.mock}, σ = {s.sigma_gev}: pulls ({label})")
+    ax.set(xlabel="E (lattice units)", ylabel="pull", title=f"{s.mock}, σ = {s.sigma_gev}: pulls in units of {label}")
     ax.legend(fontsize=8)
     hx.hist(np.clip(p, -3.99, 3.99), bins=np.linspace(-4, 4, 17), color="C0", alpha=0.7)
     hx.set(xlabel="pull (|pull| > 4 counted in the end bins)", ylabel="energies", title=f"coverage {100 * bud.coverage(b.central, s.truth, err):.0f}%")
