@@ -28,14 +28,16 @@ run_cmd() {
 }
 
 activate_python() {
+    set +u   # module and venv activation scripts often read unset variables
     if [[ -n "$SPECTRAL_SETUP" ]]; then
         log "+ $SPECTRAL_SETUP"
-        eval "$SPECTRAL_SETUP"
+        eval "$SPECTRAL_SETUP" >&2   # stdout carries the job id
     fi
     if [[ -n "$SPECTRAL_VENV" ]]; then
         # shellcheck disable=SC1091
-        source "$SPECTRAL_VENV/bin/activate"
+        source "$SPECTRAL_VENV/bin/activate" >&2
     fi
+    set -u
     if ! command -v "$SPECTRAL_PYTHON" >/dev/null; then
         echo "error: python interpreter '$SPECTRAL_PYTHON' not found (SPECTRAL_PYTHON, SPECTRAL_VENV, SPECTRAL_SETUP)" >&2
         exit 2

@@ -102,7 +102,8 @@ def test_group_range_is_the_groups_task_ids():
 def test_submit_all_chains_with_afterok_and_site_settings(fake_slurm):
     env, calls = fake_slurm
     env.update(SPECTRAL_PRESET="tiny", SPECTRAL_ACCOUNT="lattice42", SPECTRAL_GPU_PARTITION="a100",
-               SPECTRAL_TRAINING_GPUS="2", SPECTRAL_TRAINING_TIME="02:00:00")
+               SPECTRAL_TRAINING_GPUS="2", SPECTRAL_TRAINING_TIME="02:00:00",
+               SPECTRAL_SETUP="echo a module system that talks on stdout")
     out = submit("submit_all.sh", env)
     assert out.split() == ["generation", "101", "training", "102",
                            "prediction_O3", "103", "prediction_delta", "104"]
