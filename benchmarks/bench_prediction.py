@@ -16,8 +16,11 @@ temporary directory (timing does not depend on the weights).  Measured in the sa
 - the whole stage as the script runs it: ``predict_all`` (load the 40 checkpoints, predict, write
   the 8 HDF5 files).
 
-Timings on a shared machine are noisy: the load average is printed with the figures, and the
-best of ``--repeats`` runs is kept.
+Both are timed with 1 torch thread and with the default count ($SLURM_CPUS_PER_TASK,
+$OMP_NUM_THREADS or torch's).  Timings on a shared machine are noisy -- with other processes on
+the cores, multi-threaded single-sample calls slow down by large factors, which inflates the
+ratio; the 1-thread figures are the like-for-like ones.  The load average is printed with the
+figures, and the batched time is the best of ``--repeats`` runs.
 """
 import argparse
 import os
@@ -80,7 +83,8 @@ def main(argv=None) -> None:
     parser.add_argument("--baseline-samples", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    threads = configure_threads()
+    default_threads = configure_threads()
+    thread_counts = sorted({1, default_threads})
     with tempfile.TemporaryDirectory() as root:
         cfg = load_config("reference", [f"n_boot={args.n_boot}"], root)
         inputs = mock_inputs(cfg, "delta_tanh")
@@ -93,26 +97,32 @@ def main(argv=None) -> None:
                 models, metas = load_replicas([p for _, p in present], cfg=cfg)
                 groups.append((sigma, ens, present, models, metas))
         n_networks = sum(len(g[3]) for g in groups)
+        n_sub = min(args.baseline_samples, args.n_boot)
+        per_eval = 1e6 / (args.n_boot * n_networks)
         print(f"{args.n_boot} samples x {n_networks} networks ({len(groups)} ensemble-sigma groups), "
-              f"torch {torch.__version__}, {threads} thread(s), load average {os.getloadavg()[0]:.1f} "
-              f"on {os.cpu_count()} cores")
+              f"torch {torch.__version__}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
 
         def batched():
             return [predict_ensemble(cfg, inputs, s, e, present, "cpu")[0] for s, e, present, _, _ in groups]
 
-        t_batched, predictions = best_of(args.repeats, batched)
-        n_sub = min(args.baseline_samples, args.n_boot)
-        t_sub, reference = best_of(1, lambda: [baseline(g[3], g[4], inputs.samples, n_sub) for g in groups])
-        diff = max(float(np.abs(ref - P[:n_sub]).max() / np.abs(P).max()) for ref, P in zip(reference, predictions))
-        t_baseline = t_sub * args.n_boot / n_sub
+        for threads in thread_counts:
+            torch.set_num_threads(threads)
+            t_batched, predictions = best_of(args.repeats, batched)
+            t_sub, reference = best_of(1, lambda: [baseline(g[3], g[4], inputs.samples, n_sub) for g in groups])
+            diff = max(float(np.abs(ref - P[:n_sub]).max() / np.abs(P).max())
+                       for ref, P in zip(reference, predictions))
+            t_baseline = t_sub * args.n_boot / n_sub
+            print(f"\n{threads} torch thread(s), load average {os.getloadavg()[0]:.1f}:")
+            print(f"  batched (predict_ensemble, 8 passes): {t_batched:8.3f} s  "
+                  f"({t_batched * per_eval:.1f} us per sample-network)")
+            print(f"  baseline (one sample at a time):      {t_baseline:8.3f} s  ({t_baseline * per_eval:.1f} us per "
+                  f"sample-network; timed on {n_sub} samples per network, extrapolated x{args.n_boot / n_sub:g})")
+            print(f"  speed-up batched / baseline:          {t_baseline / t_batched:8.1f} x   (goal >= 50 x)")
+            print(f"  max |batched - baseline| / max |prediction|: {diff:.1e} (float32 round-off)")
+        torch.set_num_threads(default_threads)
         t_stage, _ = best_of(1, lambda: predict_all(cfg, inputs, "cpu"))
-    per_eval = 1e6 / (args.n_boot * n_networks)
-    print(f"batched (predict_ensemble, 8 passes):  {t_batched:8.3f} s  ({t_batched * per_eval:.1f} us per sample-network)")
-    print(f"baseline (one sample at a time):       {t_baseline:8.3f} s  ({t_baseline * per_eval:.1f} us per "
-          f"sample-network; timed on {n_sub} samples per network, extrapolated x{args.n_boot / n_sub:g})")
-    print(f"speed-up batched / baseline:           {t_baseline / t_batched:8.1f} x   (goal >= 50 x)")
-    print(f"max |batched - baseline| / max |prediction| on the timed samples: {diff:.1e} (float32 round-off)")
-    print(f"whole stage, predict_all (load 40 checkpoints, predict, write 8 files): {t_stage:.3f} s")
+    print(f"\nwhole stage, predict_all with {default_threads} thread(s) (load 40 checkpoints, predict, "
+          f"write 8 files): {t_stage:.3f} s")
 
 
 if __name__ == "__main__":
