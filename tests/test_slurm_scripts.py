@@ -108,6 +108,7 @@ def test_submit_all_chains_with_afterok_and_site_settings(fake_slurm):
     assert out.split() == ["generation", "101", "training", "102",
                            "prediction_O3", "103", "prediction_delta", "104"]
     generation, training, o3, delta = calls("sbatch")
+    assert option(o3, "array") is None and option(delta, "array") is None   # one process each
     assert option(generation, "dependency") is None
     assert option(training, "dependency") == "afterok:101"
     assert option(o3, "dependency") == option(delta, "dependency") == "afterok:102"
