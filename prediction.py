@@ -144,10 +144,10 @@ def read_user_samples(path, cfg, name: str, kind: str | None = None, kernel: str
             chol = np.linalg.cholesky(cov)
         except np.linalg.LinAlgError:
             raise InputError(path, "cov", "not positive definite; expected the covariance of the mean") from None
-        z = rng_for(cfg, "user-samples").standard_normal((int(cfg["n_boot"]), cfg.n_t))
+        z = rng_for(cfg, f"user-samples:{name}").standard_normal((int(cfg["n_boot"]), cfg.n_t))
         samples = mean + z @ chol.T
         kind = "bootstrap"
-        source.update(n_boot=int(cfg["n_boot"]), rng="rng_for(seed, 'user-samples')")
+        source.update(n_boot=int(cfg["n_boot"]), rng=f"rng_for(seed, 'user-samples:{name}')")
     return InputSamples(name, np.ascontiguousarray(samples, dtype=np.float64), kind, source=source)
 
 
