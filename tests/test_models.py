@@ -68,6 +68,18 @@ def test_stacked_replicas_match_separate_models():
         assert torch.equal(m.fc2.weight, models[r].fc2.weight)
 
 
+def test_stacked_gradients_match_separate_models():
+    """The batched forward (unfold + batched matmuls, own backward) against torch's conv1d/linear."""
+    models = [build_model("arcS", 20, 7, generator=torch.Generator().manual_seed(s)) for s in range(3)]
+    stack = StackedReplicas(models)
+    x, y = torch.randn(3, 5, 20), torch.randn(3, 5, 7)
+    (stack.forward_each(x) - y).abs().mean(dim=(1, 2)).sum().backward()
+    for r, m in enumerate(models):
+        (m(x[r]) - y[r]).abs().mean().backward()
+        for name, p in m.named_parameters():
+            torch.testing.assert_close(stack.params[name].grad[r], p.grad, rtol=1e-5, atol=1e-7)
+
+
 def _meta(cfg, replica):
     rng = np.random.default_rng(0)
     return dict(mu=rng.normal(size=cfg.n_t), gamma=1 + rng.random(cfg.n_t), t=cfg.t,

@@ -1,0 +1,121 @@
+"""Training throughput (samples/s) at batch 32 on this machine's CPU (issue 3).
+
+For arcS and arcL (SPEC §6), three ways of running the same training steps (Adam, L1 loss):
+  baseline   one network fed by a torch Dataset with a per-item __getitem__ and a DataLoader
+             (shuffle, batch 32), torch.optim.Adam with its defaults: a straightforward script
+  preloaded  one network through the worker's path (training.ReplicaGroup): batches are index
+             slices of tensors already in memory, fused Adam
+  batched    N_r replicas (default 5) as one stacked model through the same path, each replica
+             on its own batch of 32; its per-replica rate = N_r · 32 · steps / time
+Goal: batched per-replica rate >= 3x the baseline's single-network rate.
+
+    python benchmarks/bench_training.py [--seconds 8] [--replicas 5] [--archs arcS arcL]
+
+Threads follow $SLURM_CPUS_PER_TASK / $OMP_NUM_THREADS like the worker (else torch's default).
+Data are random standardised inputs (N samples x 20 noisy copies x 32 slices) and targets of the
+reference shapes; throughput does not depend on their values.
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pytorch_models_t32 import build_model  # noqa: E402
+from training import ReplicaGroup, configure_threads  # noqa: E402
+
+N_T, N_E, N_NOISE, BATCH = 32, 47, 20, 32
+
+
+class PerItemDataset(torch.utils.data.Dataset):
+    """The baseline's input pipeline: one (input, target) pair per Python call."""
+
+    def __init__(self, inputs, targets):
+        self.inputs, self.targets = inputs, targets
+
+    def __len__(self):
+        return len(self.inputs)
+
+    def __getitem__(self, i):
+        return self.inputs[i], self.targets[i // N_NOISE]
+
+
+def timed(step, seconds: float) -> tuple[int, float]:
+    """Run ``step`` for ~1 s of warm-up, then for ``seconds``; return (steps, elapsed)."""
+    for end, count in ((time.perf_counter() + 1.0, False), (time.perf_counter() + 1.0 + seconds, True)):
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() < end:
+            step()
+            n += 1
+    return n, time.perf_counter() - start
+
+
+def baseline(arch, inputs, targets, seconds):
+    model = build_model(arch, N_T, N_E)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-4)
+    loss_fn = torch.nn.L1Loss()
+    loader = torch.utils.data.DataLoader(PerItemDataset(inputs, targets), batch_size=BATCH, shuffle=True)
+    batches = iter(loader)
+
+    def step():
+        nonlocal batches
+        try:
+            x, y = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            x, y = next(batches)
+        optimizer.zero_grad()
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+    n, dt = timed(step, seconds)
+    return n * BATCH / dt
+
+
+def worker_path(arch, inputs, targets, n_replicas, seconds, rng):
+    """Per-replica samples/s of ``n_replicas`` stacked networks, as the worker trains them."""
+    states = {r: {"model": build_model(arch, N_T, N_E).state_dict(), "adam": None} for r in range(n_replicas)}
+    group = ReplicaGroup(list(range(n_replicas)), states, arch, N_T, N_E, 0.2, 2e-4, "cpu")
+    n_items = len(inputs)
+    order = torch.as_tensor(np.stack([rng.permutation(n_items) for _ in range(n_replicas)]))
+    n_steps = n_items // BATCH
+    k = 0
+
+    def step():
+        nonlocal k
+        idx = order[:, (k % n_steps) * BATCH:(k % n_steps + 1) * BATCH]
+        group.step(inputs[idx], targets[idx // N_NOISE])
+        k += 1
+    n, dt = timed(step, seconds)
+    return n * BATCH / dt
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=8.0, help="measured time per figure (default 8)")
+    parser.add_argument("--replicas", type=int, default=5, help="replicas trained batched (default 5)")
+    parser.add_argument("--archs", nargs="+", default=["arcS", "arcL"])
+    parser.add_argument("--samples", type=int, default=5000, help="clean samples in memory (x20 noisy copies)")
+    args = parser.parse_args(argv)
+    threads = configure_threads()
+    torch.set_flush_denormal(True)          # as the worker does, for every path
+    rng = np.random.default_rng(0)
+    inputs = torch.as_tensor(rng.standard_normal((args.samples * N_NOISE, N_T)), dtype=torch.float32)
+    targets = torch.as_tensor(rng.standard_normal((args.samples, N_E)), dtype=torch.float32)
+    print(f"torch {torch.__version__}, {threads} thread(s), batch {BATCH}, {args.seconds:g} s per figure "
+          "(the machine may be shared: figures are as measured)")
+    for arch in args.archs:
+        base = baseline(arch, inputs, targets, args.seconds)
+        single = worker_path(arch, inputs, targets, 1, args.seconds, rng)
+        batched = worker_path(arch, inputs, targets, args.replicas, args.seconds, rng)
+        print(f"{arch}: baseline (Dataset+DataLoader, 1 network) {base:9.0f} samples/s")
+        print(f"{arch}: preloaded slices, 1 network            {single:9.0f} samples/s   x{single / base:.2f} vs baseline")
+        print(f"{arch}: {args.replicas} replicas batched, per replica       {batched:9.0f} samples/s   "
+              f"x{batched / base:.2f} vs baseline (goal x3); total {args.replicas * batched:.0f} samples/s")
+
+
+if __name__ == "__main__":
+    main()
