@@ -7,16 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 import torch
 
 import training
 from checkpoints import load_checkpoint
-from config import ConfigError, load_config, target_key, training_groups
+from config import ConfigError, load_config, training_groups
 from io_utils import InputError
 from pytorch_models_t32 import predict_replicas
+from training_sets import generate_training_files
 from training import (Preemption, configure_threads, lr_factor, noisy_items, runs_from_task_ids,
                       split_samples, train_replicas)
 
@@ -24,44 +24,13 @@ REPO = Path(__file__).resolve().parents[1]
 NOISE = f"noise_file={REPO / 'data' / 'standin_baryon_T64.h5'}"
 
 
-def _write_training_files(cfg):
-    """The tiny preset's training files: the real generator when it is there, else a stand-in
-    with the SPEC §10 keys built from the same physics functions."""
-    try:
-        import training_sets
-    except ImportError:
-        training_sets = None
-    for nb in cfg["nb_list"]:
-        if training_sets is not None:
-            training_sets.generate_training_files(cfg, nb)
-            continue
-        from sigma_model_utils import (add_noise, correlators_and_targets, load_noise_file,
-                                       noise_scale, sample_coefficients, standardise)
-        nrho = max(cfg["nrho_list"])
-        E0, c = sample_coefficients(np.random.default_rng(nb), nrho, nb, cfg)
-        C, targets = correlators_and_targets(E0, c, cfg)
-        noise = load_noise_file(cfg["noise_file"], cfg)
-        noisy = add_noise(C, noise, np.random.default_rng(nb + 1), cfg["n_noise"])
-        for n in cfg["nrho_list"]:
-            mu, gamma = C[:n].mean(0), C[:n].std(0)
-            path = cfg.training_file(nb, n)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with h5py.File(path, "w") as h5:
-                h5["E0"], h5["coefficients"], h5["clean_correlators"] = E0[:n], c[:n], C[:n]
-                h5["t"], h5["energies"] = cfg.t, cfg.energies
-                for s, v in targets.items():
-                    h5[target_key(s)] = v[:n]
-                h5["standardized_noisy_correlators"] = standardise(noisy[:n], mu, gamma)
-                h5["mu_vector"], h5["gamma_vector"] = mu, gamma
-                h5["noise_scale"] = noise_scale(C[:n], noise)
-                h5["noise_mean"], h5["noise_cov"] = noise.mean, noise.cov
-                h5.attrs.update(config=cfg.to_json(), kernel=cfg["kernel"], T=cfg["T"], seed=cfg["seed"])
-
-
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
+    """The tiny preset's training files, made once by the real generator (workers=1: 2 cores)."""
     root = tmp_path_factory.mktemp("training_data")
-    _write_training_files(load_config("tiny", [NOISE], root))
+    cfg = load_config("tiny", [NOISE], root)
+    for nb in cfg["nb_list"]:
+        generate_training_files(cfg, nb, workers=1, progress=False, log=quiet)
     return root
 
 
