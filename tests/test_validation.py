@@ -146,3 +146,31 @@ def test_family_metrics_known_answers():
     assert m["mean_abs_pull"] == pytest.approx(1.25)
     assert m["median_rel_error"] == pytest.approx(1.25)
     assert m["median_sys_share"] == 0.0
+
+
+def test_hlt_target_integrals_reproduce_lsdensities_closed_forms():
+    """compare_hlt's quadratures of lsdensities' target integrals, with weight w = 1, equal its own
+    closed forms (f_t and A0 of the FULLNORMGAUSS target); with the rratio weight they are those of
+    w(ω) = 12π²/ω² (checked at one point against a direct quadrature of the formula)."""
+    pytest.importorskip("lsdensities")
+    from mpmath import mp, mpf
+    import lsdensities.core as lcore
+    from compare_hlt import target_weight, weighted_a0, weighted_ft
+    mp.dps = 30
+    sigma, e0, T = 0.44, 0.2, 64
+    for e in (0.3, 1.2, 2.5):
+        for t in (1, 7, 32):
+            for alpha in (0.0, 0.5):
+                for kind in ("EXP", "COSH"):
+                    ours = weighted_ft(None, e, t, sigma, alpha, e0, kind, T)
+                    theirs = lcore.ft_mp(mpf(e), mpf(t), mpf(sigma), mpf(alpha), mpf(e0), kind, T)
+                    assert abs(ours - theirs) <= 1e-10 * abs(theirs)
+        ours = weighted_a0(None, e, sigma, 0.5, e0)
+        theirs = lcore.A0_mp(mpf(e), mpf(sigma), mpf(0.5), mpf(e0))
+        assert abs(ours - theirs) <= 1e-10 * abs(theirs)
+    w = target_weight("rratio", T)
+    assert w(0.5) == pytest.approx(12 * np.pi**2 / 0.25, rel=1e-12)
+    assert target_weight("periodic", T) is None
+    direct = integrate.quad(lambda x: np.exp(-3 * x) * (1 + np.exp(-58 * x)) * 12 * np.pi**2 / x**2
+                            * gaussian(1.0 - x, sigma), e0, 30, epsrel=1e-12, points=[1.0])[0]
+    assert float(weighted_ft(w, 1.0, 3, sigma, 0.0, e0, "COSH", T)) == pytest.approx(direct, rel=1e-9)

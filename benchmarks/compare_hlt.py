@@ -1,0 +1,329 @@
+"""HLT cross-check: the audience against the Hansen-Lupo-Tantalo method (package ``lsdensities``)
+on exactly the same bootstrap samples, for the two validation mocks (issue 6, SPEC §8-9).
+
+    pip install -r requirements-hlt.txt          # lsdensities: optional, not needed by the pipeline
+    python benchmarks/compare_hlt.py --preset demo [--root DIR] [--energy-stride 4] [--workers 2]
+
+Needs the mocks' prediction files (python run_pipeline.py, or predict_on_O3_mock_sigma.py and
+predict_on_delta_tanh.py).  For each mock and σ it reads the samples every ensemble predicted
+(``input_samples``, checked identical across ensembles by analysis.load_predictions), computes the
+audience's result and σ_tot with budget.error_budget, and runs lsdensities' InverseProblemWrapper
+(its λ scan, plateau search and systematic error from λ -> kfactor·λ, with lsdensities' own
+example settings -- 8 compatible steps within 0.3 σ, kfactor 0.1, A/A0 < 0.1 -- but one α = 0 for
+speed and λ scanned from 0.1 down to 1e-10, where these data put the plateau) on the same samples at the same energies (every
+``--energy-stride``-th energy of the grid) and σ.
+
+HLT and the kernels.  lsdensities knows the bases e^{-tω} (EXP, our ``laplace``) and
+e^{-tω} + e^{-(T-t)ω} (COSH, our ``periodic``), with the Gaussian target G_σ(E - ω) normalised on
+the real line (its FULLNORMGAUSS, the G_σ of SPEC §1).  Our default kernel ``rratio`` is
+ω²/(12π²) times the periodic one, so Σ_t g_t b_t(ω) ≈ G_σ(E - ω) is the COSH problem with the
+target w(ω) G_σ(E - ω), w = b_periodic / b_rratio = 12π²/ω².  lsdensities has no switch for a
+weighted target, so for ``rratio`` the two target integrals it needs are supplied to it
+(``target_integrals``): f_t(E) = ∫_{E0}^∞ e^{αω} b_t(ω) w(ω) G_σ(E - ω) dω and
+A0(E) = ∫_{E0}^∞ e^{αω} w(ω)² G_σ(E - ω)² dω, by adaptive quadrature (float64, relative 1e-12);
+everything else (the basis' S matrix in multiple precision, the λ scan, the errors) is
+lsdensities' own.  With w = 1 these quadratures reproduce lsdensities' closed forms
+(tests/test_validation.py).  E0, the lower end of HLT's A functional (the energy below which ρ is
+assumed to vanish), is the training space's E0_min: the same prior knowledge the audience has.
+For every kernel lsdensities' target integrals are memoised (it recomputes each t_max times per λ).
+
+Writes results/hlt/compare_hlt.csv (per mock, σ, energy: truth, audience ± σ_tot, HLT ± its
+stat ⊕ sys error, A/A0 at the chosen λ, the difference in units of the combined error
+√(σ_tot² + σ_HLT²) -- conservative: both use the same samples, so their statistical errors are
+correlated), compare_hlt.md (summary per mock and σ), {mock}_sigma{σ}_hlt.png and compare_hlt.png
+(all four panels) and hlt_logs/ (lsdensities' own logs).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import io
+import json
+import multiprocessing
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from scipy import integrate  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import budget as bud  # noqa: E402
+from analysis import load_predictions  # noqa: E402
+from config import ConfigError, add_common_args, config_from_args  # noqa: E402
+from io_utils import InputError, atomic_output, provenance, write_attrs  # noqa: E402
+from mocks import MOCKS  # noqa: E402
+from sigma_model_utils import gaussian, kernel  # noqa: E402
+
+PRECISION_DIGITS = 51         # mpmath digits: what lsdensities' adjust_precision suggests for t_max = 32
+# lsdensities' example settings, with the λ range moved to where the stand-in noise puts the plateau
+# (measured on the O3 mock: A/A0 < 0.1 and stable results between λ ~ 1e-5 and 1e-9)
+HLT_SETTINGS = dict(alphaA=0, alphaB=0.5, alphaC=1.99, lambdaMax=0.1, lambdaStep=0.05, lambdaScanCap=8,
+                    kfactor=0.1, lambdaMin=1e-10, comparisonRatio=0.3)
+A0_CUT = 0.1
+PERIODICITY = {"laplace": "EXP", "periodic": "COSH", "rratio": "COSH"}
+
+
+# --- lsdensities with our target -----------------------------------------------------------------
+def target_weight(kind: str, T: int):
+    """w(ω) with b_kind = b_basis / w, b_basis lsdensities' basis; None when w = 1."""
+    if kind not in PERIODICITY:
+        raise ValueError(f"kernel {kind!r}: lsdensities knows only the bases of {sorted(PERIODICITY)}")
+    if kind != "rratio":
+        return None
+    return lambda omega: kernel(1.0, omega, "periodic", T) / kernel(1.0, omega, "rratio", T)
+
+
+def _quad(f, lo: float, peak: float, sigma: float) -> float:
+    """∫_lo^∞ f, f concentrated within 12σ of ``peak`` (a Gaussian factor), by QUADPACK."""
+    hi = max(peak, lo) + 12.0 * sigma
+    points = [p for p in (peak - 3 * sigma, peak, peak + 3 * sigma) if lo < p < hi]
+    head = integrate.quad(f, lo, hi, points=points or None, epsabs=0.0, epsrel=1e-12, limit=400)[0]
+    return head + integrate.quad(f, hi, np.inf, epsabs=0.0, epsrel=1e-12, limit=400)[0]
+
+
+def weighted_ft(weight, e, t, sigma_, alpha, e0=0, type="EXP", T=0, ker_type="FULLNORMGAUSS"):
+    """f_t(E) = ∫_{E0}^∞ e^{αω} b_t(ω) w(ω) G_σ(E - ω) dω with lsdensities' basis b_t (EXP or COSH)."""
+    from mpmath import mpf
+    e, t, sigma, alpha, e0 = (float(x) for x in (e, t, sigma_, alpha, e0))
+    periodic = type == "COSH"
+
+    def f(w):
+        basis = np.exp(-t * w) + (np.exp(-(T - t) * w) if periodic else 0.0)
+        return np.exp(alpha * w) * basis * (weight(w) if weight else 1.0) * gaussian(e - w, sigma)
+    return mpf(_quad(f, e0, e, sigma))
+
+
+def weighted_a0(weight, e_, sigma_, alpha, e0=0, ker_type="FULLNORMGAUSS"):
+    """A0(E) = ∫_{E0}^∞ e^{αω} (w(ω) G_σ(E - ω))² dω."""
+    from mpmath import mpf
+    e, sigma, alpha, e0 = (float(x) for x in (e_, sigma_, alpha, e0))
+
+    def f(w):
+        return np.exp(alpha * w) * ((weight(w) if weight else 1.0) * gaussian(e - w, sigma)) ** 2
+    return mpf(_quad(f, e0, e, sigma))
+
+
+@contextlib.contextmanager
+def target_integrals(kind: str, T: int):
+    """Within: lsdensities' f_t and A0 are those of the target w(ω) G_σ(E - ω) of kernel ``kind``
+    (its own closed forms when w = 1), memoised."""
+    import lsdensities.abw as labw
+    import lsdensities.core as lcore
+    import lsdensities.transform as ltr
+    saved = (ltr.ft_mp, labw.ft_mp, lcore.A0_mp, labw.A0_mp)
+    weight = target_weight(kind, T)
+    if weight is None:
+        ft, a0 = saved[0], saved[2]
+    else:
+        ft, a0 = functools.partial(weighted_ft, weight), functools.partial(weighted_a0, weight)
+    ft_cached, a0_cached = functools.lru_cache(maxsize=None)(ft), functools.lru_cache(maxsize=None)(a0)
+    ltr.ft_mp = labw.ft_mp = ft_cached
+    lcore.A0_mp = labw.A0_mp = a0_cached
+    try:
+        yield
+    finally:
+        ltr.ft_mp, labw.ft_mp, lcore.A0_mp, labw.A0_mp = saved
+
+
+def run_hlt(cfg, samples: np.ndarray, sigma_gev: float, energies: np.ndarray, logdir: Path) -> dict:
+    """lsdensities' HLT on bootstrap ``samples`` [N, n_t] (t = 1..t_max) at ``energies``."""
+    from mpmath import mpf
+    from lsdensities.InverseProblemWrapper import AlgorithmParameters, InverseProblemWrapper
+    from lsdensities.utils.rhoUtils import Inputs, MatrixBundle, Obs, init_precision
+
+    if cfg["t_min"] != 1:
+        raise ValueError(f"t_min = {cfg['t_min']}: lsdensities' basis starts at t = 1")
+    logdir.mkdir(parents=True, exist_ok=True)
+    log = io.StringIO()
+    with contextlib.redirect_stdout(log), target_integrals(cfg["kernel"], int(cfg["T"])):
+        init_precision(PRECISION_DIGITS)
+        par = Inputs()
+        par.time_extent, par.tmax = int(cfg["T"]), cfg.n_t
+        par.periodicity, par.kerneltype = PERIODICITY[cfg["kernel"]], "FULLNORMGAUSS"
+        par.sigma, par.e0, par.Na, par.A0cut = cfg.sigma(sigma_gev), float(cfg["E0_min"]), 1, A0_CUT
+        par.num_boot, par.emin, par.emax, par.Ne = len(samples), float(energies[0]), float(energies[-1]), len(energies)
+        par.outdir = par.logpath = str(logdir)
+        par.assign_values()
+        corr = Obs(T=cfg.n_t, tmax=cfg.n_t, nms=len(samples), is_resampled=True)
+        corr.sample = np.array(samples, dtype=np.float64)
+        corr.evaluate()
+        corr.evaluate_covmatrix()
+        corr.fill_mp_sample_NOSHIFT()     # our column 0 is t = 1, lsdensities' first basis function
+        bundle = MatrixBundle(Bmatrix=corr.mpcov, bnorm=mpf(str(corr.central[0] ** 2)))
+        hlt = InverseProblemWrapper(par=par, algorithmPar=AlgorithmParameters(**HLT_SETTINGS),
+                                    matrix_bundle=bundle, correlator=corr, energies=list(map(float, energies)))
+        hlt.prepareHLT()
+        hlt.run()
+        a0 = hlt.selectA0[hlt.algorithmPar.alphaA].valute_at_E     # A[g] is stored unnormalised
+    (logdir / "stdout.log").write_text(log.getvalue())
+    return {"rho": np.array(hlt.rhoResultHLT, dtype=float), "stat": np.array(hlt.drho_result, dtype=float),
+            "sys": np.array(hlt.rho_sys_err_HLT, dtype=float),
+            "total": np.array(hlt.rho_quadrature_err_HLT, dtype=float),
+            "lambda": np.array(hlt.lambdaResultHLT, dtype=float),
+            "A_over_A0": np.array([float(hlt.aa0[k] / a0[k]) for k in range(len(energies))])}
+
+
+# --- the comparison ------------------------------------------------------------------------------
+def audience_and_samples(cfg, mock: str, sigma_gev: float):
+    """The audience's budget and the bootstrap samples every ensemble predicted (SPEC §8, §10)."""
+    s = load_predictions(cfg, mock, sigma_gev)           # checks the samples agree across ensembles
+    with h5py.File(cfg.prediction_file(mock, bud.REFERENCE, sigma_gev), "r") as h5:
+        samples = h5["input_samples"][...]
+    return s, bud.error_budget(s.predictions, s.kind), samples
+
+
+def _hlt_job(job):
+    cfg, mock, sigma_gev, samples, energies, logdir = job
+    t0 = time.perf_counter()
+    out = run_hlt(cfg, samples, sigma_gev, energies, logdir)
+    out["seconds"] = time.perf_counter() - t0
+    return mock, sigma_gev, out
+
+
+def comparison_frame(mock, sigma_gev, energies, pick, s, b, h) -> pd.DataFrame:
+    truth = s.truth[pick]
+    central, total = b.central[pick], b.total[pick]
+    combined = np.sqrt(total**2 + h["total"] ** 2)
+    return pd.DataFrame({
+        "mock": mock, "sigma_gev": sigma_gev, "E": energies, "truth": truth,
+        "audience": central, "audience_total": total, "hlt": h["rho"], "hlt_stat": h["stat"],
+        "hlt_sys": h["sys"], "hlt_total": h["total"], "hlt_lambda": h["lambda"], "hlt_A_over_A0": h["A_over_A0"],
+        "difference_over_combined": (central - h["rho"]) / combined,
+        "audience_pull": (central - truth) / total, "hlt_pull": (h["rho"] - truth) / h["total"]})
+
+
+def summary_rows(frame: pd.DataFrame) -> list[dict]:
+    rows = []
+    for (mock, sigma_gev), g in frame.groupby(["mock", "sigma_gev"], sort=False):
+        d = np.abs(g["difference_over_combined"])
+        rows.append({"mock": mock, "sigma_gev": sigma_gev, "energies": len(g),
+                     "mean_abs_difference": float(d.mean()), "share_within_1": float(np.mean(d <= 1)),
+                     "share_within_2": float(np.mean(d <= 2)),
+                     "audience_coverage": float(np.mean(np.abs(g["audience_pull"]) <= 1)),
+                     "audience_mean_abs_pull": float(np.abs(g["audience_pull"]).mean()),
+                     "hlt_coverage": float(np.mean(np.abs(g["hlt_pull"]) <= 1)),
+                     "hlt_mean_abs_pull": float(np.abs(g["hlt_pull"]).mean()),
+                     "audience_median_error": float(np.median(g["audience_total"])),
+                     "hlt_median_error": float(np.median(g["hlt_total"])),
+                     "hlt_plateau_share": float(np.mean(g["hlt_A_over_A0"] < A0_CUT))})
+    return rows
+
+
+def plot_panel(ax_top, ax_bottom, g: pd.DataFrame, s, b, title: str) -> None:
+    ax_top.plot(s.energies, s.truth, "k-", lw=1.2, label="exact truth")
+    ax_top.plot(s.energies, b.central, color="tab:red", lw=1, label=r"audience $\pm\sigma_{\rm tot}$")
+    ax_top.fill_between(s.energies, b.central - b.total, b.central + b.total, color="tab:red", alpha=0.25)
+    ax_top.errorbar(g["E"], g["hlt"], yerr=g["hlt_total"], fmt="o", ms=3, color="tab:blue", capsize=2,
+                    label="HLT (lsdensities), stat ⊕ sys")
+    ax_top.set_title(title, fontsize=9)
+    ax_top.set_ylabel(r"$\rho_\sigma(E)$")
+    ax_top.legend(fontsize=7)
+    ax_bottom.axhspan(-1, 1, color="0.85")
+    ax_bottom.plot(g["E"], g["difference_over_combined"], "o", ms=3, color="tab:purple")
+    ax_bottom.axhline(0, color="k", lw=0.6)
+    ax_bottom.set_ylabel("(aud - HLT) / comb.", fontsize=8)
+    ax_bottom.set_xlabel("E (lattice units)")
+
+
+def _save(fig, path: Path) -> None:
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
+    parser.add_argument("--energy-stride", type=int, default=4,
+                        help="HLT at every n-th energy of the grid (default 4: HLT costs ~30 s per energy)")
+    parser.add_argument("--workers", type=int, default=2, help="parallel (mock, σ) HLT runs (default 2)")
+    parser.add_argument("--mocks", default=",".join(MOCKS), help=f"comma-separated subset of {','.join(MOCKS)}")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    try:
+        import lsdensities  # noqa: F401
+    except ImportError:
+        print("error: the HLT cross-check needs the optional package lsdensities: "
+              "pip install -r requirements-hlt.txt", file=sys.stderr)
+        return 2
+    try:
+        cfg = config_from_args(args)
+        target_weight(cfg["kernel"], int(cfg["T"]))
+        mocks = [m for m in args.mocks.split(",") if m]
+        if set(mocks) - set(MOCKS):
+            raise ConfigError(f"unknown mocks {sorted(set(mocks) - set(MOCKS))}; expected some of {MOCKS}")
+        inputs = {(m, sg): audience_and_samples(cfg, m, sg) for m in mocks for sg in cfg["sigmas_gev"]}
+    except (ConfigError, InputError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    pick = np.arange(0, len(cfg.energies), max(1, args.energy_stride))
+    energies = cfg.energies[pick]
+    out_dir = cfg.path("results") / "hlt"
+    jobs = [(cfg, m, sg, samples, energies, out_dir / "hlt_logs" / f"{m}_sigma{sg}")
+            for (m, sg), (_, _, samples) in inputs.items()]
+    print(f"HLT (lsdensities) on {len(jobs)} (mock, sigma) inputs x {len(energies)} energies, "
+          f"{len(jobs[0][3])} bootstrap samples each, {args.workers} worker(s) ...", flush=True)
+    results = {}
+    with multiprocessing.get_context("fork").Pool(args.workers) as pool:
+        for mock, sigma_gev, h in pool.imap_unordered(_hlt_job, jobs):
+            results[(mock, sigma_gev)] = h
+            print(f"  {mock} sigma={sigma_gev}: HLT done in {h['seconds']:.0f} s", flush=True)
+
+    frames = [comparison_frame(m, sg, energies, pick, s, b, results[(m, sg)]) for (m, sg), (s, b, _) in inputs.items()]
+    frame = pd.concat(frames, ignore_index=True)
+    summary = pd.DataFrame(summary_rows(frame))
+    with atomic_output(out_dir / "compare_hlt.csv") as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.8g")
+    lines = [f"Preset `{cfg.preset}`, kernel {cfg['kernel']}, N_boot = {len(jobs[0][3])}, HLT at every "
+             f"{args.energy_stride}-th energy ({len(energies)}); difference = (audience − HLT)/√(σ_tot² + σ_HLT²).",
+             "", "| mock | σ | mean \\|diff\\| | \\|diff\\| ≤ 1 | \\|diff\\| ≤ 2 | audience coverage (mean \\|pull\\|) "
+             "| HLT coverage (mean \\|pull\\|) | median σ_tot | median σ_HLT | HLT plateau found |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in summary.to_dict("records"):
+        lines.append(f"| {r['mock']} | {r['sigma_gev']} | {r['mean_abs_difference']:.2f} | {100 * r['share_within_1']:.0f}% "
+                     f"| {100 * r['share_within_2']:.0f}% | {100 * r['audience_coverage']:.0f}% "
+                     f"({r['audience_mean_abs_pull']:.2f}) | {100 * r['hlt_coverage']:.0f}% ({r['hlt_mean_abs_pull']:.2f}) "
+                     f"| {r['audience_median_error']:.3g} | {r['hlt_median_error']:.3g} | {100 * r['hlt_plateau_share']:.0f}% |")
+    with atomic_output(out_dir / "compare_hlt.md") as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    with atomic_output(out_dir / "compare_hlt.hdf5") as tmp:
+        with h5py.File(tmp, "w") as h5:
+            for column in frame.columns:
+                values = frame[column].to_numpy()
+                h5[column] = values.astype("S") if values.dtype == object else values
+            write_attrs(h5, provenance(cfg, what="compare_hlt", hlt_settings=json.dumps(HLT_SETTINGS),
+                                       a0_cut=A0_CUT, e0=float(cfg["E0_min"]), precision_digits=PRECISION_DIGITS,
+                                       hlt_seconds=json.dumps({f"{m}_{sg}": h["seconds"] for (m, sg), h in results.items()})))
+
+    keys = list(inputs)
+    fig, axes = plt.subplots(2, len(keys), figsize=(4.2 * len(keys), 5.2), sharex=True,
+                             gridspec_kw={"height_ratios": [3, 1]}, squeeze=False)
+    for j, key in enumerate(keys):
+        s, b, _ = inputs[key]
+        g = frame[(frame["mock"] == key[0]) & (frame["sigma_gev"] == key[1])]
+        plot_panel(axes[0, j], axes[1, j], g, s, b, f"{key[0]}, σ = {key[1]}")
+        single, (top, bottom) = plt.subplots(2, 1, figsize=(6.5, 5.2), sharex=True,
+                                             gridspec_kw={"height_ratios": [3, 1]})
+        plot_panel(top, bottom, g, s, b, f"{key[0]}, σ = {key[1]}: audience vs HLT (same samples)")
+        _save(single, out_dir / f"{key[0]}_sigma{key[1]}_hlt.png")
+    fig.suptitle(f"audience (preset {cfg.preset}) vs HLT (lsdensities) on the same bootstrap samples", fontsize=10)
+    fig.tight_layout()
+    _save(fig, out_dir / "compare_hlt.png")
+    for name in ("compare_hlt.csv", "compare_hlt.md", "compare_hlt.hdf5", "compare_hlt.png"):
+        print(f"wrote {out_dir / name}")
+    print()
+    print((out_dir / "compare_hlt.md").read_text())
+    print(f"total wall time {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
