@@ -437,6 +437,8 @@ def train_replicas(cfg, ensemble: str, sigma_gev, replicas: list[int], noise_mod
                 sigma_gev=float(sigma_gev), sigma=cfg.sigma(sigma_gev), energies=data.energies,
                 config=cfg.to_json(), ensemble=ensemble, nb=data.nb, nrho=data.nrho, noise=noise_mode,
                 n_train_samples=len(splits[active[0]][0]), n_val_samples=len(splits[active[0]][1]))
+    run_provenance = provenance(cfg, training_file=str(data.path), ensemble=ensemble,
+                                sigma_gev=float(sigma_gev), arch=arch, noise=noise_mode)
     log(f"{ensemble} sigma={sigma_gev}: {arch}, replicas {active} batched on {device}, "
         f"{data.n_samples} samples x {data.n_noise} noisy copies ({noise_mode} noise), "
         f"{n_items} training items per epoch, {n_steps} steps of {batch}")
@@ -489,9 +491,7 @@ def train_replicas(cfg, ensemble: str, sigma_gev, replicas: list[int], noise_mod
                 s.update(best_val=float(val_loss[pos]), best_epoch=epoch + 1, bad_epochs=0)
                 save_checkpoint(cfg.checkpoint(sigma_gev, ensemble, r), group.model(pos),
                                 **meta, replica=r, epoch=epoch + 1, best_val_loss=float(val_loss[pos]),
-                                provenance=provenance(cfg, training_file=str(data.path), ensemble=ensemble,
-                                                      replica=r, sigma_gev=float(sigma_gev), arch=arch,
-                                                      noise=noise_mode))
+                                provenance={**run_provenance, "replica": r})
             else:
                 s["bad_epochs"] += 1
             if s["bad_epochs"] >= cfg["patience"]:

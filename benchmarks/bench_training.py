@@ -46,9 +46,9 @@ class PerItemDataset(torch.utils.data.Dataset):
 
 def timed(step, seconds: float) -> tuple[int, float]:
     """Run ``step`` for ~1 s of warm-up, then for ``seconds``; return (steps, elapsed)."""
-    for end, count in ((time.perf_counter() + 1.0, False), (time.perf_counter() + 1.0 + seconds, True)):
+    for duration in (1.0, seconds):
         n, start = 0, time.perf_counter()
-        while time.perf_counter() < end:
+        while time.perf_counter() < start + duration:
             step()
             n += 1
     return n, time.perf_counter() - start

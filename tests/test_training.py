@@ -24,6 +24,16 @@ REPO = Path(__file__).resolve().parents[1]
 NOISE = f"noise_file={REPO / 'data' / 'standin_baryon_T64.h5'}"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny steps gain nothing from threads, and oversubscribed threads on the shared cores made
+    these tests 10-20x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
     """The tiny preset's training files, made once by the real generator (workers=1: 2 cores)."""
