@@ -9,6 +9,11 @@ For arcS and arcL (SPEC §6), three ways of running the same training steps (Ada
              on its own batch of 32; its per-replica rate = N_r · 32 · steps / time
 Goal: batched per-replica rate >= 3x the baseline's single-network rate.
 
+Each figure is also given as GFLOP/s (fwd + bwd ≈ 3 x 2 x the multiply-adds of the layers) next to
+a plain matrix product of similar shape measured in the same run: the ceiling this core reaches.
+At batch 32 on a CPU the step is compute-bound, so stacking replicas cannot raise the per-replica
+rate above that ceiling; what it gains is the whole N_r-replica job, also printed.
+
     python benchmarks/bench_training.py [--seconds 8] [--replicas 5] [--archs arcS arcL]
 
 Threads follow $SLURM_CPUS_PER_TASK / $OMP_NUM_THREADS like the worker (else torch's default).
@@ -25,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytorch_models_t32 import build_model  # noqa: E402
+from pytorch_models_t32 import ARCHITECTURES, HIDDEN, build_model, conv_output_length  # noqa: E402
 from training import ReplicaGroup, configure_threads  # noqa: E402
 
 N_T, N_E, N_NOISE, BATCH = 32, 47, 20, 32
@@ -52,6 +57,22 @@ def timed(step, seconds: float) -> tuple[int, float]:
             step()
             n += 1
     return n, time.perf_counter() - start
+
+
+def flops_per_sample(arch: str) -> float:
+    """Training FLOPs per sample: 3 (forward, input and weight gradients) x 2 x multiply-adds."""
+    c1, c2 = ARCHITECTURES[arch]
+    l1 = conv_output_length(N_T)
+    l2 = conv_output_length(l1)
+    macs = l1 * c1 * 3 + l2 * c2 * c1 * 3 + c2 * l2 * HIDDEN + HIDDEN * N_E
+    return 6.0 * macs
+
+
+def matmul_ceiling(seconds: float) -> float:
+    """GFLOP/s of a plain [160, 1024] x [1024, 256] product: what this core reaches on dense work."""
+    a, b = torch.randn(160, 1024), torch.randn(1024, 256)
+    n, dt = timed(lambda: a @ b, seconds)
+    return n * 2 * 160 * 1024 * 256 / dt / 1e9
 
 
 def baseline(arch, inputs, targets, seconds):
@@ -107,15 +128,21 @@ def main(argv=None):
     targets = torch.as_tensor(rng.standard_normal((args.samples, N_E)), dtype=torch.float32)
     print(f"torch {torch.__version__}, {threads} thread(s), batch {BATCH}, {args.seconds:g} s per figure "
           "(the machine may be shared: figures are as measured)")
+    ceiling = matmul_ceiling(min(args.seconds, 3.0))
+    print(f"dense matrix product on this core: {ceiling:.1f} GFLOP/s (the ceiling)")
+    r = args.replicas
     for arch in args.archs:
         base = baseline(arch, inputs, targets, args.seconds)
         single = worker_path(arch, inputs, targets, 1, args.seconds, rng)
-        batched = worker_path(arch, inputs, targets, args.replicas, args.seconds, rng)
-        print(f"{arch}: baseline (Dataset+DataLoader, 1 network) {base:9.0f} samples/s")
-        print(f"{arch}: preloaded slices, 1 network            {single:9.0f} samples/s   x{single / base:.2f} vs baseline")
-        print(f"{arch}: {args.replicas} replicas batched, per replica       {batched:9.0f} samples/s   "
-              f"x{batched / base:.2f} vs baseline (goal x3); total {args.replicas * batched:.0f} samples/s")
-
+        batched = worker_path(arch, inputs, targets, r, args.seconds, rng)
+        gflops = flops_per_sample(arch) / 1e9
+        print(f"{arch}: baseline (Dataset+DataLoader, 1 network) {base:9.0f} samples/s  {base * gflops:5.1f} GFLOP/s")
+        print(f"{arch}: preloaded slices, 1 network            {single:9.0f} samples/s  {single * gflops:5.1f} GFLOP/s"
+              f"   x{single / base:.2f} vs baseline")
+        print(f"{arch}: {r} replicas batched, per replica       {batched:9.0f} samples/s  "
+              f"{r * batched * gflops:5.1f} GFLOP/s   x{batched / base:.2f} vs baseline (goal x3)")
+        print(f"{arch}: the {r}-replica job batched is x{r * batched / base:.2f} faster than {r} baseline runs "
+              f"one after another on the same core(s) (x{r * batched / single:.2f} vs {r} preloaded runs)")
 
 if __name__ == "__main__":
     main()
