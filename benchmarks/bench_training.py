@@ -129,7 +129,7 @@ def main(argv=None):
     print(f"torch {torch.__version__}, {threads} thread(s), batch {BATCH}, {args.seconds:g} s per figure "
           "(the machine may be shared: figures are as measured)")
     ceiling = matmul_ceiling(min(args.seconds, 3.0))
-    print(f"dense matrix product on this core: {ceiling:.1f} GFLOP/s (the ceiling)")
+    print(f"dense matrix product, same threads: {ceiling:.1f} GFLOP/s (the ceiling)")
     r = args.replicas
     for arch in args.archs:
         base = baseline(arch, inputs, targets, args.seconds)
