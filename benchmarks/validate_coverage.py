@@ -18,12 +18,15 @@
    since the energies of one density are strongly correlated), the same with σ_stat ⊕ σ_rep only
    (the baseline without the systematics), mean |pull| (√(2/π) ≈ 0.80 for honest errors), the
    median relative error |ρ̄ - truth|/|truth| over the energies where |truth| ≥ 10% of that
-   density's maximum, and the median share of σ_tot² carried by Σ_b² + Σ_ρ² + Σ_n².
+   density's maximum, the median share of σ_tot² carried by Σ_b² + Σ_ρ² + Σ_n², and, among the
+   misses (|ρ̄ - truth| > σ_tot), the share that every ensemble makes on the same side by more
+   than σ_tot: a bias common to the audience, which no Σ_X (a difference of ensembles) can see.
 
 Writes under --root, in results/validation/: coverage.csv and coverage.md (the table),
 densities.csv (every density's parameters and own coverage), validation.hdf5 (every density's
 truth, result and budget components, with provenance), pulls.png (pull histograms per family and
-σ against N(0, 1)) and examples_sigma{σ}.png (one reconstruction per family against its truth).
+σ against N(0, 1)), coverage_vs_energy.png (per energy, the share of a family's densities covered)
+and examples_sigma{σ}.png (one reconstruction per family against its truth).
 """
 from __future__ import annotations
 
@@ -137,6 +140,14 @@ def family_metrics(truths: np.ndarray, budgets: list) -> dict:
     sys2 = np.stack([b.sys_b**2 + b.sys_rho**2 + b.sys_n**2 for b in budgets])
     miss = np.abs(central - truths)
     per_density = np.mean(miss <= total, axis=1)
+    # a miss that every ensemble shares (each off by more than σ_tot, on the same side) is a bias
+    # common to the whole audience: the Σ_X, differences between ensembles, cannot see it
+    side = np.sign(central - truths)
+    common = np.ones_like(miss, dtype=bool)
+    for k in budgets[0].ensembles:
+        c_k = np.stack([b.ensembles[k]["central"] for b in budgets])
+        common &= (np.sign(c_k - truths) == side) & (np.abs(c_k - truths) > total)
+    missed = miss > total
     scale = np.abs(truths).max(axis=1, keepdims=True)
     relevant = np.abs(truths) >= RELATIVE_FLOOR * scale
     return {
@@ -147,6 +158,7 @@ def family_metrics(truths: np.ndarray, budgets: list) -> dict:
         "mean_abs_pull": float(np.mean(miss / total)),
         "median_rel_error": float(np.median(miss[relevant] / np.abs(truths[relevant]))),
         "median_sys_share": float(np.median(sys2 / total**2)),
+        "common_bias_share_of_misses": float(common[missed].mean()) if missed.any() else 0.0,
         "complete": bool(np.all(np.isfinite(total))),
         "_per_density": per_density, "_pulls": (central - truths) / total,
         "_central": central, "_total": total,
@@ -168,13 +180,14 @@ def write_outputs(cfg, inputs, budgets, metrics, out_dir: Path, timings: dict) -
              f"{len(cfg['ensembles'])} ensembles x {cfg['n_replicas']} replicas, N_boot = {cfg['n_boot']}. "
              f"Honest errors: coverage 68%, mean |pull| 0.80.", "",
              "| family | σ | densities | coverage of σ_tot | coverage σ_stat⊕σ_rep only | mean \\|pull\\| "
-             "| median rel. error | median Σ² share |", "|---|---|---|---|---|---|---|---|"]
+             "| median rel. error | median Σ² share | misses common to all ensembles |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         flag = "" if r["complete"] else " (σ_tot incomplete)"
         lines.append(f"| {r['family']} | {r['sigma_gev']} | {r['n_densities']} | {100 * r['coverage']:.0f}% "
                      f"± {100 * r['coverage_err']:.0f}%{flag} | {100 * r['coverage_stat_rep']:.0f}% "
                      f"| {r['mean_abs_pull']:.2f} | {100 * r['median_rel_error']:.1f}% "
-                     f"| {100 * r['median_sys_share']:.0f}% |")
+                     f"| {100 * r['median_sys_share']:.0f}% | {100 * r['common_bias_share_of_misses']:.0f}% |")
     with atomic_output(path) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
     written.append(path)
@@ -231,6 +244,24 @@ def plot_pulls(cfg, metrics, families, path: Path) -> None:
     axes[0, 0].legend(fontsize=6)
     fig.suptitle(f"pull histograms, preset {cfg.preset}, {metrics[(families[0], sigmas[0])]['n_densities']} "
                  f"densities per family x {len(cfg.energies)} energies", fontsize=9)
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def plot_coverage_vs_energy(cfg, metrics, families, path: Path) -> None:
+    """Coverage of σ_tot per energy (over the densities of a family): where do the errors fail?"""
+    fig, axes = plt.subplots(1, len(cfg["sigmas_gev"]), figsize=(5.5 * len(cfg["sigmas_gev"]), 3.6),
+                             sharey=True, squeeze=False)
+    for ax, s in zip(axes[0], cfg["sigmas_gev"]):
+        for f in families:
+            covered = np.abs(metrics[(f, s)]["_pulls"]) <= 1
+            ax.plot(cfg.energies, covered.mean(axis=0), lw=1.2, label=f)
+        ax.axhline(HONEST_COVERAGE, color="k", ls="--", lw=0.8, label="68%")
+        ax.set(xlabel="E (lattice units)", title=f"σ = {s}", ylim=(0, 1.02))
+    axes[0, 0].set_ylabel(r"share of densities with $|\bar\rho - \rho_{\rm true}| \leq \sigma_{\rm tot}$")
+    axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
     with atomic_output(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
@@ -300,7 +331,8 @@ def main(argv=None) -> int:
     timings["total_s"] = time.perf_counter() - start
     written = write_outputs(cfg, inputs, budgets, metrics, out_dir, timings)
     plot_pulls(cfg, metrics, families, out_dir / "pulls.png")
-    written.append(out_dir / "pulls.png")
+    plot_coverage_vs_energy(cfg, metrics, families, out_dir / "coverage_vs_energy.png")
+    written += [out_dir / "pulls.png", out_dir / "coverage_vs_energy.png"]
     for s in cfg["sigmas_gev"]:
         plot_examples(cfg, inputs, metrics, families, s, out_dir / f"examples_sigma{s}.png")
         written.append(out_dir / f"examples_sigma{s}.png")

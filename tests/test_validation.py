@@ -139,13 +139,19 @@ def test_family_metrics_known_answers():
     truth = np.ones((2, n_e))
     zeros = np.zeros(n_e)
     # density 0 misses by 0.5 with σ_tot = 1 (all covered); density 1 misses by 2 with σ_tot = 1
+    # the Nref_b ensemble of density 1 is on the truth: its miss is not common to all ensembles
     budgets = [Budget(central=truth[0] + miss, stat=zeros + 0.6, rep=zeros + 0.8, sys_b=zeros, sys_rho=zeros,
-                      sys_n=zeros, total=zeros + 1.0) for miss in (0.5, 2.0)]
+                      sys_n=zeros, total=zeros + 1.0,
+                      ensembles={"Nmax": {"central": truth[0] + miss}, "Nref_b": {"central": truth[0] + ref}})
+               for miss, ref in ((0.5, 1.5), (2.0, 0.0))]
     m = family_metrics(truth, budgets)
     assert m["coverage"] == 0.5 and m["coverage_stat_rep"] == 0.5
     assert m["mean_abs_pull"] == pytest.approx(1.25)
     assert m["median_rel_error"] == pytest.approx(1.25)
     assert m["median_sys_share"] == 0.0
+    assert m["common_bias_share_of_misses"] == 0.0
+    budgets[1].ensembles["Nref_b"]["central"] = truth[0] + 3.0
+    assert family_metrics(truth, budgets)["common_bias_share_of_misses"] == 1.0
 
 
 def test_hlt_target_integrals_reproduce_lsdensities_closed_forms():
