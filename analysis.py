@@ -14,7 +14,9 @@ Plots (PNG, in results/):
 """
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from dataclasses import dataclass
 
 import h5py
@@ -26,6 +28,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import budget as bud  # noqa: E402
+from config import add_common_args, config_from_args  # noqa: E402
 from io_utils import InputError, atomic_output, open_h5, provenance, read_dataset, write_attrs  # noqa: E402
 
 CSV_COLUMNS = ("E", "central", "stat", "rep", "sys_b", "sys_rho", "sys_n", "total")
@@ -285,3 +288,18 @@ def analyze(cfg, mock: str) -> list[Summary]:
     if failed:
         raise SystemExit(f"{mock}: analysis failed for sigma = {failed} (see the errors above)")
     return summaries
+
+
+def main(description: str, mock: str | None = None, argv=None) -> int:
+    """The command line of the analyze_*.py scripts: a validation mock, or ``--name`` of user data."""
+    parser = add_common_args(argparse.ArgumentParser(description=description))
+    if mock is None:
+        parser.add_argument("--name", required=True, help="the --name given to predict_on_user_data.py")
+    args = parser.parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    analyze(cfg, mock or args.name)
+    return 0

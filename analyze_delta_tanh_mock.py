@@ -7,23 +7,13 @@ results/delta_tanh_sigma{σ}_budget.csv and .hdf5 (central, stat, rep, sys_b, sy
 truth) and the plots results/delta_tanh_sigma{σ}_{result,ensembles,budget,pulls}.png; prints the mean
 |pull| and the coverage per σ.  A missing ensemble makes its component NaN, with a warning.
 """
-import argparse
 import sys
 
-from analysis import analyze
-from config import add_common_args, config_from_args
+import analysis
 
 
 def main(argv=None) -> int:
-    parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
-    args = parser.parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    analyze(cfg, "delta_tanh")
-    return 0
+    return analysis.main(__doc__.split("\n")[0], "delta_tanh", argv)
 
 
 if __name__ == "__main__":

@@ -7,24 +7,13 @@ predict_on_user_data.py) and writes, per σ, results/{name}_sigma{σ}_budget.csv
 plots results/{name}_sigma{σ}_{result,ensembles,budget}.png.  Jackknife inputs get jackknife
 errors (the files say which kind of samples they hold).  There is no truth, hence no pulls.
 """
-import argparse
 import sys
 
-from analysis import analyze
-from config import add_common_args, config_from_args
+import analysis
 
 
 def main(argv=None) -> int:
-    parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
-    parser.add_argument("--name", required=True, help="the --name given to predict_on_user_data.py")
-    args = parser.parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    analyze(cfg, args.name)
-    return 0
+    return analysis.main(__doc__.split("\n")[0], None, argv)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ Missing checkpoints are reported by name; whatever exists is still predicted.
 """
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from dataclasses import dataclass, field
 
 import h5py
@@ -28,11 +30,13 @@ import numpy as np
 from tqdm import tqdm
 
 from budget import SAMPLE_KINDS
+from config import add_common_args, config_from_args
 from checkpoints import load_replicas, predict_replicas
 from io_utils import InputError, atomic_output, open_h5, provenance, read_dataset, write_attrs
 from mocks import MOCKS, make_mock
-from training import select_device
-from sigma_model_utils import KERNELS, add_noise, load_noise_file, noise_scale, rng_for, standardise
+from training import configure_threads, select_device
+from sigma_model_utils import (KERNELS, add_noise, covariance_cholesky, load_noise_file, noise_scale,
+                               rng_for, standardise)
 
 
 @dataclass
@@ -138,12 +142,7 @@ def read_user_samples(path, cfg, name: str, kind: str | None = None, kernel: str
         if kind == "jackknife":
             raise InputError(path, "mean", "a mean and covariance give bootstrap-like draws, not jackknife samples")
         mean, cov = mean[pick], cov[np.ix_(pick, pick)]
-        if not np.allclose(cov, cov.T, rtol=1e-10, atol=1e-14 * np.abs(cov).max()):
-            raise InputError(path, "cov", "not symmetric; expected the covariance of the mean")
-        try:
-            chol = np.linalg.cholesky(cov)
-        except np.linalg.LinAlgError:
-            raise InputError(path, "cov", "not positive definite; expected the covariance of the mean") from None
+        chol = covariance_cholesky(cov, path)
         z = rng_for(cfg, f"user-samples:{name}").standard_normal((int(cfg["n_boot"]), cfg.n_t))
         samples = mean + z @ chol.T
         kind = "bootstrap"
@@ -230,3 +229,21 @@ def print_report(report: dict) -> int:
         print("ERROR: no checkpoint found, nothing predicted (train the audience first)")
         return 1
     return 0
+
+
+def mock_main(mock: str, description: str, argv=None) -> int:
+    """The command line of predict_on_O3_mock_sigma.py and predict_on_delta_tanh.py.
+
+    Exit status: 0 (something was predicted), 1 (no checkpoint at all), 2 (bad input).
+    """
+    parser = add_common_args(argparse.ArgumentParser(description=description))
+    parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    args = parser.parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+        configure_threads()
+        report = predict_all(cfg, mock_inputs(cfg, mock), args.device)
+    except ValueError as err:          # ConfigError and InputError: one clear message
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return print_report(report)

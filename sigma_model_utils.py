@@ -236,15 +236,20 @@ def load_noise_file(path, cfg) -> NoiseModel:
                          f"slices {[int(m) for m in missing]} (expected t={cfg['t_min']}..{cfg['t_max']})")
     pick = np.array([int(np.nonzero(t_file == t)[0][0]) for t in cfg.t])
     mean, cov = mean[pick], cov[np.ix_(pick, pick)]
-    if not np.allclose(cov, cov.T, rtol=1e-10, atol=1e-14 * np.abs(cov).max()):
-        raise InputError(path, "cov", "not symmetric; expected a covariance matrix")
-    try:
-        chol = np.linalg.cholesky(cov)
-    except np.linalg.LinAlgError:
-        raise InputError(path, "cov", "not positive definite; expected a covariance matrix") from None
+    chol = covariance_cholesky(cov, path)
     if mean[0] == 0:
         raise InputError(path, "mean", f"C_latt(t_min={cfg['t_min']}) = 0; the noise scale divides by it")
     return NoiseModel(mean, cov, cfg.t.copy(), chol, source, str(path))
+
+
+def covariance_cholesky(cov: np.ndarray, path, key: str = "cov") -> np.ndarray:
+    """chol(Σ) of a covariance read from ``path``, after checking it is symmetric positive definite."""
+    if not np.allclose(cov, cov.T, rtol=1e-10, atol=1e-14 * np.abs(cov).max()):
+        raise InputError(path, key, "not symmetric; expected a covariance matrix")
+    try:
+        return np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        raise InputError(path, key, "not positive definite; expected a covariance matrix") from None
 
 
 def noise_scale(correlators: np.ndarray, noise: NoiseModel) -> np.ndarray:
