@@ -106,6 +106,14 @@ def _create_datasets(h5, cfg, nb: int, nrho: int, noise) -> None:
     h5["noise_cov"] = noise.cov
 
 
+def _files_holding(files: dict, lo: int, block: int):
+    """(file, lo, hi, n) for each open file whose first N_ρ samples include block [lo, lo + block)."""
+    for nrho, h5 in files.items():
+        hi = min(lo + block, nrho)
+        if hi > lo:
+            yield h5, lo, hi, hi - lo
+
+
 def generate_training_files(cfg, nb: int, workers: int | None = None, progress: bool = True,
                             log=print) -> list[Path]:
     """Write (or keep) the training file of every N_ρ of the preset for this N_b; return them."""
@@ -146,11 +154,7 @@ def generate_training_files(cfg, nb: int, workers: int | None = None, progress: 
                                                   desc=f"N_b={nb} exact correlators", unit="block"):
                 lo = k * block
                 correlators[lo:lo + block] = corr
-                for nrho, h5 in files.items():
-                    hi = min(lo + block, nrho)
-                    if hi <= lo:
-                        continue
-                    n = hi - lo
+                for h5, lo, hi, n in _files_holding(files, lo, block):
                     h5["E0"][lo:hi] = E0[:n]
                     h5["coefficients"][lo:hi] = c[:n]
                     h5["clean_correlators"][lo:hi] = corr[:n]
@@ -168,13 +172,9 @@ def generate_training_files(cfg, nb: int, workers: int | None = None, progress: 
             corr = correlators[lo:lo + block]
             noisy = noisy_block(cfg, nb, k, corr, noise)
             s = noise_scale(corr, noise)
-            for nrho, h5 in files.items():
-                hi = min(lo + block, nrho)
-                if hi <= lo:
-                    continue
-                n = hi - lo
+            for h5, lo, hi, n in _files_holding(files, lo, block):
                 h5["noise_scale"][lo:hi] = s[:n]
-                h5["standardized_noisy_correlators"][lo:hi] = standardise(noisy[:n], *scales[nrho])
+                h5["standardized_noisy_correlators"][lo:hi] = standardise(noisy[:n], *scales[h5.attrs["nrho"]])
     for nrho in todo:
         log(f"wrote  {paths[nrho]}")
     return list(paths.values())
