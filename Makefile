@@ -12,9 +12,9 @@ TORCH_CPU ?= torch==2.13.0
 install:
 	@if ! command -v nvidia-smi >/dev/null 2>&1 && ! $(PYTHON) -c "import torch" >/dev/null 2>&1; then \
 		echo "no GPU: installing the CPU build $(TORCH_CPU)"; \
-		$(PYTHON) -m pip install -q $(TORCH_CPU); \
+		PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip install -q $(TORCH_CPU); \
 	fi
-	@$(PYTHON) -m pip install -q -r requirements.txt
+	@PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip install -q -r requirements.txt
 
 demo: install
 	$(PYTHON) run_pipeline.py

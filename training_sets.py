@@ -21,6 +21,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import signal
 from pathlib import Path
 
 import h5py
@@ -148,8 +149,12 @@ def generate_training_files(cfg, nb: int, workers: int | None = None, progress: 
 
         # pass 1: samples, exact correlators and targets
         jobs = [(cfg, nb, k) for k in range(n_blocks)]
-        with multiprocessing.get_context("fork").Pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
-            results = pool.imap(_clean_worker, jobs) if pool else map(_clean_worker, jobs)
+        # workers die on SIGTERM (the pool's own shutdown signal), not through the parent's handler
+        pool = (multiprocessing.get_context("fork").Pool(workers, initializer=signal.signal,
+                                                         initargs=(signal.SIGTERM, signal.SIG_DFL))
+                if workers > 1 else contextlib.nullcontext())
+        with pool as workers_pool:          # None for a single process
+            results = workers_pool.imap(_clean_worker, jobs) if workers_pool else map(_clean_worker, jobs)
             for k, (E0, c, corr, targets) in tqdm(results, total=n_blocks, disable=not progress,
                                                   desc=f"N_b={nb} exact correlators", unit="block"):
                 lo = k * block
