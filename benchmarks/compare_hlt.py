@@ -285,8 +285,8 @@ def main(argv=None) -> int:
     summary = pd.DataFrame(summary_rows(frame))
     with atomic_output(out_dir / "compare_hlt.csv") as tmp:
         frame.to_csv(tmp, index=False, float_format="%.8g")
-    lines = [f"Preset `{cfg.preset}`, kernel {cfg['kernel']}, N_boot = {len(jobs[0][3])}, HLT at every "
-             f"{args.energy_stride}-th energy ({len(energies)}); difference = (audience − HLT)/√(σ_tot² + σ_HLT²).",
+    lines = [f"Preset `{cfg.preset}`, kernel {cfg['kernel']}, N_boot = {len(jobs[0][3])}, HLT at "
+             f"{len(energies)} energies (every {args.energy_stride} of the grid); difference = (audience − HLT)/√(σ_tot² + σ_HLT²).",
              "", "| mock | σ | mean \\|diff\\| | \\|diff\\| ≤ 1 | \\|diff\\| ≤ 2 | audience coverage (mean \\|pull\\|) "
              "| HLT coverage (mean \\|pull\\|) | median σ_tot | median σ_HLT | HLT plateau found |",
              "|---|---|---|---|---|---|---|---|---|---|"]
