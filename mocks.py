@@ -35,6 +35,7 @@ from typing import Callable
 import h5py
 import numpy as np
 from scipy import integrate
+from scipy.special import expit
 
 from io_utils import atomic_output, provenance, write_attrs
 from sigma_model_utils import gaussian, kernel, noise_scale
@@ -67,9 +68,10 @@ def o3_density(omega, threshold: float) -> np.ndarray:
 
 
 def tanh_continuum(omega, height: float, onset: float, width: float) -> np.ndarray:
-    """B (1 + tanh((ω - E_c)/w))/2, the continuum of the delta_tanh mock."""
-    omega = np.asarray(omega, dtype=np.float64)
-    return height * 0.5 * (1.0 + np.tanh((omega - onset) / width))
+    """B (1 + tanh((ω - E_c)/w))/2, the continuum of the delta_tanh mock (SPEC §9), written as
+    B expit(2(ω - E_c)/w): the same function without the cancellation of 1 + tanh ≈ 0 far below
+    the onset (which rounds to noise QUADPACK cannot integrate when w is small)."""
+    return height * expit(2.0 * (np.asarray(omega, dtype=np.float64) - onset) / width)
 
 
 # --- adaptive quadrature -------------------------------------------------------------------------

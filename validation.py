@@ -33,9 +33,8 @@ from typing import Callable
 
 import numpy as np
 
-from scipy.special import expit
 
-from mocks import correlator_of, o3_density, smeared_of
+from mocks import correlator_of, o3_density, smeared_of, tanh_continuum
 from sigma_model_utils import correlators_and_targets, gaussian, kernel, rng_for, sample_coefficients
 
 FAMILIES = ("breit_wigner", "gauss_peaks", "O3_threshold", "delta_continuum", "training_space")
@@ -70,13 +69,6 @@ def pwave_continuum(omega, height: float, threshold: float) -> np.ndarray:
     above = omega > threshold
     ratio = threshold / np.where(above, omega, 2 * threshold)
     return np.where(above, height * (1 - ratio**2) ** 1.5, 0.0)
-
-
-def tanh_continuum(omega, height: float, onset: float, width: float) -> np.ndarray:
-    """B (1 + tanh((ω - E_c)/w))/2 of SPEC §9, written as B expit(2(ω - E_c)/w): the same function
-    without the cancellation of 1 + tanh ≈ 0 far below the onset (there mocks.tanh_continuum rounds
-    to 0 or to multiples of 1e-16 B, noise that QUADPACK cannot integrate to 1e-11 when w is small)."""
-    return height * expit(2.0 * (np.asarray(omega, dtype=np.float64) - onset) / width)
 
 
 def gauss_peaks(omega, amplitudes, masses, widths, height: float, threshold: float) -> np.ndarray:
