@@ -55,7 +55,7 @@ from checkpoints import save_checkpoint
 from config import ConfigError, parse_index_range, sigma_tag, target_key, training_tasks
 from io_utils import InputError, atomic_output, open_h5, provenance, read_dataset
 from pytorch_models_t32 import SpectralNet, StackedReplicas, build_model
-from sigma_model_utils import NoiseModel, add_noise, noise_scale, rng_for, standardise
+from sigma_model_utils import NoiseModel, add_noise, covariance_cholesky, noise_scale, rng_for, standardise
 
 STATE_FORMAT = "spectral-train-state/1"
 NOISE_MODES = ("stored", "fresh")
@@ -196,10 +196,7 @@ def load_training_data(cfg, ensemble: str, sigma_gev: float, device, fresh_noise
             clean = read_dataset(h5, "clean_correlators", (n_samples, n_t))
             mean = read_dataset(h5, "noise_mean", (n_t,))
             cov = read_dataset(h5, "noise_cov", (n_t, n_t))
-            try:
-                chol = np.linalg.cholesky(cov)
-            except np.linalg.LinAlgError:
-                raise InputError(path, "noise_cov", "not positive definite; expected a covariance") from None
+            chol = covariance_cholesky(cov, path, "noise_cov")
             noise = NoiseModel(mean, cov, t.copy(), chol, "training file", str(path))
             stored_scale = read_dataset(h5, "noise_scale", (n_samples,))
             if not np.allclose(noise_scale(clean, noise), stored_scale, rtol=1e-10):

@@ -35,7 +35,7 @@ def baseline_sample(E0, c, cfg, noise, rng, grid):
     corr = np.array([np.trapezoid(smu.kernel(t, grid, cfg["kernel"], cfg["T"]) * rho, grid) for t in cfg.t])
     targets = [np.array([np.trapezoid(smu.gaussian(E - grid, cfg.sigma(s)) * rho, grid) for E in cfg.energies])
                for s in cfg["sigmas_gev"]]
-    s = corr[0] / noise.mean[0]
+    s = float(smu.noise_scale(corr, noise))
     noisy = [rng.multivariate_normal(corr, s**2 * noise.cov) for _ in range(cfg["n_noise"])]
     return corr, targets, noisy
 
