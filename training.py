@@ -29,8 +29,8 @@ What one replica does (SPEC §6):
 
 Several replicas in one process are trained as one batched model (``StackedReplicas``:
 parameters stacked along a replica axis, each layer one batched matrix product; see
-pytorch_models_t32.py).  Each keeps its own seed, split, data order and early stopping; Adam is element-wise, so one Adam over the stacked parameters is one Adam per
-replica.  The replicas of a group advance in lock-step (same epoch and step); a replica that
+pytorch_models_t32.py).  Each keeps its own seed, split, data order and early stopping; Adam
+is element-wise, so one Adam over the stacked parameters is one Adam per replica.  The replicas of a group advance in lock-step (same epoch and step); a replica that
 stops is removed from the stack, the others go on.  Its history equals that of a separate run up
 to float round-off (tests/test_training.py).
 """
