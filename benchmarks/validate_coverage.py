@@ -64,7 +64,7 @@ RELATIVE_FLOOR = 0.1          # relative errors only where |truth| >= 10% of the
 
 def ensure_audience(cfg, train: bool) -> None:
     """Reuse the trained audience, or train what is missing with the pipeline's own tasks."""
-    missing = [p for p in missing_outputs(cfg, "training") if p.suffix == ".pth"]
+    missing = [p for p in missing_outputs(cfg, "training") if p.endswith(".pth")]
     if not missing:
         print(f"reusing the audience under {cfg.root} (all {len(cfg['ensembles'])} ensembles x "
               f"{cfg['n_replicas']} replicas x {len(cfg['sigmas_gev'])} sigmas present)")
