@@ -180,3 +180,10 @@ def test_hlt_target_integrals_reproduce_lsdensities_closed_forms():
     direct = integrate.quad(lambda x: np.exp(-3 * x) * (1 + np.exp(-58 * x)) * 12 * np.pi**2 / x**2
                             * gaussian(1.0 - x, sigma), e0, 30, epsrel=1e-12, points=[1.0])[0]
     assert float(weighted_ft(w, 1.0, 3, sigma, 0.0, e0, "COSH", T)) == pytest.approx(direct, rel=1e-9)
+
+
+def test_validate_coverage_reports_a_missing_audience(tiny_cfg):
+    """Without trained checkpoints and with --no-train, the benchmark stops and says what is missing."""
+    import validate_coverage
+    with pytest.raises(SystemExit, match=r"checkpoint\(s\) missing, e.g. .*replica_0_best.pth"):
+        validate_coverage.ensure_audience(tiny_cfg, train=False)
