@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from io_utils import InputError, atomic_output
-from pytorch_models_t32 import ARCHITECTURES, SpectralNet, predict_replicas  # noqa: F401 (re-export)
+from pytorch_models_t32 import ARCHITECTURES, SpectralNet
 
 FORMAT = "spectral-net-checkpoint/1"
 ARRAY_KEYS = ("mu", "gamma", "t", "energies")           # stored as float64 tensors, read as numpy

@@ -31,7 +31,8 @@ from tqdm import tqdm
 
 from budget import SAMPLE_KINDS
 from config import add_common_args, config_from_args
-from checkpoints import load_replicas, predict_replicas
+from checkpoints import load_replicas
+from pytorch_models_t32 import predict_replicas
 from io_utils import InputError, atomic_output, open_h5, provenance, read_dataset, write_attrs
 from mocks import MOCKS, make_mock
 from training import configure_threads, select_device

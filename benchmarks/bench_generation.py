@@ -53,7 +53,7 @@ def main() -> int:
     for nb in args.nb:
         with tempfile.TemporaryDirectory() as root:
             cfg = load_config("reference", [f"nrho_list=[{args.nrho}]", f"nb_list=[{nb}]",
-                                            f"ensembles={{}}", "n_noise=20"], root)
+                                            "ensembles={}", "n_noise=20"], root)
             start = time.perf_counter()
             training_sets.generate_training_files(cfg, nb, workers=args.workers, progress=False,
                                                   log=lambda m: None)
