@@ -1,4 +1,5 @@
-"""Self-contained checkpoints of trained networks (SPEC §5, §6, §10).
+"""The two .pth formats of training (SPEC §5, §6, §10): self-contained checkpoints of trained
+networks, and the resumable training state of a replica (with its history CSV).
 
 A checkpoint ``replica_{r}_best.pth`` holds everything prediction needs, so the training file is
 never read again: the weights, the architecture name and geometry, the standardisation μ(t), γ(t),
@@ -9,10 +10,20 @@ numbers and strings, readable with ``torch.load(weights_only=True)`` (no pickled
     model, meta = load_checkpoint(path)                 # meta["mu"], meta["gamma"], ... (numpy)
     models, metas = load_replicas(paths, cfg=cfg)       # one ensemble, checked consistent
     P = predict_replicas(models, standardise(C, metas[0]["mu"], metas[0]["gamma"]))  # [N, N_r, N_E]
+
+The resumable state ``replica_{r}_state.pth`` (cfg.state_path) is a ``torch.save`` dictionary of
+format STATE_FORMAT: the fields of ``ReplicaState`` (weights, Adam moments and step, epoch and step
+counters, running train loss, early-stopping counters, history) and the ``identity`` of the run
+that started it, which a run must match to continue it.  The history (epoch, train_loss,
+val_loss, lr) is also written as CSV beside the checkpoint (cfg.history_path).
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
+import math
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +137,76 @@ def load_replicas(paths, map_location="cpu", cfg=None):
     return [m for m, _ in loaded], [meta for _, meta in loaded]
 
 
-def config_of(meta: dict) -> dict:
-    """The resolved preset values the checkpoint was trained with."""
-    return json.loads(meta["config"])["values"]
+# --- the resumable training state of one replica ---------------------------------------------------
+STATE_FORMAT = "spectral-train-state/1"
+# the preset values that shape the training data or the training (not, e.g., the prediction's n_boot)
+TRAINING_KEYS = ("kernel", "T", "t_min", "t_max", "a_inv_gev", "energy_min_gev", "energy_max_gev",
+                 "n_energies", "E0_min", "E0_max", "epsilon", "noise_file", "n_noise", "seed",
+                 "rng_block", "leaky_slope", "weight_std", "lr", "batch_size", "lr_decay_start",
+                 "lr_decay_rate", "max_epochs", "patience", "min_delta", "val_fraction")
+
+
+def identity(cfg, arch, ensemble, sigma_gev, replica, noise_mode) -> dict:
+    """What a saved state must have been started with to be continued: the run, its noise mode
+    and the preset values of TRAINING_KEYS."""
+    values = {k: cfg[k] for k in TRAINING_KEYS}
+    values["ensemble"] = cfg["ensembles"][ensemble]
+    return {"arch": arch, "ensemble": ensemble, "sigma_gev": float(sigma_gev),
+            "replica": int(replica), "noise": noise_mode,
+            "values": json.dumps(values, sort_keys=True)}
+
+
+@dataclass
+class ReplicaState:
+    """Where one replica's training stands; saved whole, so a resumed run continues bitwise."""
+    identity: dict
+    model: dict                      # state_dict on the CPU
+    adam: dict | None = None         # {"step", "exp_avg": {name: tensor}, "exp_avg_sq": {...}}
+    epoch: int = 0                   # epochs completed
+    step: int = 0                    # steps of the current epoch completed
+    loss_sum: float = 0.0            # Σ batch loss × batch size over those steps
+    history: list = field(default_factory=list)     # [epoch, train_loss, val_loss, lr] rows
+    best_val: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    finished: bool = False
+    stop_reason: str = ""
+
+
+def save_state(path: Path, state: ReplicaState) -> None:
+    record = {"format": STATE_FORMAT, **{f.name: getattr(state, f.name) for f in fields(state)}}
+    with atomic_output(path) as tmp:
+        torch.save(record, tmp)
+
+
+def load_state(path: Path, ident: dict) -> ReplicaState:
+    """The state saved at ``path``, or an InputError if it was started by another run."""
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise InputError(path, None, f"not a readable training state ({type(err).__name__}: {err}); "
+                         "delete it to start this replica afresh") from None
+    if not isinstance(record, dict) or record.get("format") != STATE_FORMAT:
+        raise InputError(path, "format", f"expected a training state of format {STATE_FORMAT!r}")
+    saved = record["identity"]
+    for key in ("arch", "ensemble", "sigma_gev", "replica", "noise"):
+        if saved[key] != ident[key]:
+            raise InputError(path, key, f"saved by a run with {key}={saved[key]!r}, this run has "
+                             f"{ident[key]!r} (another architecture or setting); delete it to start afresh")
+    if saved["values"] != ident["values"]:
+        old, new = json.loads(saved["values"]), json.loads(ident["values"])
+        differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        detail = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in differ)
+        raise InputError(path, "identity", f"saved with other preset values ({detail}); run with the "
+                         "same settings to continue, or delete it to start afresh")
+    return ReplicaState(**{f.name: record[f.name] for f in fields(ReplicaState)})
+
+
+def write_history(path: Path, history) -> None:
+    """The history rows (epoch, train_loss, val_loss, lr) as CSV, written atomically."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["epoch", "train_loss", "val_loss", "lr"])
+    writer.writerows(history)
+    with atomic_output(path) as tmp:
+        tmp.write_text(text.getvalue())

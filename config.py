@@ -202,6 +202,13 @@ class Config(dict):
     def checkpoint(self, sigma_gev: float, ensemble: str, replica: int) -> Path:
         return self.model_dir(sigma_gev, ensemble) / f"replica_{replica}_best.pth"
 
+    def state_path(self, sigma_gev: float, ensemble: str, replica: int) -> Path:
+        """The resumable training state of a replica (checkpoints.save_state)."""
+        return self.model_dir(sigma_gev, ensemble) / f"replica_{replica}_state.pth"
+
+    def history_path(self, sigma_gev: float, ensemble: str, replica: int) -> Path:
+        return self.model_dir(sigma_gev, ensemble) / f"replica_{replica}_best_history.csv"
+
     def prediction_file(self, mock: str, ensemble: str, sigma_gev: float) -> Path:
         return (self.root / f"mock_predictions_sigma{sigma_tag(sigma_gev)}"
                 / f"{mock}_predictions_{ensemble}_sigma{sigma_gev}.hdf5")

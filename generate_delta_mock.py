@@ -16,7 +16,7 @@ from analysis import plot_mock
 from config import ConfigError, add_common_args, config_from_args
 from io_utils import InputError
 from mocks import MOCKS, make_mock, write_mock_file
-from sigma_model_utils import load_noise_file
+from noise_files import load_noise_file
 
 
 def main(argv=None) -> int:

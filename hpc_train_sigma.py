@@ -1,4 +1,4 @@
-"""Stage 2 worker: train replicas of one ensemble for one σ (SPEC §5-7; logic in training.py).
+"""Stage 2 worker: train replicas of one ensemble for one σ (SPEC §5-7; the loop is in training.py).
 
     python hpc_train_sigma.py --ensemble Nmax --replica 0 --sigma 0.44 [--preset ...]
     python hpc_train_sigma.py --ensemble Nmax --replicas 0-4 --sigma 0.44     # 5 replicas batched
@@ -21,8 +21,10 @@ import sys
 
 from config import ConfigError, add_common_args, config_from_args, parse_index_range
 from io_utils import InputError
-from training import (EXIT_PREEMPTED, NOISE_MODES, Preemption, check_run, configure_threads,
-                      runs_from_task_ids, select_device, train_replicas)
+from devices import configure_threads, select_device
+from replica_streams import NOISE_MODES
+from training import train_replicas
+from training_runs import EXIT_PREEMPTED, Preemption, check_run, runs_from_task_ids
 
 
 def parse_args(argv=None):

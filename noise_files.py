@@ -3,8 +3,10 @@
 A noise file holds a lattice correlator's mean C_latt(t) and the covariance OF THE MEAN
 Σ_latt(t, t') over time slices t (datasets ``mean`` [n_t], ``cov`` [n_t, n_t], ``t`` [n_t]),
 with attributes ``source`` and ``n_samples`` (the number of independent samples -- bins -- the
-mean was taken over) and the provenance of every output.  ``sigma_model_utils.load_noise_file``
-reads and validates it.
+mean was taken over) and the provenance of every output.  This module owns the format: it writes
+it (``write_noise_file``) and reads and validates it (``load_noise_file``, giving a ``NoiseModel``
+on the preset's input slices, picked by ``select_slices``, the one selector of time slices that
+prediction uses for user files too).
 
 User sample files: one row per gauge configuration, one column per time slice, the columns
 being t = 0, 1, ..., n-1 (the full correlator as measured, starting at the source, t = 0):
@@ -22,12 +24,13 @@ mean = average over bins, cov = sample covariance of the bins / N_bins.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from io_utils import InputError, atomic_output, open_h5, provenance, write_attrs
+from io_utils import InputError, atomic_output, open_h5, provenance, read_dataset, write_attrs
 
 FORMATS = {".txt": "text", ".dat": "text", ".csv": "text", ".npy": "npy", ".h5": "hdf5",
            ".hdf5": "hdf5", ".gvar": "gvar"}
@@ -191,6 +194,74 @@ def noise_from_samples(samples: np.ndarray, t_first: int, t_last: int, bin_size:
     return np.arange(t_first, t_last + 1, dtype=np.float64), mean, cov, bins.shape[0]
 
 
+# --- reading and validating -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class NoiseModel:
+    """C_latt(t) and its covariance Σ_latt over the preset's input slices, with chol(Σ_latt)."""
+    mean: np.ndarray
+    cov: np.ndarray
+    t: np.ndarray
+    chol: np.ndarray
+    source: str
+    path: str
+
+
+def select_slices(path, t_file: np.ndarray, cfg, key: str = "t",
+                  needed: str = "the preset's input slices ") -> np.ndarray:
+    """Indices of the preset's input slices cfg.t among a file's slices ``t_file``, or an
+    InputError naming the slices that are missing (``needed`` says whose slices they are)."""
+    missing = sorted(set(cfg.t) - set(t_file))
+    if missing:
+        raise InputError(path, key, f"time slices {t_file.astype(int).tolist()} lack {needed}"
+                         f"{[int(m) for m in missing]} (expected t={cfg['t_min']}..{cfg['t_max']})")
+    return np.array([int(np.nonzero(t_file == t)[0][0]) for t in cfg.t])
+
+
+def load_noise_file(path, cfg) -> NoiseModel:
+    """Read and validate a noise file (SPEC §4, §10).
+
+    Accepted layouts: datasets ``mean`` [n], ``cov`` [n, n] and ``t`` [n] at the top level (the
+    slices in ``t`` must include the preset's input slices; those are selected); the reference's
+    group ``octet(0)`` with ``mean`` and ``cov`` over exactly the preset's slices; or per-
+    configuration ``samples`` [N_cfg, n] (with ``t``), whose mean and covariance of the mean are
+    computed.  Checks: shapes agree, values finite, Σ symmetric positive definite.
+    """
+    with open_h5(path, "noise file (mean, cov, t of a lattice correlator)") as h5:
+        group = h5["octet(0)"] if "octet(0)" in h5 and "mean" not in h5 else h5
+        source = str(h5.attrs.get("source", "unknown"))
+        if "samples" in group and "mean" not in group:
+            samples = read_dataset(group, "samples", shape=(None, None))
+            if samples.shape[0] < 2:
+                raise InputError(path, "samples", f"{samples.shape[0]} configuration(s); expected at least 2")
+            mean, cov = mean_and_cov_of_mean(samples)
+        else:
+            mean = read_dataset(group, "mean", shape=(None,))
+            cov = read_dataset(group, "cov", shape=(len(mean), len(mean)))
+        if "t" in group:
+            t_file = read_dataset(group, "t", shape=(len(mean),))
+        elif len(mean) == cfg.n_t:
+            t_file = cfg.t
+        else:
+            raise InputError(path, "mean", f"length {len(mean)} and no 't' dataset; expected "
+                             f"{cfg.n_t} values for the preset's slices t={cfg['t_min']}..{cfg['t_max']}")
+    pick = select_slices(path, t_file, cfg)
+    mean, cov = mean[pick], cov[np.ix_(pick, pick)]
+    chol = covariance_cholesky(cov, path)
+    if mean[0] == 0:
+        raise InputError(path, "mean", f"C_latt(t_min={cfg['t_min']}) = 0; the noise scale divides by it")
+    return NoiseModel(mean, cov, cfg.t.copy(), chol, source, str(path))
+
+
+def covariance_cholesky(cov: np.ndarray, path, key: str = "cov") -> np.ndarray:
+    """chol(Σ) of a covariance read from ``path``, after checking it is symmetric positive definite."""
+    if not np.allclose(cov, cov.T, rtol=1e-10, atol=1e-14 * np.abs(cov).max()):
+        raise InputError(path, key, "not symmetric; expected a covariance matrix")
+    try:
+        return np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        raise InputError(path, key, "not positive definite; expected a covariance matrix") from None
+
+
 # --- writing ---------------------------------------------------------------------------------------
 def write_noise_file(path, mean, cov, t, source: str, n_samples: int, cfg, **attrs) -> Path:
     """Write a noise file (SPEC §10) atomically, checked by the loader before it gets its name.
@@ -198,8 +269,6 @@ def write_noise_file(path, mean, cov, t, source: str, n_samples: int, cfg, **att
     ``cfg`` is the preset the file is checked against (its input slices must be among ``t``);
     its provenance and ``attrs`` are recorded as attributes.
     """
-    from sigma_model_utils import load_noise_file  # the one validator of noise files
-
     path = Path(path)
     with atomic_output(path) as tmp:
         with h5py.File(tmp, "w") as h5:

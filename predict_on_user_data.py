@@ -16,10 +16,10 @@ import sys
 
 from budget import SAMPLE_KINDS
 from config import add_common_args, config_from_args
+from devices import configure_threads
 from mocks import MOCKS
 from prediction import predict_all, print_report, read_user_samples
 from sigma_model_utils import KERNELS
-from training import configure_threads
 
 
 def main(argv=None) -> int:

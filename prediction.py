@@ -34,10 +34,10 @@ from config import add_common_args, config_from_args
 from checkpoints import load_replicas
 from pytorch_models_t32 import predict_replicas
 from io_utils import InputError, atomic_output, open_h5, provenance, read_dataset, write_attrs
+from devices import configure_threads, select_device
 from mocks import MOCKS, make_mock
-from training import configure_threads, select_device
-from sigma_model_utils import (KERNELS, add_noise, covariance_cholesky, load_noise_file, noise_scale,
-                               rng_for, standardise)
+from noise_files import covariance_cholesky, load_noise_file, select_slices
+from sigma_model_utils import KERNELS, add_noise, noise_scale, rng_for, standardise
 
 
 @dataclass
@@ -75,19 +75,6 @@ def mock_inputs(cfg, name: str) -> InputSamples:
 def _text(value) -> str:
     """An HDF5 string attribute (bytes or str) as str."""
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _select_slices(path, t_file: np.ndarray, cfg) -> np.ndarray:
-    """Indices of the preset's input slices cfg.t in the file's slices, or a clear error."""
-    missing = sorted(set(cfg.t) - set(t_file))
-    if missing:
-        raise InputError(path, "t", f"time slices {t_file.astype(int).tolist()} lack "
-                         f"{[int(m) for m in missing]}: the networks were trained on "
-                         f"t={cfg['t_min']}..{cfg['t_max']} (a geometry mismatch)")
-    if len(t_file) != cfg.n_t:
-        print(f"note: {path}: using slices t={cfg['t_min']}..{cfg['t_max']} of the file's "
-              f"{int(t_file[0])}..{int(t_file[-1])}")
-    return np.array([int(np.nonzero(t_file == t)[0][0]) for t in cfg.t])
 
 
 def read_user_samples(path, cfg, name: str, kind: str | None = None, kernel: str | None = None,
@@ -129,7 +116,10 @@ def read_user_samples(path, cfg, name: str, kind: str | None = None, kernel: str
         if value != want:
             raise InputError(path, key, f"{value!r}, but the networks were trained with {key} = {want!r} "
                              f"(kernels: {KERNELS}); a geometry mismatch")
-    pick = _select_slices(path, t_file, cfg)
+    pick = select_slices(path, t_file, cfg, needed="")    # the networks' input slices
+    if len(t_file) != cfg.n_t:
+        print(f"note: {path}: using slices t={cfg['t_min']}..{cfg['t_max']} of the file's "
+              f"{int(t_file[0])}..{int(t_file[-1])}")
     source = {"input": f"user file {path}", "layout": layout}
     if layout == "samples":
         samples = data[:, pick]

@@ -21,9 +21,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from io_utils import InputError, open_h5, read_dataset
-from noise_files import mean_and_cov_of_mean
-
 KERNELS = ("laplace", "periodic", "rratio", "thermal")
 
 
@@ -192,74 +189,15 @@ def correlators_and_targets(E0: np.ndarray, c: np.ndarray, cfg, rule: Quadrature
 
 
 # --- SPEC §4: noise from a real lattice correlator ------------------------------------------------
-@dataclass(frozen=True)
-class NoiseModel:
-    """C_latt(t) and its covariance Σ_latt over the preset's input slices, with chol(Σ_latt)."""
-    mean: np.ndarray
-    cov: np.ndarray
-    t: np.ndarray
-    chol: np.ndarray
-    source: str
-    path: str
-
-
-def load_noise_file(path, cfg) -> NoiseModel:
-    """Read and validate a noise file (SPEC §4, §10).
-
-    Accepted layouts: datasets ``mean`` [n], ``cov`` [n, n] and ``t`` [n] at the top level (the
-    slices in ``t`` must include the preset's input slices; those are selected); the reference's
-    group ``octet(0)`` with ``mean`` and ``cov`` over exactly the preset's slices; or per-
-    configuration ``samples`` [N_cfg, n] (with ``t``), whose mean and covariance of the mean are
-    computed.  Checks: shapes agree, values finite, Σ symmetric positive definite.
-    """
-    with open_h5(path, "noise file (mean, cov, t of a lattice correlator)") as h5:
-        group = h5["octet(0)"] if "octet(0)" in h5 and "mean" not in h5 else h5
-        source = str(h5.attrs.get("source", "unknown"))
-        if "samples" in group and "mean" not in group:
-            samples = read_dataset(group, "samples", shape=(None, None))
-            if samples.shape[0] < 2:
-                raise InputError(path, "samples", f"{samples.shape[0]} configuration(s); expected at least 2")
-            mean, cov = mean_and_cov_of_mean(samples)
-        else:
-            mean = read_dataset(group, "mean", shape=(None,))
-            cov = read_dataset(group, "cov", shape=(len(mean), len(mean)))
-        if "t" in group:
-            t_file = read_dataset(group, "t", shape=(len(mean),))
-        elif len(mean) == cfg.n_t:
-            t_file = cfg.t
-        else:
-            raise InputError(path, "mean", f"length {len(mean)} and no 't' dataset; expected "
-                             f"{cfg.n_t} values for the preset's slices t={cfg['t_min']}..{cfg['t_max']}")
-    missing = sorted(set(cfg.t) - set(t_file))
-    if missing:
-        raise InputError(path, "t", f"slices {t_file.astype(int).tolist()} lack the preset's input "
-                         f"slices {[int(m) for m in missing]} (expected t={cfg['t_min']}..{cfg['t_max']})")
-    pick = np.array([int(np.nonzero(t_file == t)[0][0]) for t in cfg.t])
-    mean, cov = mean[pick], cov[np.ix_(pick, pick)]
-    chol = covariance_cholesky(cov, path)
-    if mean[0] == 0:
-        raise InputError(path, "mean", f"C_latt(t_min={cfg['t_min']}) = 0; the noise scale divides by it")
-    return NoiseModel(mean, cov, cfg.t.copy(), chol, source, str(path))
-
-
-def covariance_cholesky(cov: np.ndarray, path, key: str = "cov") -> np.ndarray:
-    """chol(Σ) of a covariance read from ``path``, after checking it is symmetric positive definite."""
-    if not np.allclose(cov, cov.T, rtol=1e-10, atol=1e-14 * np.abs(cov).max()):
-        raise InputError(path, key, "not symmetric; expected a covariance matrix")
-    try:
-        return np.linalg.cholesky(cov)
-    except np.linalg.LinAlgError:
-        raise InputError(path, key, "not positive definite; expected a covariance matrix") from None
-
-
-def noise_scale(correlators: np.ndarray, noise: NoiseModel) -> np.ndarray:
+def noise_scale(correlators: np.ndarray, noise) -> np.ndarray:
     """s = C(t_min) / C_latt(t_min) for each clean correlator (SPEC §4, the paper's Eq. 44)."""
     return correlators[..., 0] / noise.mean[0]
 
 
-def add_noise(correlators: np.ndarray, noise: NoiseModel, rng: np.random.Generator,
-              n_noise: int) -> np.ndarray:
-    """N_noise noisy copies C + s L z, z ~ N(0, I), of each clean correlator: [B, N_noise, n_t]."""
+def add_noise(correlators: np.ndarray, noise, rng: np.random.Generator, n_noise: int) -> np.ndarray:
+    """N_noise noisy copies C + s L z, z ~ N(0, I), of each clean correlator: [B, N_noise, n_t].
+
+    ``noise`` is a noise_files.NoiseModel (its ``mean`` C_latt and ``chol`` L are used)."""
     z = rng.standard_normal((correlators.shape[0], n_noise, correlators.shape[1]))
     s = noise_scale(correlators, noise)
     return correlators[:, None, :] + s[:, None, None] * (z @ noise.chol.T)

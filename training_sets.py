@@ -1,4 +1,4 @@
-"""Stage 1: the HDF5 training sets (SPEC §3-5, §7, §10).
+"""Stage 1: the HDF5 training sets (SPEC §3-5, §7, §10), written and read here.
 
 One call generates, for one N_b, the file of every N_ρ of the preset.  They are prefixes of one
 stream: the samples are drawn in blocks of ``rng_block`` samples, block k from its own generator
@@ -13,6 +13,9 @@ Two passes, memory bounded by the clean correlators (N_ρ · n_t · 8 bytes) and
   2. μ, γ of each file, then N_noise noisy copies per sample, standardised and streamed as float32.
 All files are written under temporary names and renamed only when complete.  A complete file made
 with the same generation parameters is kept (and reported), not redone.
+
+``load_training_data`` reads one file back and checks it against the preset (numpy arrays; the
+trainer moves them to its device).
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import json
 import multiprocessing
 import os
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -29,9 +33,10 @@ import numpy as np
 from tqdm import tqdm
 
 from config import target_key
-from io_utils import atomic_output, provenance, write_attrs
-from sigma_model_utils import (add_noise, correlators_and_targets, load_noise_file,
-                               noise_scale, quadrature_rule, rng_for, sample_coefficients, standardise)
+from io_utils import InputError, atomic_output, open_h5, provenance, read_dataset, write_attrs
+from noise_files import NoiseModel, covariance_cholesky, load_noise_file
+from sigma_model_utils import (add_noise, correlators_and_targets, noise_scale, quadrature_rule, rng_for,
+                               sample_coefficients, standardise)
 
 # The preset values a training file depends on (besides N_b, N_ρ and the noise file's content).
 GENERATION_KEYS = ("kernel", "T", "t_min", "t_max", "a_inv_gev", "energy_min_gev", "energy_max_gev",
@@ -183,3 +188,79 @@ def generate_training_files(cfg, nb: int, workers: int | None = None, progress: 
     for nrho in todo:
         log(f"wrote  {paths[nrho]}")
     return list(paths.values())
+
+
+# --- reading -----------------------------------------------------------------------------------------
+@dataclass
+class TrainingData:
+    """One training file in memory (numpy).  ``inputs`` [N·N_noise, n_t] float32 (row i·N_noise + j
+    is stored noisy copy j of sample i; None unless asked for) and ``targets`` [N, N_E] float32."""
+    path: Path
+    inputs: np.ndarray | None
+    targets: np.ndarray
+    n_samples: int
+    n_noise: int
+    mu: np.ndarray
+    gamma: np.ndarray
+    t: np.ndarray
+    energies: np.ndarray
+    nb: int
+    nrho: int
+    clean: np.ndarray | None = None          # float64 [N, n_t], to draw noise of one's own
+    noise: NoiseModel | None = None          # the file's noise_mean, noise_cov
+
+
+def load_training_data(cfg, ensemble: str, sigma_gev: float, noisy: bool = True,
+                       clean: bool = False) -> TrainingData:
+    """Read and check the training file of ``ensemble`` (SPEC §10) for the target of σ: with
+    ``noisy`` the stored noisy copies, with ``clean`` the clean correlators and the noise model."""
+    nb, nrho = cfg["ensembles"][ensemble]["nb"], cfg["ensembles"][ensemble]["nrho"]
+    path = cfg.training_file(nb, nrho)
+    what = (f"training file of ensemble {ensemble} (N_b={nb}, N_rho={nrho}); make it with "
+            f"`python generate_full_dataset_sigma.py --preset {cfg.preset} --nb {nb} --root {cfg.root}`")
+    with open_h5(path, what) as h5:
+        key = target_key(sigma_gev)
+        if key not in h5:
+            have = sorted(k for k in h5 if k.startswith("clean_smeared_rho_sigma_"))
+            raise InputError(path, key, f"missing: no targets for sigma={sigma_gev}; the file has {have}")
+        for attr, want in (("kernel", cfg["kernel"]), ("T", cfg["T"])):
+            if attr in h5.attrs and str(h5.attrs[attr]) != str(want):
+                raise InputError(path, attr, f"{h5.attrs[attr]!r}, but the preset has {want!r}")
+        t = read_dataset(h5, "t", (None,))
+        if t.shape != cfg.t.shape or not np.array_equal(t, cfg.t):
+            raise InputError(path, "t", f"time slices {t.astype(int).tolist()}; the preset expects "
+                             f"t={cfg['t_min']}..{cfg['t_max']} (another time geometry)")
+        n_t = len(t)
+        energies = read_dataset(h5, "energies", (None,))
+        if energies.shape != cfg.energies.shape or not np.allclose(energies, cfg.energies, rtol=1e-12):
+            raise InputError(path, "energies", f"{len(energies)} energies; expected the preset's "
+                             f"grid of {len(cfg.energies)}")
+        stored = "standardized_noisy_correlators"
+        inputs = None
+        if noisy:
+            inputs = read_dataset(h5, stored, (None, None, n_t), np.float32)
+            n_samples, n_noise = inputs.shape[:2]
+            inputs = inputs.reshape(n_samples * n_noise, n_t)
+        elif stored in h5 and h5[stored].ndim == 3:
+            n_samples, n_noise = h5[stored].shape[:2]
+        else:
+            raise InputError(path, stored, "missing or not [N_rho, N_noise, n_t] (SPEC §10)")
+        if n_samples != nrho:
+            raise InputError(path, stored, f"{n_samples} samples; expected N_rho={nrho}")
+        targets = read_dataset(h5, key, (n_samples, len(energies))).astype(np.float32)
+        mu = read_dataset(h5, "mu_vector", (n_t,))
+        gamma = read_dataset(h5, "gamma_vector", (n_t,))
+        correlators = noise = None
+        if clean:
+            correlators = read_dataset(h5, "clean_correlators", (n_samples, n_t))
+            mean = read_dataset(h5, "noise_mean", (n_t,))
+            cov = read_dataset(h5, "noise_cov", (n_t, n_t))
+            noise = NoiseModel(mean, cov, t.copy(), covariance_cholesky(cov, path, "noise_cov"),
+                               "training file", str(path))
+            stored_scale = read_dataset(h5, "noise_scale", (n_samples,))
+            if not np.allclose(noise_scale(correlators, noise), stored_scale, rtol=1e-10):
+                raise InputError(path, "noise_scale", "disagrees with clean_correlators[:, 0] / "
+                                 "noise_mean[0] (SPEC §4)")
+    return TrainingData(path=path, inputs=inputs, targets=targets, n_samples=n_samples,
+                        n_noise=n_noise, mu=mu, gamma=gamma, t=t, energies=energies, nb=nb,
+                        nrho=nrho, clean=correlators, noise=noise)

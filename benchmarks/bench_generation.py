@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import sigma_model_utils as smu  # noqa: E402
 import training_sets  # noqa: E402
 from config import load_config  # noqa: E402
+from noise_files import load_noise_file  # noqa: E402
 
 
 def baseline_sample(E0, c, cfg, noise, rng, grid):
@@ -62,7 +63,7 @@ def main() -> int:
         peak_gb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                       resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024**2
 
-        noise = smu.load_noise_file(cfg.input_path(cfg["noise_file"]), cfg)
+        noise = load_noise_file(cfg.input_path(cfg["noise_file"]), cfg)
         rng = np.random.default_rng(0)
         E0, c = smu.sample_coefficients(rng, args.baseline_samples, nb, cfg)
         grid = np.linspace(0.0, 40.0, 4000)

@@ -36,11 +36,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from checkpoints import load_replicas, save_checkpoint  # noqa: E402
 from config import load_config  # noqa: E402
+from devices import configure_threads  # noqa: E402
 from io_utils import provenance  # noqa: E402
 from prediction import find_checkpoints, mock_inputs, predict_all, predict_ensemble  # noqa: E402
 from pytorch_models_t32 import build_model  # noqa: E402
 from sigma_model_utils import standardise  # noqa: E402
-from training import configure_threads  # noqa: E402
 
 
 def write_random_audience(cfg, mu, gamma) -> None:

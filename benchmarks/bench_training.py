@@ -3,7 +3,7 @@
 For arcS and arcL (SPEC §6), three ways of running the same training steps (Adam, L1 loss):
   baseline   one network fed by a torch Dataset with a per-item __getitem__ and a DataLoader
              (shuffle, batch 32), torch.optim.Adam with its defaults: a straightforward script
-  preloaded  one network through the worker's path (training.ReplicaGroup): batches are index
+  preloaded  one network through the worker's path (replica_group.ReplicaGroup): batches are index
              slices of tensors already in memory, fused Adam
   batched    N_r replicas (default 5) as one stacked model through the same path, each replica
              on its own batch of 32; its per-replica rate = N_r · 32 · steps / time
@@ -30,8 +30,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from devices import configure_threads  # noqa: E402
 from pytorch_models_t32 import ARCHITECTURES, HIDDEN, build_model, conv_output_length  # noqa: E402
-from training import ReplicaGroup, configure_threads  # noqa: E402
+from replica_group import ReplicaGroup  # noqa: E402
 
 N_T, N_E, N_NOISE, BATCH = 32, 47, 20, 32
 
@@ -98,8 +99,8 @@ def baseline(arch, inputs, targets, seconds):
 
 def worker_path(arch, inputs, targets, n_replicas, seconds, rng):
     """Per-replica samples/s of ``n_replicas`` stacked networks, as the worker trains them."""
-    states = {r: {"model": build_model(arch, N_T, N_E).state_dict(), "adam": None} for r in range(n_replicas)}
-    group = ReplicaGroup(list(range(n_replicas)), states, arch, N_T, N_E, 0.2, 2e-4, "cpu")
+    weights = [build_model(arch, N_T, N_E).state_dict() for _ in range(n_replicas)]
+    group = ReplicaGroup(list(range(n_replicas)), weights, [None] * n_replicas, arch, N_T, N_E, 0.2, 2e-4, "cpu")
     n_items = len(inputs)
     order = torch.as_tensor(np.stack([rng.permutation(n_items) for _ in range(n_replicas)]))
     n_steps = n_items // BATCH

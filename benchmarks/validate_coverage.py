@@ -51,14 +51,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import budget as bud  # noqa: E402
 import validation  # noqa: E402
 from config import ConfigError, add_common_args, config_from_args  # noqa: E402
+from devices import select_device  # noqa: E402
 from io_utils import InputError, atomic_output, provenance, write_attrs  # noqa: E402
 from prediction import InputSamples, draw_samples, find_checkpoints, predict_ensemble  # noqa: E402
+from noise_files import load_noise_file  # noqa: E402
 from run_pipeline import missing_outputs, tasks  # noqa: E402
-from sigma_model_utils import load_noise_file, rng_for  # noqa: E402
-from training import select_device  # noqa: E402
+from sigma_model_utils import rng_for  # noqa: E402
 
 HONEST_COVERAGE = 0.6827
-HONEST_MEAN_ABS_PULL = np.sqrt(2 / np.pi)
 RELATIVE_FLOOR = 0.1          # relative errors only where |truth| >= 10% of the density's maximum
 
 

@@ -10,6 +10,7 @@ import sigma_model_utils as smu
 import training_sets
 from config import load_config, target_key
 from conftest import REPO
+from noise_files import load_noise_file
 
 
 def read_all(path):
@@ -56,7 +57,7 @@ def test_file_contents_follow_spec(tiny_cfg, tiny_files):
     np.testing.assert_allclose(data["clean_correlators"][:50], clean, rtol=1e-13)
     for s in tiny_cfg["sigmas_gev"]:
         np.testing.assert_allclose(data[target_key(s)][:50], targets[s], rtol=1e-13, atol=1e-16)
-    noise = smu.load_noise_file(tiny_cfg.input_path(tiny_cfg["noise_file"]), tiny_cfg)
+    noise = load_noise_file(tiny_cfg.input_path(tiny_cfg["noise_file"]), tiny_cfg)
     np.testing.assert_allclose(data["noise_scale"], data["clean_correlators"][:, 0] / noise.mean[0])
     np.testing.assert_array_equal(data["noise_cov"], noise.cov)
     for key in ("config", "kernel", "T", "seed", "code_version", "package_versions"):
@@ -162,7 +163,7 @@ def test_reference_octet_layout_is_accepted(tmp_path):
     path = tmp_path / "octet.h5"
     write_noise(path, GOOD_MEAN, GOOD_COV, group="octet(0)")
     cfg = load_config("tiny", [f"noise_file={path}"], tmp_path)
-    noise = smu.load_noise_file(path, cfg)
+    noise = load_noise_file(path, cfg)
     np.testing.assert_array_equal(noise.mean, GOOD_MEAN)
 
 

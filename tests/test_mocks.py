@@ -8,7 +8,8 @@ from scipy.special import ndtr
 
 from config import load_config
 from mocks import delta_tanh_mock, make_mock, o3_density, write_mock_file
-from sigma_model_utils import gaussian, kernel, load_noise_file
+from noise_files import load_noise_file
+from sigma_model_utils import gaussian, kernel
 
 KERNELS = ("laplace", "periodic", "rratio", "thermal")
 

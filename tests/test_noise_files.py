@@ -12,9 +12,8 @@ import pytest
 import make_noise_file
 from config import load_config
 from io_utils import InputError
-from noise_files import (bin_samples, fold_periodic, mean_and_cov_of_mean, noise_from_samples,
-                         read_samples, write_noise_file)
-from sigma_model_utils import load_noise_file
+from noise_files import (bin_samples, fold_periodic, load_noise_file, mean_and_cov_of_mean,
+                         noise_from_samples, read_samples, write_noise_file)
 
 REPO = Path(__file__).resolve().parents[1]
 STANDIN = REPO / "data" / "standin_baryon_T64.h5"
@@ -192,7 +191,7 @@ def test_standin_is_labelled_and_has_baryon_like_errors(cfg):
     assert np.all(np.diag(noise.cov / np.outer(d, d), 1) > 0.8)   # neighbouring slices correlated
 
 
-# --- the loader's bad inputs (sigma_model_utils.load_noise_file) --------------------------------------
+# --- the loader's bad inputs (noise_files.load_noise_file) --------------------------------------
 def write_raw(path, **datasets):
     with h5py.File(path, "w") as f:
         for key, value in datasets.items():

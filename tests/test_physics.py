@@ -12,6 +12,7 @@ from scipy.special import erfc
 
 import sigma_model_utils as smu
 from config import load_config
+from noise_files import load_noise_file
 
 BREAKS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 
@@ -110,7 +111,7 @@ def test_gaussian_is_normalised():
 
 def test_noise_has_the_scaled_lattice_covariance(tiny_cfg):
     """C̃ - C = s L z: whitened by s L it is N(0, I); s = C(t_min)/C_latt(t_min)."""
-    noise = smu.load_noise_file(tiny_cfg.input_path(tiny_cfg["noise_file"]), tiny_cfg)
+    noise = load_noise_file(tiny_cfg.input_path(tiny_cfg["noise_file"]), tiny_cfg)
     E0, c = smu.sample_coefficients(np.random.default_rng(5), 2, 16, tiny_cfg)
     clean, _ = smu.correlators_and_targets(E0, c, tiny_cfg)
     n = 20_000

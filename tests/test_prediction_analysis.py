@@ -23,7 +23,7 @@ from config import load_config, training_tasks
 from io_utils import InputError
 from mocks import make_mock
 from prediction import mock_inputs, read_user_samples
-from sigma_model_utils import load_noise_file
+from noise_files import load_noise_file
 from training import train_replicas
 from training_sets import generate_training_files
 

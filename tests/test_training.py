@@ -11,14 +11,17 @@ import numpy as np
 import pytest
 import torch
 
-import training
+import training_runs
 from checkpoints import load_checkpoint
 from config import ConfigError, load_config, training_groups
 from io_utils import InputError
 from pytorch_models_t32 import predict_replicas
-from training_sets import generate_training_files
-from training import (Preemption, configure_threads, lr_factor, noisy_items, runs_from_task_ids,
-                      split_samples, train_replicas)
+from devices import configure_threads
+from replica_group import lr_factor
+from replica_streams import initial_model, noisy_items, split_samples
+from training import train_replicas
+from training_runs import Preemption, runs_from_task_ids
+from training_sets import generate_training_files, load_training_data
 
 REPO = Path(__file__).resolve().parents[1]
 NOISE = f"noise_file={REPO / 'data' / 'standin_baryon_T64.h5'}"
@@ -55,14 +58,14 @@ def make_cfg(data_root, tmp_path):
 
 
 def _history(cfg, ensemble, sigma, r):
-    path = training.history_path(cfg, sigma, ensemble, r)
+    path = cfg.history_path(sigma, ensemble, r)
     with open(path) as f:
         rows = list(csv.DictReader(f))
     return np.array([[float(row[k]) for k in ("epoch", "train_loss", "val_loss", "lr")] for row in rows])
 
 
 def _weights(cfg, ensemble, sigma, r):
-    return torch.load(training.state_path(cfg, sigma, ensemble, r), weights_only=True)["model"]
+    return torch.load(cfg.state_path(sigma, ensemble, r), weights_only=True)["model"]
 
 
 class StopAfter:
@@ -133,11 +136,12 @@ def test_threads_follow_slurm(monkeypatch):
 
 # --- training ------------------------------------------------------------------------------------
 def _initial_train_loss(cfg, ensemble, sigma, r):
-    data = training.load_training_data(cfg, ensemble, sigma, "cpu")
-    model = training.initial_model(cfg, cfg["ensembles"][ensemble]["arch"], ensemble, sigma, r, 32, 47)
+    data = load_training_data(cfg, ensemble, sigma)
+    model = initial_model(cfg, cfg["ensembles"][ensemble]["arch"], ensemble, sigma, r, 32, 47)
     rows = torch.as_tensor(noisy_items(split_samples(cfg, ensemble, sigma, r, data.n_samples)[0], data.n_noise))
+    inputs, targets = torch.from_numpy(data.inputs), torch.from_numpy(data.targets)
     with torch.no_grad():
-        return (model(data.inputs[rows]) - data.targets[rows // data.n_noise]).abs().mean().item()
+        return (model(inputs[rows]) - targets[rows // data.n_noise]).abs().mean().item()
 
 
 def test_tiny_set_is_fitted_far_below_its_initial_loss(make_cfg):
@@ -198,7 +202,7 @@ def test_batched_replicas_equal_separate_runs(make_cfg, tmp_path):
 def test_checkpoint_predicts_without_training_file(make_cfg, tmp_path):
     cfg = make_cfg()
     train_replicas(cfg, "Nref_rho", 0.44, [0, 1], device="cpu", log=quiet)
-    data = training.load_training_data(cfg, "Nref_rho", 0.44, "cpu")
+    data = load_training_data(cfg, "Nref_rho", 0.44)
     val = [torch.as_tensor(noisy_items(split_samples(cfg, "Nref_rho", 0.44, r, data.n_samples)[1], data.n_noise))
            for r in (0, 1)]
     (tmp_path / "training_datasets_T32").unlink()                 # no training file any more
@@ -207,8 +211,8 @@ def test_checkpoint_predicts_without_training_file(make_cfg, tmp_path):
     for r, (_, meta) in enumerate(loaded):
         np.testing.assert_array_equal(meta["mu"], data.mu)
         assert meta["sigma_gev"] == 0.44 and meta["arch"] == "arcL" and meta["replica"] == r
-        P = predict_replicas(models, data.inputs[val[r]])[:, r]
-        l1 = (P - data.targets[val[r] // data.n_noise]).abs().mean().item()
+        P = predict_replicas(models, torch.from_numpy(data.inputs)[val[r]])[:, r]
+        l1 = (P - torch.from_numpy(data.targets)[val[r] // data.n_noise]).abs().mean().item()
         assert l1 == pytest.approx(meta["best_val_loss"], rel=1e-5)
 
 
@@ -228,16 +232,16 @@ def test_worker_saves_state_on_sigterm(make_cfg, tmp_path):
             "--ensemble", "Nref_n", "--replica", "0", "--sigma", "0.44", "--device", "cpu"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    history = training.history_path(cfg, 0.44, "Nref_n", 0)
+    history = cfg.history_path(0.44, "Nref_n", 0)
     import time
     deadline = time.time() + 60
     while not history.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == training.EXIT_PREEMPTED, out
+    assert proc.returncode == training_runs.EXIT_PREEMPTED, out
     assert "SIGTERM received" in out and "state saved" in out
-    state = torch.load(training.state_path(cfg, 0.44, "Nref_n", 0), weights_only=True)
+    state = torch.load(cfg.state_path(0.44, "Nref_n", 0), weights_only=True)
     assert not state["finished"] and state["epoch"] >= 1 and len(state["history"]) == state["epoch"]
 
 
