@@ -20,16 +20,13 @@ import sys
 from dataclasses import dataclass
 
 import h5py
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-import budget as bud  # noqa: E402
-from config import add_common_args, config_from_args  # noqa: E402
-from io_utils import InputError, atomic_output, open_h5, provenance, read_dataset, write_attrs  # noqa: E402
+import budget as bud
+from config import add_common_args, config_from_args
+from figures import plt, save_png
+from io_utils import InputError, atomic_output, open_h5, provenance, read_dataset, write_attrs
 
 CSV_COLUMNS = ("E", "central", "stat", "rep", "sys_b", "sys_rho", "sys_n", "total")
 LABELS = {"stat": r"$\sigma_{\rm stat}$", "rep": r"$\sigma_{\rm rep}$", "sys_b": r"$\Sigma_b$",
@@ -67,7 +64,8 @@ def load_predictions(cfg, mock: str, sigma_gev: float) -> PredictionSet:
             P = read_dataset(h5, "predictions", shape=(None, None, None))
             energies = read_dataset(h5, "energy_grid_smeared", shape=(P.shape[2],))
             samples = read_dataset(h5, "input_samples", shape=(P.shape[0], None))
-            truth = read_dataset(h5, "true_smeared_rho", shape=(P.shape[2],)) if "true_smeared_rho" in h5 else None
+            truth = (read_dataset(h5, "true_smeared_rho", shape=(P.shape[2],))
+                     if "true_smeared_rho" in h5 else None)
             kind = str(h5.attrs.get("sample_kind", "bootstrap"))
         if ref is None:
             ref = (path, energies, truth, kind, samples)
@@ -146,12 +144,6 @@ def write_results(cfg, s: PredictionSet, b: bud.Budget, summary: Summary | None)
 
 
 # --- plots ---------------------------------------------------------------------------------------
-def _save(fig, path) -> None:
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-
-
 def _band_error(b: bud.Budget) -> tuple[np.ndarray, str]:
     """σ_tot, or the known components with a label saying so when σ_tot is incomplete."""
     if np.all(np.isfinite(b.total)):
@@ -173,7 +165,7 @@ def plot_result(s: PredictionSet, b: bud.Budget, path) -> None:
     ax.set(xlabel="E (lattice units)", ylabel=r"$\rho_\sigma(E)$",
            title=f"{s.mock}, σ = {s.sigma_gev}: result with its total error")
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def plot_ensembles(s: PredictionSet, b: bud.Budget, path) -> None:
@@ -198,7 +190,7 @@ def plot_ensembles(s: PredictionSet, b: bud.Budget, path) -> None:
         ax.legend(fontsize=7)
     axes[0].set_ylabel(r"$\rho_\sigma(E)$")
     fig.suptitle(f"{s.mock}, σ = {s.sigma_gev}: the result against each reference ensemble")
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def plot_budget(s: PredictionSet, b: bud.Budget, path) -> None:
@@ -212,38 +204,24 @@ def plot_budget(s: PredictionSet, b: bud.Budget, path) -> None:
     ax.set(xlabel="E (lattice units)", ylabel="error", ylim=(0, None),
            title=f"{s.mock}, σ = {s.sigma_gev}: error budget by component")
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def plot_pulls(s: PredictionSet, b: bud.Budget, path) -> None:
     err, label = _band_error(b)
     p = bud.pulls(b.central, s.truth, err)
-    fig, (ax, hx) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [2, 1]}, layout="constrained")
+    fig, (ax, hx) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [2, 1]},
+                                 layout="constrained")
     ax.axhspan(-1, 1, color="C2", alpha=0.2, label=r"$|{\rm pull}| \leq 1$")
     ax.axhline(0, color="k", lw=0.8)
     ax.plot(s.energies, p, "o-", ms=3, color="C0", label=r"$(\bar\rho - {\rm truth})/\sigma$")
-    ax.set(xlabel="E (lattice units)", ylabel="pull", title=f"{s.mock}, σ = {s.sigma_gev}: pulls in units of {label}")
+    ax.set(xlabel="E (lattice units)", ylabel="pull",
+           title=f"{s.mock}, σ = {s.sigma_gev}: pulls in units of {label}")
     ax.legend(fontsize=8)
     hx.hist(np.clip(p, -3.99, 3.99), bins=np.linspace(-4, 4, 17), color="C0", alpha=0.7)
-    hx.set(xlabel="pull (|pull| > 4 counted in the end bins)", ylabel="energies", title=f"coverage {100 * bud.coverage(b.central, s.truth, err):.0f}%")
-    _save(fig, path)
-
-
-def plot_mock(cfg, mock, path) -> None:
-    """A mock's density ρ(ω) (its delta as an arrow) and its exact smeared truths, every σ."""
-    omega = np.linspace(1e-3, 1.2 * cfg.energies.max(), 2000)
-    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
-    ax.plot(omega, mock.density(omega), "k", lw=1.2, label=r"$\rho(\omega)$")
-    if mock.peak is not None:
-        A, M = mock.peak
-        ax.plot([M, M], [0, A], "k-", lw=1.5)
-        ax.plot([M], [A], "k^", ms=7, label=rf"${A:g}\,\delta(\omega-{M:g})$ (arrow height = A)")
-    for i, (sigma_gev, truth) in enumerate(mock.truth.items()):
-        ax.plot(cfg.energies, truth, "o-", ms=3, color=f"C{i}", label=rf"$\rho_\sigma(E)$, σ = {sigma_gev}")
-    ax.set(xlabel=r"$\omega$, E (lattice units)", ylabel="density",
-           title=f"{mock.name} mock: " + ", ".join(f"{k}={v:g}" for k, v in mock.parameters.items()))
-    ax.legend(fontsize=8)
-    _save(fig, path)
+    hx.set(xlabel="pull (|pull| > 4 counted in the end bins)", ylabel="energies",
+           title=f"coverage {100 * bud.coverage(b.central, s.truth, err):.0f}%")
+    save_png(fig, path)
 
 
 # --- the whole analysis --------------------------------------------------------------------------

@@ -63,7 +63,8 @@ def save_checkpoint(path, model: SpectralNet, **meta) -> Path:
 
 def _read(path: Path, map_location) -> dict:
     if not path.is_file():
-        raise InputError(path, None, "no such file (expected a trained-network checkpoint replica_{r}_best.pth)")
+        raise InputError(path, None, "no such file (expected a trained-network checkpoint "
+                         "replica_{r}_best.pth)")
     try:
         record = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises several types for foreign or damaged files
@@ -115,8 +116,8 @@ def check_geometry(meta: dict, cfg, path) -> None:
     energies = cfg.energies
     if meta["energies"].shape != energies.shape or not np.allclose(meta["energies"], energies, rtol=1e-12):
         raise InputError(path, "energies", f"{len(meta['energies'])} energies "
-                         f"[{meta['energies'][0]:.6g}..{meta['energies'][-1]:.6g}], but the preset's grid has "
-                         f"{len(energies)} [{energies[0]:.6g}..{energies[-1]:.6g}]")
+                         f"[{meta['energies'][0]:.6g}..{meta['energies'][-1]:.6g}], but the preset's "
+                         f"grid has {len(energies)} [{energies[0]:.6g}..{energies[-1]:.6g}]")
 
 
 def load_replicas(paths, map_location="cpu", cfg=None):

@@ -90,9 +90,9 @@ def _derived(base: dict, **changes) -> dict:
 
 PRESETS = {
     "reference": _REFERENCE,
-    # small enough that the whole pipeline runs on 2 CPU cores in minutes
-    # (measured: the whole run_pipeline.py in 9.7 min on 2 shared cores, 1 torch thread; with
-    # n_noise=4 and 30 epochs the training alone would take 3x as long)
+    # small enough that the whole pipeline runs on 2 CPU cores in minutes (README, "The two
+    # commands", gives the measured wall time); with n_noise=4 and 30 epochs the training alone
+    # would take 3x as long
     "demo": _derived(
         _REFERENCE,
         nb_list=[16, 128],
@@ -135,23 +135,16 @@ class ConfigError(ValueError):
 
 
 class Config(dict):
-    """The resolved preset: a plain dict of values, plus where it came from and derived grids.
-
-    Attribute access reads values (``cfg.T``); ``cfg.preset``, ``cfg.overrides`` and
-    ``cfg.root`` record how it was made; ``cfg.to_json()`` is what every output file stores.
+    """The resolved preset: a plain dict of values (``cfg["T"]``), plus where it came from and
+    derived grids.  ``cfg.preset``, ``cfg.overrides`` and ``cfg.root`` record how it was made;
+    ``cfg.to_json()`` is what every output file stores.
     """
 
     def __init__(self, values: dict, preset: str, overrides: list[str], root: Path):
         super().__init__(values)
-        self.__dict__["preset"] = preset
-        self.__dict__["overrides"] = list(overrides)
-        self.__dict__["root"] = Path(root)
-
-    def __getattr__(self, key):
-        try:
-            return self[key]
-        except KeyError:
-            raise AttributeError(key) from None
+        self.preset = preset
+        self.overrides = list(overrides)
+        self.root = Path(root)
 
     # --- derived quantities (lattice units) ---------------------------------------------
     @property

@@ -12,11 +12,30 @@ writes mocks/{mock}_mock.hdf5 and mocks/{mock}_mock.png under --root.
 import argparse
 import sys
 
-from analysis import plot_mock
+import numpy as np
+
 from config import ConfigError, add_common_args, config_from_args
+from figures import plt, save_png
 from io_utils import InputError
 from mocks import MOCKS, make_mock, write_mock_file
 from noise_files import load_noise_file
+
+
+def plot_mock(cfg, mock, path) -> None:
+    """A mock's density ρ(ω) (its delta as an arrow) and its exact smeared truths, every σ."""
+    omega = np.linspace(1e-3, 1.2 * cfg.energies.max(), 2000)
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    ax.plot(omega, mock.density(omega), "k", lw=1.2, label=r"$\rho(\omega)$")
+    if mock.peak is not None:
+        A, M = mock.peak
+        ax.plot([M, M], [0, A], "k-", lw=1.5)
+        ax.plot([M], [A], "k^", ms=7, label=rf"${A:g}\,\delta(\omega-{M:g})$ (arrow height = A)")
+    for i, (sigma_gev, truth) in enumerate(mock.truth.items()):
+        ax.plot(cfg.energies, truth, "o-", ms=3, color=f"C{i}", label=rf"$\rho_\sigma(E)$, σ = {sigma_gev}")
+    ax.set(xlabel=r"$\omega$, E (lattice units)", ylabel="density",
+           title=f"{mock.name} mock: " + ", ".join(f"{k}={v:g}" for k, v in mock.parameters.items()))
+    ax.legend(fontsize=8)
+    save_png(fig, path)
 
 
 def main(argv=None) -> int:

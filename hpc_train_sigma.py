@@ -31,10 +31,12 @@ def parse_args(argv=None):
     parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--task-id", help="Slurm array index or range (e.g. 7, 0-4, 0,5-9)")
-    which.add_argument("--ensemble", help="ensemble label of the preset (e.g. Nmax, Nref_b, Nref_n, Nref_rho)")
+    which.add_argument("--ensemble",
+                       help="ensemble label of the preset (e.g. Nmax, Nref_b, Nref_n, Nref_rho)")
     parser.add_argument("--replica", "--replicas", dest="replicas",
                         help="replica index or range with --ensemble (e.g. 0 or 0-4)")
-    parser.add_argument("--sigma", type=float, help="smearing width in GeV as in the preset (with --ensemble)")
+    parser.add_argument("--sigma", type=float,
+                        help="smearing width in GeV as in the preset (with --ensemble)")
     parser.add_argument("--noise", choices=NOISE_MODES, default="stored",
                         help="stored: the file's N_noise noisy copies (the reference); fresh: new noise every epoch")
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")

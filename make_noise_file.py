@@ -66,7 +66,8 @@ def main(argv=None) -> int:
     sd = np.sqrt(np.diag(cov))
     print(f"wrote {output}\n  {samples.shape[0]} configurations -> {n_bins} bins of {args.bin}"
           f"{', folded' if args.fold else ''}; t = {int(t[0])}..{int(t[-1])}\n"
-          f"  relative error of the mean: {rel[0]:.2e} at t = {int(t[0])}, {rel[-1]:.2e} at t = {int(t[-1])}\n"
+          f"  relative error of the mean: {rel[0]:.2e} at t = {int(t[0])}, "
+          f"{rel[-1]:.2e} at t = {int(t[-1])}\n"
           f"  condition number: cov {np.linalg.cond(cov):.2e}, correlation matrix "
           f"{np.linalg.cond(cov / np.outer(sd, sd)):.2e}")
     return 0

@@ -22,6 +22,11 @@ The continuum does not vanish at ω → 0 (it is B e^{-2E_c/w}/(1 + e^{-2E_c/w})
 with the ``thermal`` kernel, b(t, ω) ~ 2/(Tω), its correlator diverges, so that combination is
 refused.
 
+The table MOCK_TABLE (name, factory, prediction and analysis scripts, Slurm submit script) is
+the one list of mocks: ``make_mock``, the local runner (run_pipeline.py) and the Slurm scripts
+(``python mocks.py scripts NAME`` in slurm_scripts/common.sh) read it.  A new mock is a factory
+and a row here, plus its three small caller scripts.
+
 "Exact" means adaptive quadrature (scipy.integrate.quad) with a relative tolerance of 1e-11;
 the delta is integrated analytically: A b(t, M) in the correlator, A G_σ(E - M) in the smeared
 density.  Smearing integrals run over E ± 12σ (the Gaussian beyond is below e^{-72} of its peak).
@@ -29,6 +34,7 @@ density.  Smearing integrals run over E ± 12σ (the Gaussian beyond is below e^
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from typing import Callable
 
@@ -40,7 +46,6 @@ from scipy.special import expit
 from io_utils import atomic_output, provenance, write_attrs
 from sigma_model_utils import gaussian, kernel, noise_scale
 
-MOCKS = ("O3", "delta_tanh")
 _QUAD = {"epsabs": 0.0, "epsrel": 1e-11, "limit": 500}
 _SMEAR_HALF_WIDTH = 12.0   # smearing integrals over E ± 12σ
 
@@ -155,13 +160,36 @@ def delta_tanh_mock(cfg) -> Mock:
                 {"delta_A": A, "delta_M": M, "delta_B": B, "delta_Ec": Ec, "delta_w": w}, continuum, (A, M))
 
 
-def make_mock(name: str, cfg) -> Mock:
-    """The mock called ``name`` ('O3' or 'delta_tanh') for the preset's geometry and σ list."""
-    if name == "O3":
-        return o3_mock(cfg)
-    if name == "delta_tanh":
-        return delta_tanh_mock(cfg)
+@dataclass(frozen=True)
+class MockEntry:
+    """One row of the table of mocks: the name in the output files, the factory, the scripts."""
+    name: str
+    factory: Callable
+    predict_script: str
+    analyze_script: str
+    submit_script: str                     # in slurm_scripts/
+
+
+# The order is part of the bootstrap streams (rng_for(cfg, 'bootstrap', index)): append only.
+MOCK_TABLE = (
+    MockEntry("O3", o3_mock, "predict_on_O3_mock_sigma.py", "analyze_O3_mock_sigma.py",
+              "submit_prediction_O3.sh"),
+    MockEntry("delta_tanh", delta_tanh_mock, "predict_on_delta_tanh.py", "analyze_delta_tanh_mock.py",
+              "submit_prediction_delta.sh"),
+)
+MOCKS = tuple(m.name for m in MOCK_TABLE)
+
+
+def mock_entry(name: str) -> MockEntry:
+    for entry in MOCK_TABLE:
+        if entry.name == name:
+            return entry
     raise ValueError(f"unknown mock {name!r}; expected one of {MOCKS}")
+
+
+def make_mock(name: str, cfg) -> Mock:
+    """The mock called ``name`` (one of MOCKS) for the preset's geometry and σ list."""
+    return mock_entry(name).factory(cfg)
 
 
 def write_mock_file(cfg, mock: Mock, noise, path) -> None:
@@ -181,3 +209,26 @@ def write_mock_file(cfg, mock: Mock, noise, path) -> None:
             write_attrs(h5, provenance(cfg, mock=mock.name, kernel=cfg["kernel"], T=int(cfg["T"]),
                                        parameters=json.dumps(mock.parameters), noise_file=noise.path,
                                        noise_scale_s=float(scale)))
+
+
+def main(argv=None) -> int:
+    """For the Slurm scripts: ``python mocks.py scripts NAME`` prints the prediction and analysis
+    scripts of a mock; ``python mocks.py submit-scripts`` the submit script of every mock."""
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["submit-scripts"]:
+        print(" ".join(m.submit_script for m in MOCK_TABLE))
+        return 0
+    if len(args) == 2 and args[0] == "scripts":
+        try:
+            entry = mock_entry(args[1])
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(entry.predict_script, entry.analyze_script)
+        return 0
+    print("usage: python mocks.py submit-scripts | scripts NAME", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -18,9 +18,10 @@ being t = 0, 1, ..., n-1 (the full correlator as measured, starting at the sourc
                                one line per configuration; ``tag`` picks the correlator
 
 From the samples [N_cfg, n]: optional fold of a periodic correlator (C(t) + C(T−t))/2 with
-T = n (symmetric mesons; a baryon's backward state is its parity partner, so do not fold it); the time slices t_first..t_last selected; consecutive configurations averaged in bins of
-b (N_cfg -> N_cfg // b bins, the last N_cfg % b configurations dropped); then
-mean = average over bins, cov = sample covariance of the bins / N_bins.
+T = n (symmetric mesons; a baryon's backward state is its parity partner, so do not fold it);
+the time slices t_first..t_last selected; consecutive configurations averaged in bins of b
+(N_cfg -> N_cfg // b bins, the last N_cfg % b configurations dropped); then mean = average over
+bins, cov = sample covariance of the bins / N_bins.
 """
 from __future__ import annotations
 
@@ -81,7 +82,8 @@ def read_samples(path: str | Path, fmt: str | None = None, tag: str | None = Non
         try:
             data = np.load(path, allow_pickle=False)
         except ValueError as err:
-            raise InputError(path, None, f"not a NumPy .npy array ({err}); expected samples [N_cfg, n_t]") from None
+            raise InputError(path, None, f"not a NumPy .npy array ({err}); "
+                             "expected samples [N_cfg, n_t]") from None
         return _as_samples(data, path, None)
     if fmt == "text":
         return _read_text(path)

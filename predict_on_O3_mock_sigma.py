@@ -1,4 +1,5 @@
-"""Stage 3: predict the O(3) sigma-model mock with every replica of every ensemble, for every σ (SPEC §8-10).
+"""Stage 3: predict the O(3) sigma-model mock with every replica of every ensemble, every σ
+(SPEC §8-10).
 
     python predict_on_O3_mock_sigma.py [--preset demo] [--root DIR] [--device cpu]
 

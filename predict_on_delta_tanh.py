@@ -1,4 +1,5 @@
-"""Stage 3: predict the delta peak + tanh continuum mock with every replica of every ensemble, for every σ (SPEC §8-10).
+"""Stage 3: predict the delta peak + tanh continuum mock with every replica of every ensemble,
+every σ (SPEC §8-10).
 
     python predict_on_delta_tanh.py [--preset demo] [--root DIR] [--device cpu]
 

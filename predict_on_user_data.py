@@ -26,8 +26,10 @@ def main(argv=None) -> int:
     parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument("input", help="HDF5 file with t and samples, or t, mean and cov")
     parser.add_argument("--name", required=True, help="name of the result files (not O3 or delta_tanh)")
-    parser.add_argument("--kind", choices=SAMPLE_KINDS, help="what the samples are (else the file's sample_kind)")
-    parser.add_argument("--kernel", choices=KERNELS, help="kernel of the correlator (else the file's attribute)")
+    parser.add_argument("--kind", choices=SAMPLE_KINDS,
+                        help="what the samples are (else the file's sample_kind)")
+    parser.add_argument("--kernel", choices=KERNELS,
+                        help="kernel of the correlator (else the file's attribute)")
     parser.add_argument("--T", type=int, help="temporal extent T (else the file's attribute)")
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     args = parser.parse_args(argv)
@@ -37,7 +39,8 @@ def main(argv=None) -> int:
         cfg = config_from_args(args)
         configure_threads()
         inputs = read_user_samples(args.input, cfg, args.name, args.kind, args.kernel, args.T)
-        print(f"{args.input}: {len(inputs.samples)} {inputs.kind} samples on t={cfg['t_min']}..{cfg['t_max']}")
+        print(f"{args.input}: {len(inputs.samples)} {inputs.kind} samples "
+              f"on t={cfg['t_min']}..{cfg['t_max']}")
         report = predict_all(cfg, inputs, args.device)
     except ValueError as err:          # ConfigError and InputError: one clear message
         print(f"error: {err}", file=sys.stderr)

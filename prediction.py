@@ -69,7 +69,8 @@ def mock_inputs(cfg, name: str) -> InputSamples:
     return InputSamples(name, samples, "bootstrap", mock.truth, mock.correlator,
                         {"input": f"mock {name}", "mock_parameters": json.dumps(mock.parameters),
                          "noise_file": noise.path, "noise_source": noise.source, "noise_scale_s": scale,
-                         "n_boot": int(cfg["n_boot"]), "rng": f"rng_for(seed, 'bootstrap', {MOCKS.index(name)})"})
+                         "n_boot": int(cfg["n_boot"]),
+                         "rng": f"rng_for(seed, 'bootstrap', {MOCKS.index(name)})"})
 
 
 def _text(value) -> str:
@@ -131,7 +132,8 @@ def read_user_samples(path, cfg, name: str, kind: str | None = None, kernel: str
             raise InputError(path, "samples", f"{len(samples)} sample(s); expected at least 2")
     else:
         if kind == "jackknife":
-            raise InputError(path, "mean", "a mean and covariance give bootstrap-like draws, not jackknife samples")
+            raise InputError(path, "mean", "a mean and covariance give bootstrap-like draws, "
+                             "not jackknife samples")
         mean, cov = mean[pick], cov[np.ix_(pick, pick)]
         chol = covariance_cholesky(cov, path)
         z = rng_for(cfg, f"user-samples:{name}").standard_normal((int(cfg["n_boot"]), cfg.n_t))
@@ -156,7 +158,8 @@ def predict_ensemble(cfg, inputs: InputSamples, sigma_gev: float, ensemble: str,
     models, metas = load_replicas([p for _, p in present], map_location=device, cfg=cfg)
     for (_, path), meta in zip(present, metas):
         if float(meta["sigma_gev"]) != float(sigma_gev) or meta["ensemble"] != ensemble:
-            raise InputError(path, "sigma_gev", f"a checkpoint of {meta['ensemble']} at σ = {meta['sigma_gev']}, "
+            raise InputError(path, "sigma_gev", f"a checkpoint of {meta['ensemble']} at "
+                             f"σ = {meta['sigma_gev']}, "
                              f"found where {ensemble} at σ = {sigma_gev} belongs")
     x = standardise(inputs.samples, metas[0]["mu"], metas[0]["gamma"])
     return predict_replicas(models, x).cpu().numpy(), metas

@@ -120,7 +120,8 @@ class StackedReplicas:
             raise ValueError("StackedReplicas needs at least one model")
         kinds = {(m.arch, m.n_t, m.n_out, m.act.negative_slope) for m in models}
         if len(kinds) != 1:
-            raise ValueError(f"replicas of different architectures/geometries cannot be stacked: {sorted(kinds)}")
+            raise ValueError("replicas of different architectures/geometries cannot be stacked: "
+                             f"{sorted(kinds)}")
         self.params, self.buffers = stack_module_state(models)
         self.arch, self.n_t, self.n_out = models[0].arch, models[0].n_t, models[0].n_out
         self.leaky_slope = models[0].act.negative_slope

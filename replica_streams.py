@@ -147,7 +147,8 @@ class FreshNoise(StoredNoise):
 
     def __init__(self, cfg, data, ensemble, sigma_gev, replicas, device):
         super().__init__(cfg, data, ensemble, sigma_gev, replicas, device)
-        self.cfg, self.data, self.ensemble, self.sigma_gev, self.device = cfg, data, ensemble, sigma_gev, device
+        self.cfg, self.data, self.device = cfg, data, device
+        self.ensemble, self.sigma_gev = ensemble, sigma_gev
         self._block = None              # (epoch, block, replicas) -> inputs of its steps
 
     def batch(self, replicas, order: torch.Tensor, epoch: int, k: int) -> torch.Tensor:

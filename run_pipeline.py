@@ -29,14 +29,9 @@ import pandas as pd
 
 from config import (Config, ConfigError, add_common_args, config_from_args, generation_tasks,
                     training_groups, training_tasks)
+from mocks import MOCK_TABLE, MOCKS
 
 REPO = Path(__file__).resolve().parent
-
-# The validation mocks (SPEC §9): name in the output files, prediction script, analysis script.
-MOCK_STAGES = [
-    ("O3", "predict_on_O3_mock_sigma.py", "analyze_O3_mock_sigma.py"),
-    ("delta_tanh", "predict_on_delta_tanh.py", "analyze_delta_tanh_mock.py"),
-]
 
 
 def stage_options(cfg: Config) -> list[str]:
@@ -56,9 +51,9 @@ def tasks(cfg: Config) -> list[tuple[str, list[str]]]:
     for ensemble, sigma, ids in training_groups(cfg):
         out.append(("training", python + [str(REPO / "hpc_train_sigma.py"), *options,
                                           "--task-id", f"{ids[0]}-{ids[-1]}"]))
-    for mock, predict, analyze in MOCK_STAGES:
-        out.append((f"prediction {mock}", python + [str(REPO / predict), *options]))
-        out.append((f"analysis {mock}", python + [str(REPO / analyze), *options]))
+    for mock in MOCK_TABLE:                 # the validation mocks (SPEC §9), mocks.py's table
+        out.append((f"prediction {mock.name}", python + [str(REPO / mock.predict_script), *options]))
+        out.append((f"analysis {mock.name}", python + [str(REPO / mock.analyze_script), *options]))
     return out
 
 
@@ -67,9 +62,10 @@ def expected_outputs(cfg: Config) -> dict[str, list[Path]]:
     sigmas, ensembles = cfg["sigmas_gev"], list(cfg["ensembles"])
     out = {"generation": [cfg.training_file(nb, nrho) for nb in generation_tasks(cfg)
                           for nrho in cfg["nrho_list"]]}
-    checkpoints = [cfg.checkpoint(s, ens, r) for ens, r, s in training_tasks(cfg)]
-    out["training"] = checkpoints + [p.with_name(p.stem + "_history.csv") for p in checkpoints]
-    for mock, _, _ in MOCK_STAGES:
+    runs = training_tasks(cfg)
+    out["training"] = ([cfg.checkpoint(s, ens, r) for ens, r, s in runs]
+                       + [cfg.history_path(s, ens, r) for ens, r, s in runs])
+    for mock in MOCKS:
         out[f"prediction {mock}"] = [cfg.prediction_file(mock, ens, s)
                                      for ens in ensembles for s in sigmas]
         out[f"analysis {mock}"] = [cfg.results_file(mock, s, suffix) for s in sigmas

@@ -184,7 +184,8 @@ def generate_training_files(cfg, nb: int, workers: int | None = None, progress: 
             s = noise_scale(corr, noise)
             for h5, lo, hi, n in _files_holding(files, lo, block):
                 h5["noise_scale"][lo:hi] = s[:n]
-                h5["standardized_noisy_correlators"][lo:hi] = standardise(noisy[:n], *scales[h5.attrs["nrho"]])
+                h5["standardized_noisy_correlators"][lo:hi] = standardise(noisy[:n],
+                                                                          *scales[h5.attrs["nrho"]])
     for nrho in todo:
         log(f"wrote  {paths[nrho]}")
     return list(paths.values())

@@ -48,19 +48,16 @@ import time
 from pathlib import Path
 
 import h5py
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from scipy import integrate  # noqa: E402
+import numpy as np
+import pandas as pd
+from scipy import integrate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import budget as bud  # noqa: E402
 from analysis import load_predictions  # noqa: E402
 from config import ConfigError, add_common_args, config_from_args  # noqa: E402
+from figures import plt, save_png  # noqa: E402
 from io_utils import InputError, atomic_output, provenance, write_attrs  # noqa: E402
 from mocks import MOCKS  # noqa: E402
 from sigma_model_utils import gaussian, kernel  # noqa: E402
@@ -237,12 +234,6 @@ def plot_panel(ax_top, ax_bottom, g: pd.DataFrame, s, b, title: str) -> None:
     ax_bottom.set_xlabel("E (lattice units)")
 
 
-def _save(fig, path: Path) -> None:
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-
-
 def main(argv=None) -> int:
     parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument("--energy-stride", type=int, default=2,
@@ -316,10 +307,10 @@ def main(argv=None) -> int:
         single, (top, bottom) = plt.subplots(2, 1, figsize=(6.5, 5.2), sharex=True,
                                              gridspec_kw={"height_ratios": [3, 1]})
         plot_panel(top, bottom, g, s, b, f"{key[0]}, σ = {key[1]}: audience vs HLT (same samples)")
-        _save(single, out_dir / f"{key[0]}_sigma{key[1]}_hlt.png")
+        save_png(single, out_dir / f"{key[0]}_sigma{key[1]}_hlt.png", dpi=110)
     fig.suptitle(f"audience (preset {cfg.preset}) vs HLT (lsdensities) on the same bootstrap samples", fontsize=10)
     fig.tight_layout()
-    _save(fig, out_dir / "compare_hlt.png")
+    save_png(fig, out_dir / "compare_hlt.png", dpi=110)
     for name in ("compare_hlt.csv", "compare_hlt.md", "compare_hlt.hdf5", "compare_hlt.png"):
         print(f"wrote {out_dir / name}")
     print()

@@ -39,7 +39,8 @@ activate_python() {
     fi
     set -u
     if ! command -v "$SPECTRAL_PYTHON" >/dev/null; then
-        echo "error: python interpreter '$SPECTRAL_PYTHON' not found (SPECTRAL_PYTHON, SPECTRAL_VENV, SPECTRAL_SETUP)" >&2
+        echo "error: python interpreter '$SPECTRAL_PYTHON' not found" \
+             "(SPECTRAL_PYTHON, SPECTRAL_VENV, SPECTRAL_SETUP)" >&2
         exit 2
     fi
 }
@@ -97,6 +98,35 @@ submit_job() {
     id="${id%%;*}"   # --parsable prints "id" or "id;cluster"
     log "submitted $name: job $id (log: $SPECTRAL_ROOT/slurm_logs/)"
     echo "$id"
+}
+
+# mock_job MOCK SCRIPT [run | sbatch options...]: the job of one validation mock (the table
+# mocks.MOCK_TABLE names its stage scripts). As the job body (run): its prediction, then its
+# analysis; else: submit SCRIPT as job prediction_<suffix of SCRIPT> and print its id.
+mock_job() {
+    local mock="$1" script="$2"; shift 2
+    if [[ "${1:-}" == run ]]; then
+        job_header
+        local stages stage
+        stages="$("$SPECTRAL_PYTHON" "$SPECTRAL_REPO/mocks.py" scripts "$mock")"
+        for stage in $stages; do
+            run_stage "$stage"
+        done
+        exit 0
+    fi
+    check_noise_file
+    local name
+    name="$(basename "$script" .sh)"
+    local placement=(--partition="$SPECTRAL_CPU_PARTITION")
+    if (( SPECTRAL_PREDICTION_GPUS > 0 )); then
+        placement=(--partition="$SPECTRAL_GPU_PARTITION" --gres="gpu:$SPECTRAL_PREDICTION_GPUS")
+    fi
+    submit_job "$script" "${name#submit_}" "%x_%j.out" \
+        "${placement[@]}" \
+        --time="$SPECTRAL_PREDICTION_TIME" \
+        --cpus-per-task="$SPECTRAL_PREDICTION_CPUS" \
+        --mem="$SPECTRAL_PREDICTION_MEM" \
+        "$@"
 }
 
 # The job's first lines in its log: what, where, which settings.

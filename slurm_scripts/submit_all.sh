@@ -1,7 +1,8 @@
 #!/bin/bash
-# The whole pipeline as four chained submissions (each waits for the previous with afterok):
-# generation (CPU array) -> training (GPU array) -> prediction + analysis of each mock (CPU).
-# Prints one line "stage job_id" per submission. Settings: slurm_scripts/cluster.env.
+# The whole pipeline as chained submissions (each waits for the previous with afterok):
+# generation (CPU array) -> training (GPU array) -> prediction + analysis of each mock (CPU; the
+# mocks of mocks.MOCK_TABLE). Prints one line "stage job_id" per submission.
+# Settings: slurm_scripts/cluster.env.
 #   bash slurm_scripts/submit_all.sh [sbatch options for every job...]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -9,12 +10,15 @@ source "$here/common.sh"
 
 generation="$(bash "$here/submit_generation_sigma.sh" "$@")"
 training="$(bash "$here/submit_training_sigma.sh" --dependency="afterok:$generation" "$@")"
-prediction_O3="$(bash "$here/submit_prediction_O3.sh" --dependency="afterok:$training" "$@")"
-prediction_delta="$(bash "$here/submit_prediction_delta.sh" --dependency="afterok:$training" "$@")"
-
 echo "generation $generation"
 echo "training $training"
-echo "prediction_O3 $prediction_O3"
-echo "prediction_delta $prediction_delta"
+job_ids="$generation,$training"
+mock_scripts="$("$SPECTRAL_PYTHON" "$SPECTRAL_REPO/mocks.py" submit-scripts)"
+for script in $mock_scripts; do
+    id="$(bash "$here/$script" --dependency="afterok:$training" "$@")"
+    name="${script#submit_}"
+    echo "${name%.sh} $id"
+    job_ids+=",$id"
+done
 log "results will be in $SPECTRAL_ROOT/results/, logs in $SPECTRAL_ROOT/slurm_logs/;" \
-    "follow with: squeue -j $generation,$training,$prediction_O3,$prediction_delta"
+    "follow with: squeue -j $job_ids"

@@ -217,3 +217,24 @@ def test_budget_table_check(tmp_path):
     renamed = tmp_path / "renamed.csv"
     renamed.write_text(good.read_text().replace("sys_b", "sysb", 1))
     assert "columns" in run_pipeline.budget_table_problem(cfg, renamed)
+
+
+def test_every_mock_of_the_table_has_its_scripts_and_job(fake_slurm):
+    """mocks.MOCK_TABLE is the one list: each row's scripts exist, its submit script is a caller of
+    mock_job for that mock, and the job body runs exactly the row's two stage scripts."""
+    from mocks import MOCK_TABLE
+    env, _ = fake_slurm
+    for entry in MOCK_TABLE:
+        assert (REPO / entry.predict_script).is_file() and (REPO / entry.analyze_script).is_file()
+        assert f"mock_job {entry.name} " in (SCRIPTS / entry.submit_script).read_text()
+        fake_python = Path(env["SPECTRAL_ROOT"]).parent / "python_recorder"
+        fake_python.write_text(f"#!/bin/bash\nif [[ \"$1\" == *mocks.py ]]; then exec {sys.executable} \"$@\"; fi\n"
+                               "echo \"$1\" >> \"$(dirname \"$0\")/stages.log\"\n")
+        fake_python.chmod(0o755)
+        log = fake_python.parent / "stages.log"
+        log.unlink(missing_ok=True)
+        result = subprocess.run(["bash", str(SCRIPTS / entry.submit_script), "run"], text=True,
+                                env={**env, "SPECTRAL_PYTHON": str(fake_python)}, capture_output=True,
+                                cwd=REPO, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert [Path(p).name for p in log.read_text().split()] == [entry.predict_script, entry.analyze_script]
