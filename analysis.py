@@ -2,9 +2,11 @@
 
 For one input (a mock, or the user's data) and each σ: read every ensemble's prediction file,
 check they predicted the same samples, compute the budget (``budget.error_budget``), write it as
-``results/{mock}_sigma{σ}_budget.csv`` (pandas; SPEC §10 columns) and ``.hdf5`` (every component,
-the Δ_X and σ_ΔX, each ensemble's own values, the pulls, the provenance), draw the plots and
-summarise: per σ the mean |pull| and the coverage (share of energies with |ρ̄ - truth| ≤ σ_tot).
+``results/{mock}_sigma{σ}_budget.csv`` (pandas; SPEC §10 columns, plus ``closure_level`` for a
+mock) and ``.hdf5`` (every component, the Δ_X and σ_ΔX, each ensemble's own values, the pulls, the
+closure level, the provenance), draw the plots and summarise a mock per σ with closure.py's
+statistics: coverage (share of energies with |ρ̄ - truth| ≤ σ_tot), mean |pull| and R_bv -- of ONE
+measurement, so the coverage is uncertain by about ±20 % (SPEC §9; validate_coverage.py repeats it).
 
 Plots (PNG, in results/):
   {mock}_sigma{σ}_result.png     ρ̄ ± σ_tot (and ± σ_stat⊕σ_rep) against the truth
@@ -24,11 +26,13 @@ import numpy as np
 import pandas as pd
 
 import budget as bud
+import closure
 from config import add_common_args, config_from_args
 from figures import plt, save_png
 from io_utils import InputError, atomic_output, open_h5, provenance, read_dataset, write_attrs
 
 CSV_COLUMNS = ("E", "central", "stat", "rep", "sys_b", "sys_rho", "sys_n", "total")
+MOCK_COLUMNS = ("truth", "closure_level")   # mocks only: the exact truth, and how it was measured
 LABELS = {"stat": r"$\sigma_{\rm stat}$", "rep": r"$\sigma_{\rm rep}$", "sys_b": r"$\Sigma_b$",
           "sys_rho": r"$\Sigma_\rho$", "sys_n": r"$\Sigma_n$", "total": r"$\sigma_{\rm tot}$"}
 
@@ -43,16 +47,17 @@ class PredictionSet:
     truth: np.ndarray | None
     kind: str
     files: dict
+    closure_level: int | None = None    # mocks: 1 (measured once) or 0 (diagnostic); None for data
 
 
 def load_predictions(cfg, mock: str, sigma_gev: float) -> PredictionSet:
     """Read every ensemble's prediction file for (mock, σ); a missing file is reported, not fatal.
 
-    Checks that the files agree on energies, truth, sample kind and the input samples themselves:
-    the systematic differences of SPEC §8 are only meaningful on the same samples.
+    Checks that the files agree on energies, truth, sample kind, closure level and the input samples
+    themselves: the systematic differences of SPEC §8 are only meaningful on the same samples.
     """
     predictions, files = {}, {}
-    ref = None   # (path, energies, truth, kind, samples) of the first file read
+    ref = None   # (path, energies, truth, kind, samples, closure level) of the first file read
     for ens in cfg["ensembles"]:
         path = cfg.prediction_file(mock, ens, sigma_gev)
         files[ens] = str(path)
@@ -67,13 +72,17 @@ def load_predictions(cfg, mock: str, sigma_gev: float) -> PredictionSet:
             truth = (read_dataset(h5, "true_smeared_rho", shape=(P.shape[2],))
                      if "true_smeared_rho" in h5 else None)
             kind = str(h5.attrs.get("sample_kind", "bootstrap"))
+            level = int(h5.attrs["closure_level"]) if "closure_level" in h5.attrs else None
+        if truth is not None and level is None:
+            raise InputError(path, "closure_level", "missing: a mock's prediction file must say how the "
+                             "mock was measured (made by an older version? rerun the prediction)")
         if ref is None:
-            ref = (path, energies, truth, kind, samples)
+            ref = (path, energies, truth, kind, samples, level)
         else:
             checks = [("energy_grid_smeared", np.array_equal(energies, ref[1])),
                       ("true_smeared_rho", (truth is None) == (ref[2] is None)
                        and (truth is None or np.array_equal(truth, ref[2]))),
-                      ("sample_kind", kind == ref[3]),
+                      ("sample_kind", kind == ref[3]), ("closure_level", level == ref[5]),
                       ("input_samples", samples.shape == ref[4].shape and np.array_equal(samples, ref[4]))]
             for key, same in checks:
                 if not same:
@@ -83,42 +92,45 @@ def load_predictions(cfg, mock: str, sigma_gev: float) -> PredictionSet:
     if ref is None:
         raise InputError(cfg.prediction_file(mock, bud.REFERENCE, sigma_gev), None,
                          f"no prediction file for {mock} at σ = {sigma_gev}; run the prediction first")
-    return PredictionSet(mock, sigma_gev, predictions, ref[1], ref[2], ref[3], files)
+    return PredictionSet(mock, sigma_gev, predictions, ref[1], ref[2], ref[3], files, ref[5])
 
 
 # --- tables ------------------------------------------------------------------------------------
-def budget_frame(b: bud.Budget, energies: np.ndarray, truth: np.ndarray | None) -> pd.DataFrame:
-    """The SPEC §10 table: E, central, stat, rep, sys_b, sys_rho, sys_n, total (, truth)."""
-    columns = {"E": energies, **{c: b.component(c) for c in CSV_COLUMNS[1:]}}
-    if truth is not None:
-        columns["truth"] = truth
+def budget_frame(b: bud.Budget, s: PredictionSet) -> pd.DataFrame:
+    """The SPEC §10 table: E, central, stat, rep, sys_b, sys_rho, sys_n, total (, truth, closure_level)."""
+    columns = {"E": s.energies, **{c: b.component(c) for c in CSV_COLUMNS[1:]}}
+    if s.truth is not None:
+        columns.update(truth=s.truth, closure_level=np.full(len(s.energies), s.closure_level))
     return pd.DataFrame(columns)
 
 
 @dataclass
 class Summary:
-    """How the result compares with the truth at one σ (mocks only)."""
+    """How the result compares with the truth at one σ (mocks only; closure.py's statistics)."""
     sigma_gev: float
     mean_abs_pull: float
     coverage: float
+    r_bv: float
+    closure_level: int
     complete: bool          # False: σ_tot lacks a component, the figures use the known ones only
 
     def line(self) -> str:
         note = "" if self.complete else "  (σ_tot incomplete: known components only, a lower bound)"
-        return (f"sigma = {self.sigma_gev}: mean |pull| = {self.mean_abs_pull:.2f}, "
-                f"coverage = {100 * self.coverage:.0f}%{note}")
+        return (f"sigma = {self.sigma_gev} ({closure.level_label(self.closure_level)}): "
+                f"mean |pull| = {self.mean_abs_pull:.2f}, coverage = {100 * self.coverage:.0f}%, "
+                f"R_bv = {self.r_bv:.2f}{note}")
 
 
-def summarise(b: bud.Budget, truth: np.ndarray, sigma_gev: float) -> Summary:
+def summarise(b: bud.Budget, s: PredictionSet) -> Summary:
     complete = bool(np.all(np.isfinite(b.total)))
     total = b.total if complete else b.total_known
-    return Summary(sigma_gev, float(np.mean(np.abs(bud.pulls(b.central, truth, total)))),
-                   bud.coverage(b.central, truth, total), complete)
+    stats = closure.closure_statistics(b.central, s.truth, total)
+    return Summary(s.sigma_gev, stats.mean_abs_pull, stats.coverage, stats.r_bv, s.closure_level, complete)
 
 
 def write_results(cfg, s: PredictionSet, b: bud.Budget, summary: Summary | None) -> list:
     """CSV and HDF5 of the budget, atomically; returns the paths written."""
-    frame = budget_frame(b, s.energies, s.truth)
+    frame = budget_frame(b, s)
     csv_path = cfg.results_file(s.mock, s.sigma_gev, "budget.csv")
     with atomic_output(csv_path) as tmp:
         frame.to_csv(tmp, index=False, na_rep="nan", float_format="%.10g")
@@ -136,7 +148,8 @@ def write_results(cfg, s: PredictionSet, b: bud.Budget, summary: Summary | None)
                     h5[f"ensembles/{ens}/{key}"] = value
             if s.truth is not None:
                 h5["pulls"] = bud.pulls(b.central, s.truth, b.total)
-            write_attrs(h5, provenance(cfg, mock=s.mock, sigma_gev=s.sigma_gev, sample_kind=s.kind,
+            level = {} if s.closure_level is None else {"closure_level": int(s.closure_level)}
+            write_attrs(h5, provenance(cfg, mock=s.mock, sigma_gev=s.sigma_gev, sample_kind=s.kind, **level,
                                        prediction_files=json.dumps(s.files),
                                        warnings=json.dumps(b.warnings),
                                        summary=summary.line() if summary else "no truth (user data)"))
@@ -144,6 +157,11 @@ def write_results(cfg, s: PredictionSet, b: bud.Budget, summary: Summary | None)
 
 
 # --- plots ---------------------------------------------------------------------------------------
+def _name(s: PredictionSet) -> str:
+    """The input's name in plot titles, with the closure level of a mock."""
+    return s.mock if s.closure_level is None else f"{s.mock} ({closure.level_label(s.closure_level)})"
+
+
 def _band_error(b: bud.Budget) -> tuple[np.ndarray, str]:
     """σ_tot, or the known components with a label saying so when σ_tot is incomplete."""
     if np.all(np.isfinite(b.total)):
@@ -163,7 +181,7 @@ def plot_result(s: PredictionSet, b: bud.Budget, path) -> None:
     if s.truth is not None:
         ax.plot(s.energies, s.truth, "k--", lw=1.5, label="truth")
     ax.set(xlabel="E (lattice units)", ylabel=r"$\rho_\sigma(E)$",
-           title=f"{s.mock}, σ = {s.sigma_gev}: result with its total error")
+           title=f"{_name(s)}, σ = {s.sigma_gev}: result with its total error")
     ax.legend(fontsize=8)
     save_png(fig, path)
 
@@ -189,7 +207,7 @@ def plot_ensembles(s: PredictionSet, b: bud.Budget, path) -> None:
         ax.set(xlabel="E (lattice units)", title=f"{bud.REFERENCE} vs {ens} ({LABELS[name]})")
         ax.legend(fontsize=7)
     axes[0].set_ylabel(r"$\rho_\sigma(E)$")
-    fig.suptitle(f"{s.mock}, σ = {s.sigma_gev}: the result against each reference ensemble")
+    fig.suptitle(f"{_name(s)}, σ = {s.sigma_gev}: the result against each reference ensemble")
     save_png(fig, path)
 
 
@@ -202,7 +220,7 @@ def plot_budget(s: PredictionSet, b: bud.Budget, path) -> None:
     err, label = _band_error(b)
     ax.plot(s.energies, err, "k", lw=2.2, label=label)
     ax.set(xlabel="E (lattice units)", ylabel="error", ylim=(0, None),
-           title=f"{s.mock}, σ = {s.sigma_gev}: error budget by component")
+           title=f"{_name(s)}, σ = {s.sigma_gev}: error budget by component")
     ax.legend(fontsize=8)
     save_png(fig, path)
 
@@ -216,11 +234,11 @@ def plot_pulls(s: PredictionSet, b: bud.Budget, path) -> None:
     ax.axhline(0, color="k", lw=0.8)
     ax.plot(s.energies, p, "o-", ms=3, color="C0", label=r"$(\bar\rho - {\rm truth})/\sigma$")
     ax.set(xlabel="E (lattice units)", ylabel="pull",
-           title=f"{s.mock}, σ = {s.sigma_gev}: pulls in units of {label}")
+           title=f"{_name(s)}, σ = {s.sigma_gev}: pulls in units of {label}")
     ax.legend(fontsize=8)
     hx.hist(np.clip(p, -3.99, 3.99), bins=np.linspace(-4, 4, 17), color="C0", alpha=0.7)
     hx.set(xlabel="pull (|pull| > 4 counted in the end bins)", ylabel="energies",
-           title=f"coverage {100 * bud.coverage(b.central, s.truth, err):.0f}%")
+           title=f"coverage {100 * closure.coverage(b.central, s.truth, err)[0]:.0f}% (one measurement)")
     save_png(fig, path)
 
 
@@ -231,7 +249,7 @@ def analyze_sigma(cfg, mock: str, sigma_gev: float) -> tuple[Summary | None, lis
     b = bud.error_budget(s.predictions, s.kind)
     for warning in b.warnings:
         print(f"  WARNING (σ = {sigma_gev}): {warning}")
-    summary = summarise(b, s.truth, sigma_gev) if s.truth is not None else None
+    summary = summarise(b, s) if s.truth is not None else None
     written = write_results(cfg, s, b, summary)
     plots = {"result": plot_result, "ensembles": plot_ensembles, "budget": plot_budget}
     if s.truth is not None:

@@ -72,6 +72,9 @@ _REFERENCE = {
     },
     # SPEC §8-9: prediction and validation mocks
     "n_boot": 800,
+    "closure_level": 1,        # 1: each mock is measured once, samples drawn around C̄ (closure.py);
+                               # 0: samples around the exact C -- a labelled diagnostic only
+    "closure_repetition": 0,   # which seeded measurement of the mocks (level 1): 0, 1, 2, ...
     "o3_threshold": 1.0,
     "delta_A": 1.5,
     "delta_M": 0.8,
@@ -301,6 +304,11 @@ def _validate(cfg: Config) -> None:
         if ens["nb"] not in cfg["nb_list"] or ens["nrho"] not in cfg["nrho_list"]:
             raise ConfigError(f"ensemble {name}: N_b={ens['nb']}, N_rho={ens['nrho']} is not among "
                               f"the generated sets nb_list={cfg['nb_list']}, nrho_list={cfg['nrho_list']}")
+    if cfg["closure_level"] not in (0, 1):
+        raise ConfigError(f"closure_level={cfg['closure_level']!r}: expected 1 (measured mocks, the "
+                          "default) or 0 (samples around the exact correlator, a diagnostic)")
+    if not isinstance(cfg["closure_repetition"], int) or cfg["closure_repetition"] < 0:
+        raise ConfigError(f"closure_repetition={cfg['closure_repetition']!r}: expected an integer >= 0")
     if len({sigma_tag(s) for s in cfg["sigmas_gev"]}) != len(cfg["sigmas_gev"]):
         raise ConfigError(f"sigmas_gev {cfg['sigmas_gev']}: two widths share a directory tag 100·σ")
 

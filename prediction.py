@@ -1,8 +1,10 @@
 """Stage 3: every replica of every ensemble predicts the same input samples (SPEC §8, §10).
 
 The inputs are N samples of a correlator on the preset's time slices:
-- a mock (SPEC §9): N_boot bootstrap samples drawn from N(C, s²Σ_latt), the noise of SPEC §4
-  (s = C(t_min)/C_latt(t_min)), seeded by ``rng_for(cfg, "bootstrap", mock index)``;
+- a mock (SPEC §8-9): measured once, C̄ = C + s L z₀, and N_boot bootstrap samples drawn from
+  N(C̄, s²Σ_latt) with the noise of SPEC §4 (s = C(t_min)/C_latt(t_min)): a level-1 closure test
+  (closure.closure_samples; ``closure_level`` = 0 draws around the exact C instead, a diagnostic).
+  Seeded by ``rng_for(cfg, "measurement" / "bootstrap", mock index, closure_repetition)``;
 - the user's data (``read_user_samples``): their own bootstrap or jackknife samples, or a mean and
   covariance from which N_boot samples are drawn the same way.
 For each σ and ensemble the replicas' checkpoints are loaded together (``checkpoints.
@@ -13,8 +15,9 @@ load_replicas verifies) and all replicas predict all samples in one batched pass
 
     predictions [N, N_r, N_E] (float32, the networks' precision), energy_grid_smeared [N_E],
     true_smeared_rho [N_E] (mocks only), input_samples [N, n_t], replicas [N_r] (their indices),
-    clean_correlator [n_t] (mocks only); attrs: provenance, sample_kind, mock, ensemble,
-    sigma_gev, arch, checkpoints, missing_checkpoints, checkpoint_provenance, input_source.
+    clean_correlator [n_t] and measured_correlator [n_t] (C̄; mocks only); attrs: provenance,
+    sample_kind, mock, ensemble, sigma_gev, arch, checkpoints, missing_checkpoints,
+    checkpoint_provenance, input_source, closure_level (mocks only: 1, or 0 for the diagnostic).
 
 Missing checkpoints are reported by name; whatever exists is still predicted.
 """
@@ -30,6 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from budget import SAMPLE_KINDS
+from closure import closure_samples, level_label
 from config import add_common_args, config_from_args
 from checkpoints import load_replicas
 from pytorch_models_t32 import predict_replicas
@@ -37,7 +41,7 @@ from io_utils import InputError, atomic_output, open_h5, provenance, read_datase
 from devices import configure_threads, select_device
 from mocks import MOCKS, make_mock
 from noise_files import covariance_cholesky, load_noise_file, select_slices
-from sigma_model_utils import KERNELS, add_noise, noise_scale, rng_for, standardise
+from sigma_model_utils import KERNELS, noise_scale, rng_for, standardise
 
 
 @dataclass
@@ -49,28 +53,29 @@ class InputSamples:
     truth: dict | None = None      # σ_gev -> exact ρ_σ(E_k) [N_E] (mocks only)
     clean: np.ndarray | None = None  # the mock's clean correlator [n_t]
     source: dict = field(default_factory=dict)   # how they were made (recorded in every file)
+    measured: np.ndarray | None = None   # the mock's measurement C̄ [n_t] (closure.py)
+    closure_level: int | None = None     # the mock's closure level (closure.py); None for data
 
 
 # --- inputs --------------------------------------------------------------------------------------
-def draw_samples(mean: np.ndarray, noise, rng: np.random.Generator, n: int) -> np.ndarray:
-    """n samples of N(mean, s²Σ) with the noise of SPEC §4 (s = mean(t_min)/C_latt(t_min))."""
-    return add_noise(np.asarray(mean, dtype=np.float64)[None, :], noise, rng, n)[0]
-
-
 def mock_inputs(cfg, name: str) -> InputSamples:
-    """N_boot bootstrap samples of a mock's exact correlator with the noise file's noise (SPEC §8)."""
+    """A mock measured once and its N_boot bootstrap samples, at the preset's closure level
+    (SPEC §8; closure.closure_samples), with the noise file's noise."""
     if name not in MOCKS:
         raise ValueError(f"unknown mock {name!r}; expected one of {MOCKS}")
     mock = make_mock(name, cfg)
     noise = load_noise_file(cfg.input_path(cfg["noise_file"]), cfg)
-    rng = rng_for(cfg, "bootstrap", MOCKS.index(name))
-    samples = draw_samples(mock.correlator, noise, rng, int(cfg["n_boot"]))
+    keys = (MOCKS.index(name), int(cfg["closure_repetition"]))
+    level = int(cfg["closure_level"])
+    samples, measured = closure_samples(mock.correlator, noise, level, rng_for(cfg, "measurement", *keys),
+                                        rng_for(cfg, "bootstrap", *keys), int(cfg["n_boot"]))
     scale = float(noise_scale(mock.correlator, noise))
     return InputSamples(name, samples, "bootstrap", mock.truth, mock.correlator,
                         {"input": f"mock {name}", "mock_parameters": json.dumps(mock.parameters),
                          "noise_file": noise.path, "noise_source": noise.source, "noise_scale_s": scale,
-                         "n_boot": int(cfg["n_boot"]),
-                         "rng": f"rng_for(seed, 'bootstrap', {MOCKS.index(name)})"})
+                         "n_boot": int(cfg["n_boot"]), "closure": level_label(level),
+                         "rng": f"rng_for(seed, 'measurement' and 'bootstrap', {keys[0]}, {keys[1]})"},
+                        measured=measured, closure_level=level)
 
 
 def _text(value) -> str:
@@ -177,13 +182,16 @@ def write_prediction_file(cfg, inputs: InputSamples, sigma_gev, ensemble, P, pre
                 h5["true_smeared_rho"] = inputs.truth[sigma_gev]
             if inputs.clean is not None:
                 h5["clean_correlator"] = inputs.clean
+            if inputs.measured is not None:
+                h5["measured_correlator"] = inputs.measured
+            level = {} if inputs.closure_level is None else {"closure_level": int(inputs.closure_level)}
             write_attrs(h5, provenance(
                 cfg, mock=inputs.name, ensemble=ensemble, sigma_gev=float(sigma_gev),
                 sample_kind=inputs.kind, arch=metas[0]["arch"],
                 checkpoints=json.dumps([str(p) for _, p in present]),
                 missing_checkpoints=json.dumps([str(p) for p in missing]),
                 checkpoint_provenance=json.dumps([m["provenance"] for m in metas]),
-                input_source=json.dumps(inputs.source)))
+                input_source=json.dumps(inputs.source), **level))
     return path
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis import CSV_COLUMNS, MOCK_COLUMNS
 from config import (Config, ConfigError, add_common_args, config_from_args, generation_tasks,
                     training_groups, training_tasks)
 from mocks import MOCK_TABLE, MOCKS
@@ -73,8 +74,8 @@ def expected_outputs(cfg: Config) -> dict[str, list[Path]]:
     return out
 
 
-# SPEC §10: the columns of results/{mock}_sigma{σ}_budget.csv
-BUDGET_COLUMNS = ["E", "central", "stat", "rep", "sys_b", "sys_rho", "sys_n", "total", "truth"]
+# SPEC §10: the columns of results/{mock}_sigma{σ}_budget.csv (analysis.py writes them)
+BUDGET_COLUMNS = [*CSV_COLUMNS, *MOCK_COLUMNS]
 
 
 def budget_table_problem(cfg: Config, path: Path) -> str | None:
