@@ -1,13 +1,16 @@
 """HLT cross-check: the audience against the Hansen-Lupo-Tantalo method (package ``lsdensities``)
-on exactly the same bootstrap samples, for the two validation mocks (issue 6, SPEC §8-9).
+on exactly the same bootstrap samples, for the two validation mocks (issues 6 and 9, SPEC §8-9).
 
     pip install -r requirements-hlt.txt          # lsdensities: optional, not needed by the pipeline
     python benchmarks/compare_hlt.py --preset demo [--root DIR] [--energy-stride 2] [--workers 2]
 
 Needs the mocks' prediction files (python run_pipeline.py, or predict_on_O3_mock_sigma.py and
 predict_on_delta_tanh.py).  For each mock and σ it reads the samples every ensemble predicted
-(``input_samples``, checked identical across ensembles by analysis.load_predictions), computes the
-audience's result and σ_tot with budget.error_budget, and runs lsdensities' InverseProblemWrapper
+(``input_samples``, checked identical across ensembles by analysis.load_predictions): by default
+a level-1 closure test, the mock measured once and the samples drawn around that measurement
+(closure.py; the files' ``closure_level`` is carried into every output here, and a level-0
+diagnostic is labelled as such).  It computes the audience's result and σ_tot with
+budget.error_budget, and runs lsdensities' InverseProblemWrapper
 (its λ scan, plateau search and systematic error from λ -> kfactor·λ, with lsdensities' own
 example settings -- 8 compatible steps within 0.3 σ, kfactor 0.1, A/A0 < 0.1 -- but one α = 0 for
 speed and λ scanned from 0.1 down to 1e-10, where these data put the plateau) on the same samples at the same energies (every
@@ -32,8 +35,10 @@ For every kernel lsdensities' target integrals are memoised (it recomputes each 
 Writes results/hlt/compare_hlt.csv (per mock, σ, energy: truth, audience ± σ_tot, HLT ± its
 stat ⊕ sys error, A/A0 at the chosen λ, the difference in units of the combined error
 √(σ_tot² + σ_HLT²) -- conservative: both use the same samples, so their statistical errors are
-correlated), compare_hlt.md (summary per mock and σ), {mock}_sigma{σ}_hlt.png and compare_hlt.png
-(all four panels) and hlt_logs/ (lsdensities' own logs).
+correlated -- and the closure level), compare_hlt.md (summary per mock and σ: coverage, mean
+|pull| and R_bv of each method by closure.py, of ONE measurement, so each coverage is uncertain by
+about ±20 %), compare_hlt.hdf5, {mock}_sigma{σ}_hlt.png and compare_hlt.png (all four panels) and
+hlt_logs/ (lsdensities' own logs).
 """
 from __future__ import annotations
 
@@ -55,6 +60,7 @@ from scipy import integrate
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import budget as bud  # noqa: E402
+import closure  # noqa: E402
 from analysis import load_predictions  # noqa: E402
 from config import ConfigError, add_common_args, config_from_args  # noqa: E402
 from figures import plt, save_png  # noqa: E402
@@ -172,6 +178,22 @@ def run_hlt(cfg, samples: np.ndarray, sigma_gev: float, energies: np.ndarray, lo
             "A_over_A0": np.array([float(hlt.aa0[k] / a0[k]) for k in range(len(energies))])}
 
 
+def lsdensities_version() -> str:
+    from importlib.metadata import version
+    return version("lsdensities")
+
+
+def hlt_settings_text(cfg) -> str:
+    """The HLT settings in words, for the outputs: one automated stability criterion, one α."""
+    p = HLT_SETTINGS
+    return (f"λ scanned downwards from {p['lambdaMax']:g} in steps of {p['lambdaStep']:g} (each step divided by 4 "
+            f"whenever λ would reach 0) down to {p['lambdaMin']:g}; the result is taken at the first λ of the first "
+            f"run of {p['lambdaScanCap']} consecutive λ whose results overlap the previous λ's within "
+            f"{p['comparisonRatio']:g} of their statistical errors with A/A0 < {A0_CUT:g} (lsdensities' automated "
+            f"stability criterion, the only one used); systematic error from the result at {p['kfactor']:g}·λ; "
+            f"α = {p['alphaA']:g} only; E0 = {float(cfg['E0_min']):g} (the training space's lowest threshold)")
+
+
 # --- the comparison ------------------------------------------------------------------------------
 def audience_and_samples(cfg, mock: str, sigma_gev: float):
     """The audience's budget and the bootstrap samples every ensemble predicted (SPEC §8, §10)."""
@@ -194,7 +216,7 @@ def comparison_frame(mock, sigma_gev, energies, pick, s, b, h) -> pd.DataFrame:
     central, total = b.central[pick], b.total[pick]
     combined = np.sqrt(total**2 + h["total"] ** 2)
     return pd.DataFrame({
-        "mock": mock, "sigma_gev": sigma_gev, "E": energies, "truth": truth,
+        "mock": mock, "sigma_gev": sigma_gev, "closure_level": s.closure_level, "E": energies, "truth": truth,
         "audience": central, "audience_total": total, "hlt": h["rho"], "hlt_stat": h["stat"],
         "hlt_sys": h["sys"], "hlt_total": h["total"], "hlt_lambda": h["lambda"], "hlt_A_over_A0": h["A_over_A0"],
         "difference_over_combined": (central - h["rho"]) / combined,
@@ -203,16 +225,16 @@ def comparison_frame(mock, sigma_gev, energies, pick, s, b, h) -> pd.DataFrame:
 
 def summary_rows(frame: pd.DataFrame) -> list[dict]:
     rows = []
-    for (mock, sigma_gev), g in frame.groupby(["mock", "sigma_gev"], sort=False):
+    for (mock, sigma_gev, level), g in frame.groupby(["mock", "sigma_gev", "closure_level"], sort=False):
         d = np.abs(g["difference_over_combined"])
-        rows.append({"mock": mock, "sigma_gev": sigma_gev, "energies": len(g),
-                     "mean_abs_difference": float(d.mean()), "share_within_1": float(np.mean(d <= 1)),
-                     "share_within_2": float(np.mean(d <= 2)),
-                     "audience_coverage": float(np.mean(np.abs(g["audience_pull"]) <= 1)),
-                     "audience_mean_abs_pull": float(np.abs(g["audience_pull"]).mean()),
-                     "hlt_coverage": float(np.mean(np.abs(g["hlt_pull"]) <= 1)),
-                     "hlt_mean_abs_pull": float(np.abs(g["hlt_pull"]).mean()),
-                     "audience_median_error": float(np.median(g["audience_total"])),
+        row = {"mock": mock, "sigma_gev": sigma_gev, "closure_level": level, "energies": len(g),
+               "mean_abs_difference": float(d.mean()), "share_within_1": float(np.mean(d <= 1)),
+               "share_within_2": float(np.mean(d <= 2))}
+        for method, central, error in (("audience", "audience", "audience_total"), ("hlt", "hlt", "hlt_total")):
+            stats = closure.closure_statistics(g[central].to_numpy(), g["truth"].to_numpy(), g[error].to_numpy())
+            row.update({f"{method}_coverage": stats.coverage, f"{method}_mean_abs_pull": stats.mean_abs_pull,
+                        f"{method}_r_bv": stats.r_bv})
+        rows.append({**row, "audience_median_error": float(np.median(g["audience_total"])),
                      "hlt_median_error": float(np.median(g["hlt_total"])),
                      "hlt_plateau_share": float(np.mean(g["hlt_A_over_A0"] < A0_CUT))})
     return rows
@@ -276,15 +298,21 @@ def main(argv=None) -> int:
     summary = pd.DataFrame(summary_rows(frame))
     with atomic_output(out_dir / "compare_hlt.csv") as tmp:
         frame.to_csv(tmp, index=False, float_format="%.8g")
-    lines = [f"Preset `{cfg.preset}`, kernel {cfg['kernel']}, N_boot = {len(jobs[0][3])}, HLT at "
-             f"{len(energies)} energies (every {args.energy_stride} of the grid); difference = (audience − HLT)/√(σ_tot² + σ_HLT²).",
-             "", "| mock | σ | mean \\|diff\\| | \\|diff\\| ≤ 1 | \\|diff\\| ≤ 2 | audience coverage (mean \\|pull\\|) "
-             "| HLT coverage (mean \\|pull\\|) | median σ_tot | median σ_HLT | HLT plateau found |",
+    levels = sorted({closure.level_label(s.closure_level) for s, _, _ in inputs.values()})
+    lines = [f"Preset `{cfg.preset}`, kernel {cfg['kernel']}, N_boot = {len(jobs[0][3])}, closure test "
+             f"{' and '.join(levels)} (each mock measured once, the same samples for both methods), HLT at "
+             f"{len(energies)} energies (every {args.energy_stride} of the grid); difference = "
+             "(audience − HLT)/√(σ_tot² + σ_HLT²). Coverage, mean |pull| and R_bv are of one measurement "
+             "(a single mock's coverage is uncertain by about ±20 %).",
+             f"lsdensities {lsdensities_version()} settings: {hlt_settings_text(cfg)}.",
+             "", "| mock | σ | mean \\|diff\\| | \\|diff\\| ≤ 1 | \\|diff\\| ≤ 2 | audience coverage (mean \\|pull\\|, R_bv) "
+             "| HLT coverage (mean \\|pull\\|, R_bv) | median σ_tot | median σ_HLT | HLT plateau found |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in summary.to_dict("records"):
         lines.append(f"| {r['mock']} | {r['sigma_gev']} | {r['mean_abs_difference']:.2f} | {100 * r['share_within_1']:.0f}% "
                      f"| {100 * r['share_within_2']:.0f}% | {100 * r['audience_coverage']:.0f}% "
-                     f"({r['audience_mean_abs_pull']:.2f}) | {100 * r['hlt_coverage']:.0f}% ({r['hlt_mean_abs_pull']:.2f}) "
+                     f"({r['audience_mean_abs_pull']:.2f}, {r['audience_r_bv']:.2f}) | {100 * r['hlt_coverage']:.0f}% "
+                     f"({r['hlt_mean_abs_pull']:.2f}, {r['hlt_r_bv']:.2f}) "
                      f"| {r['audience_median_error']:.3g} | {r['hlt_median_error']:.3g} | {100 * r['hlt_plateau_share']:.0f}% |")
     with atomic_output(out_dir / "compare_hlt.md") as tmp:
         tmp.write_text("\n".join(lines) + "\n")
@@ -294,6 +322,8 @@ def main(argv=None) -> int:
                 values = frame[column].to_numpy()
                 h5[column] = values.astype("S") if values.dtype == object else values
             write_attrs(h5, provenance(cfg, what="compare_hlt", hlt_settings=json.dumps(HLT_SETTINGS),
+                                       closure_levels=json.dumps(sorted({int(s.closure_level) for s, _, _ in inputs.values()})),
+                                       lsdensities_version=lsdensities_version(),
                                        a0_cut=A0_CUT, e0=float(cfg["E0_min"]), precision_digits=PRECISION_DIGITS,
                                        hlt_seconds=json.dumps({f"{m}_{sg}": h["seconds"] for (m, sg), h in results.items()})))
 
@@ -303,10 +333,11 @@ def main(argv=None) -> int:
     for j, key in enumerate(keys):
         s, b, _ = inputs[key]
         g = frame[(frame["mock"] == key[0]) & (frame["sigma_gev"] == key[1])]
-        plot_panel(axes[0, j], axes[1, j], g, s, b, f"{key[0]}, σ = {key[1]}")
+        plot_panel(axes[0, j], axes[1, j], g, s, b, f"{key[0]}, σ = {key[1]} ({closure.level_label(s.closure_level)})")
         single, (top, bottom) = plt.subplots(2, 1, figsize=(6.5, 5.2), sharex=True,
                                              gridspec_kw={"height_ratios": [3, 1]})
-        plot_panel(top, bottom, g, s, b, f"{key[0]}, σ = {key[1]}: audience vs HLT (same samples)")
+        plot_panel(top, bottom, g, s, b, f"{key[0]}, σ = {key[1]} ({closure.level_label(s.closure_level)}): "
+                   "audience vs HLT (same samples)")
         save_png(single, out_dir / f"{key[0]}_sigma{key[1]}_hlt.png", dpi=110)
     fig.suptitle(f"audience (preset {cfg.preset}) vs HLT (lsdensities) on the same bootstrap samples", fontsize=10)
     fig.tight_layout()

@@ -1,32 +1,46 @@
-"""Are the audience's error bars honest?  Coverage of σ_tot on many random test densities (issue 6).
+"""Are the audience's error bars honest?  Level-1 closure tests on many random test densities
+(issues 6 and 9, SPEC §8-9).
 
     python benchmarks/validate_coverage.py --preset demo [--root DIR] [--n-per-family 30]
-                                           [--families breit_wigner,O3_threshold] [--no-train]
+        [--measurements 3] [--audience-seeds K] [--families breit_wigner,O3_threshold] [--no-train]
 
-1. The audience of the preset under --root is reused (every checkpoint present) or, when some are
-   missing, trained by the pipeline's own generation and training tasks (run_pipeline.tasks, one
-   process each, as the local runner does; finished work is kept).  --no-train stops instead.
-2. For each family of validation.py (out-of-distribution densities, plus the in-distribution control
-   ``training_space``) n densities are drawn with their exact correlators and truths; each gets its
-   own N_boot noisy samples with the noise of SPEC §4 (prediction.draw_samples, seeded by
-   rng_for(cfg, 'validation-noise', family, i)).
-3. Every replica of every ensemble predicts every sample (prediction.predict_ensemble, all densities
-   in one batched pass per ensemble and σ); the budget of SPEC §8 is computed per density
-   (budget.error_budget).
-4. Per family and σ: coverage = share of (density, energy) with |ρ̄ - truth| ≤ σ_tot (≈ 68% for
-   honest Gaussian errors; ± the standard error from the spread of the per-density coverages,
-   since the energies of one density are strongly correlated), the same with σ_stat ⊕ σ_rep only
-   (the baseline without the systematics), mean |pull| (√(2/π) ≈ 0.80 for honest errors), the
-   median relative error |ρ̄ - truth|/|truth| over the energies where |truth| ≥ 10% of that
-   density's maximum, the median share of σ_tot² carried by Σ_b² + Σ_ρ² + Σ_n², and, among the
-   misses (|ρ̄ - truth| > σ_tot), the share that every ensemble makes on the same side by more
-   than σ_tot: a bias common to the audience, which no Σ_X (a difference of ensembles) can see.
+1. Audiences.  ``--audience-seeds K`` judges K audiences that differ only in the preset's ``seed``,
+   S_k = seed + k.  Audience 0 is the one under --root itself (what ``make demo`` trained);
+   audience k ≥ 1 lives in <root>/audiences/seed_<S_k>, an ordinary pipeline root:
+   ``python run_pipeline.py --preset P --set seed=S_k --root <root>/audiences/seed_<S_k>`` makes or
+   reuses exactly it.  Checkpoints that are missing are trained with the pipeline's own generation
+   and training tasks (run_pipeline.tasks, one process each, as the local runner does; finished
+   work is kept); --no-train stops instead.
+2. Test densities.  For each family of validation.py (out-of-distribution densities, plus the
+   in-distribution control ``training_space``) n densities with exact correlators and truths.  Each
+   is measured R times (``--measurements``, default 3): C̄_{i,m} = C_i + s L z₀ with
+   rng_for(cfg, 'validation-measurement', family, i, m), and gets N_boot samples around each
+   measurement, drawn with rng_for(cfg, 'validation-noise', family, i, m): the level-1 closure
+   test of SPEC §8 (closure.closure_samples).  The level-0 diagnostic (the same sample noise around
+   the exact C_i) is computed beside it, to show what level 0 hides; the preset's
+   ``closure_level`` does not apply here, both levels are always reported.  These streams use the
+   seed as given, never the audiences' seeds: every audience is judged on the same test set.
+3. Every replica of every ensemble predicts every sample (prediction.predict_ensemble, one batched
+   pass per audience, σ, ensemble and family); the budget of SPEC §8 is computed per (density,
+   measurement, level) with budget.error_budget.
+4. Per audience, family, σ and level, with closure.py's statistics (its docstring states the
+   conventions): coverage of σ_tot with its standard error (from the spread over densities, each
+   density's measurements averaged first; never over energies), mean |pull|, R_bv (the NNPDF
+   bias-to-variance ratio, 1 for honest errors) with its jackknife error, coverage versus energy,
+   and the verdict; besides, the coverage of σ_stat ⊕ σ_rep alone (the baseline without the
+   systematics), the median relative error |ρ̄ - truth|/|truth| over the energies where |truth| ≥
+   10% of that density's maximum, the median share of σ_tot² carried by Σ_b² + Σ_ρ² + Σ_n², and,
+   among the misses (|ρ̄ - truth| > σ_tot), the share that every ensemble makes on the same side by
+   more than σ_tot: a bias common to the audience, which no Σ_X (a difference of ensembles) can
+   see.  Over the K audiences: the mean and the spread (standard deviation, ddof = 1) of each.
 
-Writes under --root, in results/validation/: coverage.csv and coverage.md (the table),
-densities.csv (every density's parameters and own coverage), validation.hdf5 (every density's
-truth, result and budget components, with provenance), pulls.png (pull histograms per family and
-σ against N(0, 1)), coverage_vs_energy.png (per energy, the share of a family's densities covered)
-and examples_sigma{σ}.png (one reconstruction per family against its truth).
+Writes under --root, in results/validation/: coverage.csv (one row per audience, family, σ and
+level), coverage_summary.csv (mean and spread over the audiences), coverage.md (the tables),
+densities.csv (every density's parameters and own coverage per audience, measurement and level),
+validation.hdf5 (truths, measurements, every result and budget component, with provenance),
+pulls.png (pull histograms, level 1 against level 0 and N(0, 1)), coverage_vs_energy.png (per
+energy, the share of a family's densities and measurements covered, both levels) and
+examples_sigma{σ}.png (one reconstruction per family against its truth).
 """
 from __future__ import annotations
 
@@ -38,108 +52,125 @@ import time
 from pathlib import Path
 
 import h5py
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import budget as bud  # noqa: E402
+import closure  # noqa: E402
 import validation  # noqa: E402
-from config import ConfigError, add_common_args, config_from_args  # noqa: E402
+from config import ConfigError, add_common_args, config_from_args, load_config  # noqa: E402
 from devices import select_device  # noqa: E402
+from figures import plt, save_png  # noqa: E402
 from io_utils import InputError, atomic_output, provenance, write_attrs  # noqa: E402
-from prediction import InputSamples, draw_samples, find_checkpoints, predict_ensemble  # noqa: E402
 from noise_files import load_noise_file  # noqa: E402
+from prediction import InputSamples, find_checkpoints, predict_ensemble  # noqa: E402
 from run_pipeline import missing_outputs, tasks  # noqa: E402
 from sigma_model_utils import rng_for  # noqa: E402
 
-HONEST_COVERAGE = 0.6827
+LEVELS = (1, 0)               # the closure test, and the diagnostic shown beside it
 RELATIVE_FLOOR = 0.1          # relative errors only where |truth| >= 10% of the density's maximum
+HEADLINE = ("coverage", "coverage_err", "mean_abs_pull", "r_bv", "r_bv_err", "coverage_stat_rep",
+            "median_rel_error", "median_sys_share", "common_bias_share_of_misses")
+
+
+# --- 1. audiences ----------------------------------------------------------------------------------
+def audience_configs(cfg, k: int) -> list:
+    """The K audiences' configurations: seeds seed + k; audience 0 is --root itself, audience k
+    an ordinary pipeline root <root>/audiences/seed_<S> run with --set seed=S."""
+    if k < 1:
+        raise ConfigError(f"--audience-seeds {k}: expected at least 1")
+    base = int(cfg["seed"])
+    return [cfg] + [load_config(cfg.preset, cfg.overrides + [f"seed={base + j}"],
+                                cfg.root / "audiences" / f"seed_{base + j}") for j in range(1, k)]
 
 
 def ensure_audience(cfg, train: bool) -> None:
     """Reuse the trained audience, or train what is missing with the pipeline's own tasks."""
     missing = [p for p in missing_outputs(cfg, "training") if p.endswith(".pth")]
     if not missing:
-        print(f"reusing the audience under {cfg.root} (all {len(cfg['ensembles'])} ensembles x "
-              f"{cfg['n_replicas']} replicas x {len(cfg['sigmas_gev'])} sigmas present)")
+        print(f"reusing the audience under {cfg.root} (seed {cfg['seed']}: all {len(cfg['ensembles'])} "
+              f"ensembles x {cfg['n_replicas']} replicas x {len(cfg['sigmas_gev'])} sigmas present)")
         return
     if not train:
         raise SystemExit(f"{len(missing)} checkpoint(s) missing, e.g. {missing[0]}; train the audience "
-                         f"first (python run_pipeline.py --preset {cfg.preset} --root {cfg.root}) "
-                         "or drop --no-train")
-    print(f"{len(missing)} checkpoint(s) missing: training the audience with the pipeline's tasks")
+                         f"first (python run_pipeline.py --preset {cfg.preset}"
+                         f"{''.join(' --set ' + o for o in cfg.overrides)} --root {cfg.root}) or drop --no-train")
+    print(f"{len(missing)} checkpoint(s) missing under {cfg.root}: training the audience (seed "
+          f"{cfg['seed']}) with the pipeline's tasks")
+    cfg.root.mkdir(parents=True, exist_ok=True)
     for stage, command in tasks(cfg):
         if stage in ("generation", "training"):
             print("$ " + " ".join(command), flush=True)
             subprocess.run(command, check=True)
 
 
-def draw_inputs(cfg, families, n_per_family, noise):
-    """{family: ([ValidationDensity], samples [n, N_boot, n_t])}, exact and seeded."""
+# --- 2. test densities, measured -------------------------------------------------------------------
+def draw_inputs(cfg, families, n_per_family: int, n_measurements: int, noise) -> dict:
+    """{family: (densities, measured [n, R, n_t], samples {level: [n, R, N_boot, n_t]})}, seeded."""
     out = {}
+    n_boot = int(cfg["n_boot"])
     for family in families:
         t0 = time.perf_counter()
         densities = (validation.draw_family(cfg, family, n_per_family) if family == validation.CONTROL
                      else [validation.draw_family_member(cfg, family, i)
                            for i in tqdm(range(n_per_family), desc=f"exact {family}", leave=False)])
-        samples = np.stack([draw_samples(d.correlator, noise,
-                                         rng_for(cfg, "validation-noise", validation.FAMILIES.index(family), i),
-                                         int(cfg["n_boot"]))
-                            for i, d in enumerate(densities)])
-        print(f"  {family}: {len(densities)} densities, exact correlators and truths in "
-              f"{time.perf_counter() - t0:.1f} s")
-        out[family] = (densities, samples)
+        f = validation.FAMILIES.index(family)
+        samples = {level: np.empty((len(densities), n_measurements, n_boot, cfg.n_t)) for level in LEVELS}
+        measured = np.empty((len(densities), n_measurements, cfg.n_t))
+        for i, d in enumerate(densities):
+            for m in range(n_measurements):
+                for level in LEVELS:
+                    samples[level][i, m], c_bar = closure.closure_samples(
+                        d.correlator, noise, level, rng_for(cfg, "validation-measurement", f, i, m),
+                        rng_for(cfg, "validation-noise", f, i, m), n_boot)
+                    if level == 1:
+                        measured[i, m] = c_bar
+        print(f"  {family}: {len(densities)} densities x {n_measurements} measurements, exact "
+              f"correlators and truths in {time.perf_counter() - t0:.1f} s")
+        out[family] = (densities, measured, samples)
     return out
 
 
-def predict_everything(cfg, inputs, device):
-    """{σ: {ensemble: {family: P [n, N_boot, N_r, N_E]} or None}}: one batched pass per (σ, ensemble)."""
-    families = list(inputs)
-    stacked = np.concatenate([inputs[f][1].reshape(-1, cfg.n_t) for f in families])
-    shapes = [inputs[f][1].shape[:2] for f in families]
+# --- 3. predictions and budgets --------------------------------------------------------------------
+def predict_family(cfg, samples: dict, sigma_gev, device) -> dict:
+    """{ensemble: {level: P [n, R, N_boot, N_r, N_E]} or None}: one batched pass per ensemble."""
+    shape = samples[LEVELS[0]].shape[:3]
+    stacked = np.concatenate([samples[level].reshape(-1, cfg.n_t) for level in LEVELS])
     together = InputSamples("validation", stacked, "bootstrap")
     out = {}
-    for sigma_gev in cfg["sigmas_gev"]:
-        out[sigma_gev] = {}
-        for ens in cfg["ensembles"]:
-            present, missing = find_checkpoints(cfg, sigma_gev, ens)
-            for path in missing:
-                print(f"  WARNING: missing checkpoint {path}")
-            if not present:
-                out[sigma_gev][ens] = None
-                continue
-            P, _ = predict_ensemble(cfg, together, sigma_gev, ens, present, device)
-            parts, lo = {}, 0
-            for family, (n, n_boot) in zip(families, shapes):
-                parts[family] = P[lo:lo + n * n_boot].reshape(n, n_boot, *P.shape[1:])
-                lo += n * n_boot
-            out[sigma_gev][ens] = parts
+    for ens in cfg["ensembles"]:
+        present, missing = find_checkpoints(cfg, sigma_gev, ens)
+        for path in missing:
+            print(f"  WARNING: missing checkpoint {path}")
+        if not present:
+            out[ens] = None
+            continue
+        P, _ = predict_ensemble(cfg, together, sigma_gev, ens, present, device)
+        P = P.reshape(len(LEVELS), *shape, *P.shape[1:])
+        out[ens] = {level: P[j] for j, level in enumerate(LEVELS)}
     return out
 
 
-def budgets_of(cfg, predictions, family, n):
-    """The SPEC §8 budget of each density of a family at each σ: {σ: [Budget]}."""
-    out = {}
-    for sigma_gev, by_ens in predictions.items():
-        out[sigma_gev] = [bud.error_budget({ens: None if P is None else P[family][i] for ens, P in by_ens.items()})
-                          for i in range(n)]
-    return out
+def budgets_of(predictions: dict, level: int) -> list:
+    """[[Budget per measurement] per density] of one family, σ and level (SPEC §8)."""
+    n, n_meas = next(P[level].shape[:2] for P in predictions.values() if P is not None)
+    return [[bud.error_budget({ens: None if P is None else P[level][i, m] for ens, P in predictions.items()})
+             for m in range(n_meas)] for i in range(n)]
 
 
-def family_metrics(truths: np.ndarray, budgets: list) -> dict:
-    """The issue-6 figures of one family at one σ from truths [n, N_E] and the densities' budgets."""
+# --- 4. statistics ------------------------------------------------------------------------------------
+def family_metrics(truths: np.ndarray, budgets: list, groups=None) -> dict:
+    """The figures of one family, σ and level from truths [rows, N_E] and the rows' budgets; rows of
+    the same ``groups`` entry are measurements of one density (closure.py's conventions)."""
     central = np.stack([b.central for b in budgets])
     total = np.stack([b.total for b in budgets])
     stat_rep = np.stack([np.hypot(b.stat, b.rep) for b in budgets])
     sys2 = np.stack([b.sys_b**2 + b.sys_rho**2 + b.sys_n**2 for b in budgets])
+    stats = closure.closure_statistics(central, truths, total, groups)
     miss = np.abs(central - truths)
-    per_density = np.mean(miss <= total, axis=1)
     # a miss that every ensemble shares (each off by more than σ_tot, on the same side) is a bias
     # common to the whole audience: the Σ_X, differences between ensembles, cannot see it
     side = np.sign(central - truths)
@@ -151,148 +182,251 @@ def family_metrics(truths: np.ndarray, budgets: list) -> dict:
     scale = np.abs(truths).max(axis=1, keepdims=True)
     relevant = np.abs(truths) >= RELATIVE_FLOOR * scale
     return {
-        "n_densities": len(budgets),
-        "coverage": float(np.mean(miss <= total)),
-        "coverage_err": float(per_density.std(ddof=1) / np.sqrt(len(per_density))) if len(per_density) > 1 else np.nan,
-        "coverage_stat_rep": float(np.mean(miss <= stat_rep)),
-        "mean_abs_pull": float(np.mean(miss / total)),
+        "n_densities": stats.n_groups, "n_rows": stats.n_rows,
+        "coverage": stats.coverage, "coverage_err": stats.coverage_err,
+        "mean_abs_pull": stats.mean_abs_pull, "r_bv": stats.r_bv, "r_bv_err": stats.r_bv_err,
+        "verdict": stats.verdict,
+        "coverage_stat_rep": closure.coverage(central, truths, stat_rep, groups)[0],
         "median_rel_error": float(np.median(miss[relevant] / np.abs(truths[relevant]))),
         "median_sys_share": float(np.median(sys2 / total**2)),
         "common_bias_share_of_misses": float(common[missed].mean()) if missed.any() else 0.0,
         "complete": bool(np.all(np.isfinite(total))),
-        "_per_density": per_density, "_pulls": (central - truths) / total,
-        "_central": central, "_total": total,
+        "_coverage_vs_energy": stats.coverage_vs_energy, "_per_row": closure.covered(central, truths, total).mean(axis=1),
+        "_pulls": bud.pulls(central, truths, total), "_central": central, "_total": total,
     }
 
 
-def write_outputs(cfg, inputs, budgets, metrics, out_dir: Path, timings: dict) -> list[Path]:
-    rows = [{"family": f, "sigma_gev": s, **{k: v for k, v in m.items() if not k.startswith("_")}}
-            for (f, s), m in metrics.items()]
-    table = pd.DataFrame(rows)
-    written = []
-    path = out_dir / "coverage.csv"
-    with atomic_output(path) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
-    written.append(path)
+def judge_audience(cfg, inputs: dict, device) -> tuple[dict, dict]:
+    """({(family, σ, level): metrics}, {(family, σ, level): [[Budget]]}) of one audience."""
+    metrics, budgets = {}, {}
+    for sigma_gev in cfg["sigmas_gev"]:
+        for family, (densities, _, samples) in inputs.items():
+            predictions = predict_family(cfg, samples, sigma_gev, device)
+            n_meas = samples[LEVELS[0]].shape[1]
+            truths = np.repeat(np.stack([d.truth[sigma_gev] for d in densities]), n_meas, axis=0)
+            groups = np.repeat(np.arange(len(densities)), n_meas)
+            for level in LEVELS:
+                b = budgets_of(predictions, level)
+                budgets[(family, sigma_gev, level)] = b
+                metrics[(family, sigma_gev, level)] = family_metrics(truths, [x for row in b for x in row], groups)
+    return metrics, budgets
 
-    path = out_dir / "coverage.md"
+
+def over_audiences(per_audience: dict) -> pd.DataFrame:
+    """Mean and spread (std, ddof = 1; NaN for one audience) over the audiences of every figure."""
+    rows = []
+    keys = next(iter(per_audience.values())).keys()
+    for key in keys:
+        ms = [per_audience[seed][key] for seed in per_audience]
+        row = dict(zip(("family", "sigma_gev", "level"), key), n_audiences=len(ms))
+        for name in HEADLINE:
+            values = np.array([m[name] for m in ms], dtype=float)
+            row[f"{name}_mean"] = float(values.mean())
+            row[f"{name}_spread"] = float(values.std(ddof=1)) if len(values) > 1 else np.nan
+        verdicts = pd.Series([m["verdict"] for m in ms]).value_counts()
+        row["verdicts"] = ", ".join(f"{v} {c}/{len(ms)}" if len(ms) > 1 else v for v, c in verdicts.items())
+        row["complete"] = all(m["complete"] for m in ms)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --- outputs ------------------------------------------------------------------------------------------
+def _cell(summary_row, name: str, percent: bool, digits: int, stat: str | None = None) -> str:
+    """'62 ± 3 %' (one audience: ± its statistical error) or '62 ± 5 [± 3] %' (several: ± the spread
+    over audiences [± the typical statistical error within one])."""
+    scale, unit = (100, " %") if percent else (1, "")
+    mean, spread = summary_row[f"{name}_mean"] * scale, summary_row[f"{name}_spread"] * scale
+    err = summary_row[f"{stat}_mean"] * scale if stat else np.nan
+    if summary_row["n_audiences"] == 1:
+        return f"{mean:.{digits}f}" + (f" ± {err:.{digits}f}" if stat else "") + unit
+    return f"{mean:.{digits}f} ± {spread:.{digits}f}" + (f" [± {err:.{digits}f}]" if stat else "") + unit
+
+
+def markdown(cfg, summary: pd.DataFrame, table: pd.DataFrame, seeds, n_meas: int) -> str:
+    k = len(seeds)
+    how = ("± the statistical error (spread over densities)" if k == 1 else
+           f"mean ± spread over {k} audiences (seeds {', '.join(map(str, seeds))}) [± the typical "
+           "statistical error within one audience]")
     lines = [f"Preset `{cfg.preset}`{' ' + ' '.join('--set ' + o for o in cfg.overrides) if cfg.overrides else ''}: "
-             f"{len(cfg['ensembles'])} ensembles x {cfg['n_replicas']} replicas, N_boot = {cfg['n_boot']}. "
-             f"Honest errors: coverage 68%, mean |pull| 0.80.", "",
-             "| family | σ | densities | coverage of σ_tot | coverage σ_stat⊕σ_rep only | mean \\|pull\\| "
-             "| median rel. error | median Σ² share | misses common to all ensembles |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
+             f"{len(cfg['ensembles'])} ensembles x {cfg['n_replicas']} replicas, N_boot = {cfg['n_boot']}; "
+             f"{int(table['n_densities'].iloc[0])} densities per family x {n_meas} measurements each. "
+             f"Level 1: each density measured once per repetition, samples around the measurement (SPEC §8); "
+             f"level 0: samples around the exact correlator, a diagnostic. Honest errors: coverage 68%, "
+             f"mean |pull| 0.80, R_bv 1. Figures: {how}.", "",
+             "| family | σ | coverage of σ_tot, level 1 | mean \\|pull\\| | R_bv | level 0: coverage, R_bv "
+             "| level 1, σ_stat⊕σ_rep only | median rel. error | misses common to all ensembles | verdict (level 1) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    one = summary[summary["level"] == 1].set_index(["family", "sigma_gev"])
+    zero = summary[summary["level"] == 0].set_index(["family", "sigma_gev"])
+    for key, r in one.iterrows():
+        z = zero.loc[key]
         flag = "" if r["complete"] else " (σ_tot incomplete)"
-        lines.append(f"| {r['family']} | {r['sigma_gev']} | {r['n_densities']} | {100 * r['coverage']:.0f}% "
-                     f"± {100 * r['coverage_err']:.0f}%{flag} | {100 * r['coverage_stat_rep']:.0f}% "
-                     f"| {r['mean_abs_pull']:.2f} | {100 * r['median_rel_error']:.1f}% "
-                     f"| {100 * r['median_sys_share']:.0f}% | {100 * r['common_bias_share_of_misses']:.0f}% |")
-    with atomic_output(path) as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
-    written.append(path)
+        lines.append(f"| {key[0]} | {key[1]} | {_cell(r, 'coverage', True, 0, 'coverage_err')}{flag} "
+                     f"| {_cell(r, 'mean_abs_pull', False, 2)} | {_cell(r, 'r_bv', False, 2, 'r_bv_err')} "
+                     f"| {_cell(z, 'coverage', True, 0)}, {_cell(z, 'r_bv', False, 2)} "
+                     f"| {_cell(r, 'coverage_stat_rep', True, 0)} | {_cell(r, 'median_rel_error', True, 1)} "
+                     f"| {_cell(r, 'common_bias_share_of_misses', True, 0)} | {r['verdicts']} |")
+    if k > 1:
+        lines += ["", "Per audience (level 1):", "",
+                  "| seed | family | σ | coverage of σ_tot | mean \\|pull\\| | R_bv | level-0 coverage |",
+                  "|---|---|---|---|---|---|---|"]
+        by = table.set_index(["audience_seed", "family", "sigma_gev", "level"])
+        for (seed, family, sigma_gev, level), r in by.iterrows():
+            if level == 1:
+                z = by.loc[(seed, family, sigma_gev, 0)]
+                lines.append(f"| {seed} | {family} | {sigma_gev} | {100 * r['coverage']:.0f} ± "
+                             f"{100 * r['coverage_err']:.0f} % | {r['mean_abs_pull']:.2f} | {r['r_bv']:.2f} ± "
+                             f"{r['r_bv_err']:.2f} | {100 * z['coverage']:.0f} % |")
+    return "\n".join(lines) + "\n"
 
-    per_density = []
-    for (family, sigma_gev), m in metrics.items():
-        for d, cov in zip(inputs[family][0], m["_per_density"]):
-            params = dict(d.parameters)
-            params.pop("coefficients", None)
-            per_density.append({"family": family, "index": d.index, "sigma_gev": sigma_gev, "coverage": cov,
-                                "mean_abs_pull": float(np.mean(np.abs(m["_pulls"][d.index]))),
-                                "parameters": json.dumps(params)})
-    path = out_dir / "densities.csv"
-    with atomic_output(path) as tmp:
-        pd.DataFrame(per_density).to_csv(tmp, index=False, float_format="%.6g")
-    written.append(path)
+
+def write_outputs(cfg, audiences, inputs, results, out_dir: Path, timings: dict) -> list[Path]:
+    """coverage.csv, coverage_summary.csv, coverage.md, densities.csv, validation.hdf5 (atomically)."""
+    seeds = [int(a["seed"]) for a in audiences]
+    n_meas = next(iter(inputs.values()))[1].shape[1]
+    table = pd.DataFrame([{"audience_seed": seed, "family": f, "sigma_gev": s, "level": level,
+                           **{k: v for k, v in m.items() if not k.startswith("_")}}
+                          for seed, (metrics, _) in results.items() for (f, s, level), m in metrics.items()])
+    summary = over_audiences({seed: metrics for seed, (metrics, _) in results.items()})
+    written = []
+    for name, frame in (("coverage.csv", table), ("coverage_summary.csv", summary)):
+        with atomic_output(out_dir / name) as tmp:
+            frame.to_csv(tmp, index=False, float_format="%.6g")
+        written.append(out_dir / name)
+    with atomic_output(out_dir / "coverage.md") as tmp:
+        tmp.write_text(markdown(cfg, summary, table, seeds, n_meas))
+    written.append(out_dir / "coverage.md")
+
+    per_row = []
+    for seed, (metrics, _) in results.items():
+        for (family, sigma_gev, level), m in metrics.items():
+            densities = inputs[family][0]
+            pull_rows = m["_pulls"].reshape(len(densities), n_meas, -1)
+            for d in densities:
+                params = dict(d.parameters)
+                params.pop("coefficients", None)
+                for j in range(n_meas):
+                    per_row.append({"audience_seed": seed, "family": family, "index": d.index, "measurement": j,
+                                    "level": level, "sigma_gev": sigma_gev,
+                                    "coverage": m["_per_row"][d.index * n_meas + j],
+                                    "mean_abs_pull": float(np.mean(np.abs(pull_rows[d.index, j]))),
+                                    "parameters": json.dumps(params)})
+    with atomic_output(out_dir / "densities.csv") as tmp:
+        pd.DataFrame(per_row).to_csv(tmp, index=False, float_format="%.6g")
+    written.append(out_dir / "densities.csv")
 
     path = out_dir / "validation.hdf5"
     with atomic_output(path) as tmp:
         with h5py.File(tmp, "w") as h5:
             h5["energies"] = cfg.energies
-            for family, (densities, _) in inputs.items():
+            for family, (densities, measured, _) in inputs.items():
                 g = h5.create_group(family)
                 g["correlators"] = np.stack([d.correlator for d in densities])
+                g["measured_correlators"] = measured
                 g.attrs["parameters"] = json.dumps([d.parameters for d in densities])
                 for sigma_gev in cfg["sigmas_gev"]:
-                    gs = g.create_group(f"sigma_{sigma_gev}")
-                    gs["truth"] = np.stack([d.truth[sigma_gev] for d in densities])
+                    g[f"sigma_{sigma_gev}/truth"] = np.stack([d.truth[sigma_gev] for d in densities])
+            for seed, (_, budgets) in results.items():
+                for (family, sigma_gev, level), rows in budgets.items():
+                    g = h5.create_group(f"audience_seed_{seed}/{family}/sigma_{sigma_gev}/level_{level}")
+                    g.attrs["closure_level"] = level
                     for c in ("central", *bud.COMPONENTS, "total"):
-                        gs[c] = np.stack([b.component(c) for b in budgets[family][sigma_gev]])
+                        g[c] = np.array([[b.component(c) for b in row] for row in rows])
             write_attrs(h5, provenance(cfg, what="validate_coverage", timings=json.dumps(timings),
+                                       closure_levels=json.dumps(list(LEVELS)), measurements=n_meas,
+                                       audience_seeds=json.dumps(seeds),
+                                       audience_roots=json.dumps([str(a.root) for a in audiences]),
                                        table=table.to_json(orient="records")))
     written.append(path)
     return written
 
 
-def plot_pulls(cfg, metrics, families, path: Path) -> None:
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    save_png(fig, path, dpi=110)
+
+
+def _pooled(results, key, field):
+    return np.concatenate([metrics[key][field] for metrics, _ in results.values()])
+
+
+def plot_pulls(cfg, results, families, path: Path) -> None:
+    """Pull histograms per family and σ: level 1 (filled) against level 0 (outline) and N(0, 1)."""
     sigmas = cfg["sigmas_gev"]
-    fig, axes = plt.subplots(len(sigmas), len(families), figsize=(3.2 * len(families), 2.8 * len(sigmas)),
+    fig, axes = plt.subplots(len(sigmas), len(families), figsize=(3.2 * len(families), 2.9 * len(sigmas)),
                              sharex=True, squeeze=False)
-    bins = np.linspace(-5, 5, 41)
-    x = np.linspace(-5, 5, 201)
+    bins, x = np.linspace(-5, 5, 41), np.linspace(-5, 5, 201)
     for i, s in enumerate(sigmas):
         for j, f in enumerate(families):
-            m, ax = metrics[(f, s)], axes[i, j]
-            pulls = m["_pulls"].ravel()
-            clipped = np.clip(pulls[np.isfinite(pulls)], -4.99, 4.99)
-            ax.hist(clipped, bins=bins, density=True, color="tab:blue", alpha=0.7, label="pulls (clipped to ±5)")
+            ax, text = axes[i, j], []
+            for level, style in ((1, dict(color="tab:blue", alpha=0.7)),
+                                 (0, dict(histtype="step", color="tab:orange", lw=1.2))):
+                pulls = _pooled(results, (f, s, level), "_pulls").ravel()
+                clipped = np.clip(pulls[np.isfinite(pulls)], -4.99, 4.99)
+                ax.hist(clipped, bins=bins, density=True, label=closure.level_label(level), **style)
+                text.append(f"L{level}: {100 * np.mean(np.abs(pulls) <= 1):.0f}%")
             ax.plot(x, np.exp(-x**2 / 2) / np.sqrt(2 * np.pi), "k--", lw=1, label="N(0, 1)")
-            ax.set_title(f"{f}, σ={s}\ncoverage {100 * m['coverage']:.0f}%, <|pull|> {m['mean_abs_pull']:.2f}",
-                         fontsize=8)
+            ax.set_title(f"{f}, σ={s}\ncoverage " + ", ".join(text), fontsize=8)
             if i == len(sigmas) - 1:
-                ax.set_xlabel(r"pull $(\bar\rho - \rho_{\rm true})/\sigma_{\rm tot}$", fontsize=8)
+                ax.set_xlabel(r"pull $(\bar\rho - \rho_{\rm true})/\sigma_{\rm tot}$ (clipped to ±5)", fontsize=7)
     axes[0, 0].legend(fontsize=6)
-    fig.suptitle(f"pull histograms, preset {cfg.preset}, {metrics[(families[0], sigmas[0])]['n_densities']} "
-                 f"densities per family x {len(cfg.energies)} energies", fontsize=9)
-    fig.tight_layout()
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    fig.suptitle(f"pulls, preset {cfg.preset}: all densities x measurements x energies x "
+                 f"{len(results)} audience(s)", fontsize=9)
+    _save(fig, path)
 
 
-def plot_coverage_vs_energy(cfg, metrics, families, path: Path) -> None:
-    """Coverage of σ_tot per energy (over the densities of a family): where do the errors fail?"""
-    fig, axes = plt.subplots(1, len(cfg["sigmas_gev"]), figsize=(5.5 * len(cfg["sigmas_gev"]), 3.6),
+def plot_coverage_vs_energy(cfg, results, families, path: Path) -> None:
+    """Coverage of σ_tot per energy, over a family's densities and measurements (and audiences):
+    level 1 solid with its statistical band, level 0 dashed."""
+    fig, axes = plt.subplots(1, len(cfg["sigmas_gev"]), figsize=(5.8 * len(cfg["sigmas_gev"]), 3.9),
                              sharey=True, squeeze=False)
+    n_densities = next(iter(results.values()))[0][(families[0], cfg["sigmas_gev"][0], 1)]["n_densities"]
+    band = np.sqrt(closure.HONEST_COVERAGE * (1 - closure.HONEST_COVERAGE) / n_densities)
     for ax, s in zip(axes[0], cfg["sigmas_gev"]):
-        for f in families:
-            covered = np.abs(metrics[(f, s)]["_pulls"]) <= 1
-            ax.plot(cfg.energies, covered.mean(axis=0), lw=1.2, label=f)
-        ax.axhline(HONEST_COVERAGE, color="k", ls="--", lw=0.8, label="68%")
-        ax.set(xlabel="E (lattice units)", title=f"σ = {s}", ylim=(0, 1.02))
-    axes[0, 0].set_ylabel(r"share of densities with $|\bar\rho - \rho_{\rm true}| \leq \sigma_{\rm tot}$")
+        for n, f in enumerate(families):
+            for level, ls in ((1, "-"), (0, "--")):
+                per = np.stack([metrics[(f, s, level)]["_coverage_vs_energy"] for metrics, _ in results.values()])
+                ax.plot(cfg.energies, per.mean(axis=0), ls, color=f"C{n}", lw=1.2 if level else 0.9,
+                        label=f if level == 1 else None)
+        ax.axhline(closure.HONEST_COVERAGE, color="k", lw=0.8)
+        ax.axhspan(closure.HONEST_COVERAGE - band, closure.HONEST_COVERAGE + band, color="0.85", zorder=0,
+                   label=f"68% ± one binomial s.e. ({n_densities} densities)")
+        ax.set(xlabel="E (lattice units)", title=f"σ = {s}: level 1 solid, level 0 (diagnostic) dashed",
+               ylim=(0, 1.02))
+    axes[0, 0].set_ylabel(r"share with $|\bar\rho - \rho_{\rm true}| \leq \sigma_{\rm tot}$")
     axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    _save(fig, path)
 
 
-def plot_examples(cfg, inputs, metrics, families, sigma_gev, path: Path) -> None:
+def plot_examples(cfg, inputs, results, families, sigma_gev, path: Path) -> None:
+    """Density 0, measurement 0 of each family, first audience: level 1 ± σ_tot, level 0 dashed."""
     fig, axes = plt.subplots(1, len(families), figsize=(3.4 * len(families), 3.0), squeeze=False)
     E = cfg.energies
+    metrics = next(iter(results.values()))[0]
     for ax, f in zip(axes[0], families):
-        m, d = metrics[(f, sigma_gev)], inputs[f][0][0]
-        c, t = m["_central"][0], m["_total"][0]
+        m1, m0, d = metrics[(f, sigma_gev, 1)], metrics[(f, sigma_gev, 0)], inputs[f][0][0]
+        c, t = m1["_central"][0], m1["_total"][0]
         ax.plot(E, d.truth[sigma_gev], "k-", lw=1.2, label="exact truth")
-        ax.plot(E, c, color="tab:red", lw=1, label="audience")
-        ax.fill_between(E, c - t, c + t, color="tab:red", alpha=0.25, label=r"$\pm\sigma_{\rm tot}$")
-        ax.set_title(f"{f} #0: coverage {100 * m['_per_density'][0]:.0f}%", fontsize=8)
+        ax.plot(E, c, color="tab:red", lw=1, label=r"audience, level 1 $\pm\sigma_{\rm tot}$")
+        ax.fill_between(E, c - t, c + t, color="tab:red", alpha=0.25)
+        ax.plot(E, m0["_central"][0], color="tab:orange", ls="--", lw=0.9, label="level 0 (diagnostic)")
+        ax.set_title(f"{f} #0, measurement 0: coverage {100 * m1['_per_row'][0]:.0f}%", fontsize=8)
         ax.set_xlabel("E (lattice units)", fontsize=8)
     axes[0, 0].set_ylabel(rf"$\rho_\sigma(E)$, σ = {sigma_gev}", fontsize=8)
     axes[0, 0].legend(fontsize=6)
-    fig.tight_layout()
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    _save(fig, path)
 
 
 def main(argv=None) -> int:
     parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument("--n-per-family", type=int, default=30, help="densities per family (default 30)")
+    parser.add_argument("--measurements", type=int, default=3,
+                        help="level-1 measurements per density (default 3; at least 3 for the figures)")
+    parser.add_argument("--audience-seeds", type=int, default=1,
+                        help="audiences differing only in seed: seed, seed+1, ... (default 1)")
     parser.add_argument("--families", default=",".join(validation.FAMILIES),
                         help=f"comma-separated subset of {','.join(validation.FAMILIES)}")
-    parser.add_argument("--no-train", action="store_true", help="stop if the audience is not trained yet")
+    parser.add_argument("--no-train", action="store_true", help="stop if an audience is not trained yet")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
@@ -301,55 +435,56 @@ def main(argv=None) -> int:
         unknown = sorted(set(families) - set(validation.FAMILIES))
         if unknown:
             raise ConfigError(f"unknown families {unknown}; expected some of {validation.FAMILIES}")
+        if args.measurements < 1 or args.n_per_family < 2:
+            raise ConfigError(f"--measurements {args.measurements}, --n-per-family {args.n_per_family}: "
+                              "expected at least 1 measurement and 2 densities (the errors need a spread)")
+        audiences = audience_configs(cfg, args.audience_seeds)
         noise = load_noise_file(cfg.input_path(cfg["noise_file"]), cfg)
     except (ConfigError, InputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     timings = {}
-    ensure_audience(cfg, train=not args.no_train)
+    for audience in audiences:
+        ensure_audience(audience, train=not args.no_train)
     timings["audience_s"] = time.perf_counter() - start
 
     t0 = time.perf_counter()
-    print(f"drawing {args.n_per_family} densities per family, {cfg['n_boot']} noisy samples each:")
-    inputs = draw_inputs(cfg, families, args.n_per_family, noise)
+    print(f"drawing {args.n_per_family} densities per family, {args.measurements} measurements each, "
+          f"{cfg['n_boot']} samples per measurement and level:")
+    inputs = draw_inputs(cfg, families, args.n_per_family, args.measurements, noise)
     timings["densities_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     device = select_device()
-    predictions = predict_everything(cfg, inputs, device)
-    timings["prediction_s"] = time.perf_counter() - t0
-    n_samples = sum(s.shape[0] * s.shape[1] for _, s in inputs.values())
-    print(f"predicted {n_samples} samples x {len(cfg['ensembles'])} ensembles x {len(cfg['sigmas_gev'])} "
-          f"sigmas on {device} in {timings['prediction_s']:.1f} s")
-
-    t0 = time.perf_counter()
-    budgets = {f: budgets_of(cfg, predictions, f, len(inputs[f][0])) for f in families}
-    metrics = {(f, s): family_metrics(np.stack([d.truth[s] for d in inputs[f][0]]), budgets[f][s])
-               for f in families for s in cfg["sigmas_gev"]}
-    out_dir = cfg.path("results") / "validation"
-    timings["budget_s"] = time.perf_counter() - t0
+    results = {}
+    for audience in audiences:
+        results[int(audience["seed"])] = judge_audience(audience, inputs, device)
+        print(f"  audience seed {audience['seed']} judged ({time.perf_counter() - t0:.0f} s so far)")
+    timings["prediction_and_budget_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - start
-    written = write_outputs(cfg, inputs, budgets, metrics, out_dir, timings)
-    plot_pulls(cfg, metrics, families, out_dir / "pulls.png")
-    plot_coverage_vs_energy(cfg, metrics, families, out_dir / "coverage_vs_energy.png")
+
+    out_dir = cfg.path("results") / "validation"
+    written = write_outputs(cfg, audiences, inputs, results, out_dir, timings)
+    plot_pulls(cfg, results, families, out_dir / "pulls.png")
+    plot_coverage_vs_energy(cfg, results, families, out_dir / "coverage_vs_energy.png")
     written += [out_dir / "pulls.png", out_dir / "coverage_vs_energy.png"]
     for s in cfg["sigmas_gev"]:
-        plot_examples(cfg, inputs, metrics, families, s, out_dir / f"examples_sigma{s}.png")
+        plot_examples(cfg, inputs, results, families, s, out_dir / f"examples_sigma{s}.png")
         written.append(out_dir / f"examples_sigma{s}.png")
     for path in written:
         print(f"wrote {path}")
     print()
     print((out_dir / "coverage.md").read_text())
-    low = [(f, s) for (f, s), m in metrics.items()
-           if m["coverage"] + 2 * np.nan_to_num(m["coverage_err"]) < HONEST_COVERAGE]
-    for f, s in low:
-        m = metrics[(f, s)]
-        print(f"NOTE: {f} at sigma={s}: coverage {100 * m['coverage']:.0f}% is clearly below 68% "
-              f"(more than 2 standard errors); with σ_stat⊕σ_rep alone it would be "
-              f"{100 * m['coverage_stat_rep']:.0f}%")
-    print(f"total wall time {time.perf_counter() - start:.0f} s "
-          f"(audience {timings['audience_s']:.0f} s, exact densities {timings['densities_s']:.0f} s, "
-          f"prediction {timings['prediction_s']:.0f} s)")
+    for seed, (metrics, _) in results.items():
+        for (f, s, level), m in metrics.items():
+            if level == 1 and m["verdict"] != "honest":
+                print(f"NOTE: audience seed {seed}, {f} at sigma={s} (level 1): {m['verdict']} -- coverage "
+                      f"{100 * m['coverage']:.0f} ± {100 * m['coverage_err']:.0f}%, R_bv {m['r_bv']:.2f} ± "
+                      f"{m['r_bv_err']:.2f}; with σ_stat⊕σ_rep alone the coverage would be "
+                      f"{100 * m['coverage_stat_rep']:.0f}%")
+    print(f"total wall time {time.perf_counter() - start:.0f} s (audiences {timings['audience_s']:.0f} s, "
+          f"exact densities {timings['densities_s']:.0f} s, prediction and budgets "
+          f"{timings['prediction_and_budget_s']:.0f} s)")
     return 0
 
 

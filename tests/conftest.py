@@ -1,4 +1,4 @@
-"""Shared fixtures: the repository root on sys.path, and small resolved configurations."""
+"""Shared fixtures: the repository root and benchmarks/ on sys.path, and small resolved configurations."""
 import sys
 from pathlib import Path
 
@@ -6,6 +6,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))     # the benchmarks' helpers are tested too
 
 from config import load_config  # noqa: E402
 

@@ -18,8 +18,9 @@ from scipy.stats import norm
 import budget as bud
 import closure
 from config import ConfigError, load_config
+from noise_files import load_noise_file
 from prediction import mock_inputs
-from sigma_model_utils import load_noise_file, rng_for
+from sigma_model_utils import rng_for
 
 N_E, N_BOOT, N_R = 47, 200, 3
 HONEST = closure.HONEST_COVERAGE

@@ -83,6 +83,8 @@ def test_mock_pipeline_end_to_end(trained, capsys):
                     np.testing.assert_array_equal(h5["energy_grid_smeared"][()], cfg.energies)
                     np.testing.assert_array_equal(h5["true_smeared_rho"][()], truth[sigma])
                     assert h5.attrs["sample_kind"] == "bootstrap" and h5.attrs["ensemble"] == ens
+                    assert h5.attrs["closure_level"] == 1          # a measured mock (SPEC §8)
+                    assert np.any(h5["measured_correlator"][()] != h5["clean_correlator"][()])
                     assert "code_version" in h5.attrs and json.loads(h5.attrs["missing_checkpoints"]) == []
                     # the same samples for every ensemble and σ (SPEC §8)
                     if samples is None:
@@ -90,12 +92,14 @@ def test_mock_pipeline_end_to_end(trained, capsys):
                     np.testing.assert_array_equal(h5["input_samples"][()], samples)
             table = pd.read_csv(cfg.results_file(mock, sigma, "budget.csv"))
             assert list(table.columns) == ["E", "central", "stat", "rep", "sys_b", "sys_rho", "sys_n",
-                                           "total", "truth"]
+                                           "total", "truth", "closure_level"]
+            assert np.all(table["closure_level"] == 1)
             assert len(table) == n_e and np.all(np.isfinite(table.to_numpy()))
             np.testing.assert_allclose(table["total"] ** 2, (table[["stat", "rep", "sys_b", "sys_rho", "sys_n"]] ** 2)
                                        .sum(axis=1), rtol=1e-8)
             with h5py.File(cfg.results_file(mock, sigma, "budget.hdf5"), "r") as h5:
                 np.testing.assert_allclose(h5["total"][()], table["total"], rtol=1e-9)
+                assert h5.attrs["closure_level"] == 1
                 assert set(h5["ensembles"]) == set(cfg["ensembles"])
             for plot in ("result", "ensembles", "budget", "pulls"):
                 png = cfg.results_file(mock, sigma, f"{plot}.png")
@@ -106,7 +110,9 @@ def test_mock_pipeline_end_to_end(trained, capsys):
 
 
 def test_mock_samples_are_reproducible_draws_of_the_lattice_noise(trained):
-    cfg = load_config("tiny", trained.overrides + ["n_boot=4000"], trained.root)
+    """At the diagnostic level 0 the samples scatter around the exact correlator (level 1, the
+    default, around one measurement of it: tests/test_closure.py)."""
+    cfg = load_config("tiny", trained.overrides + ["n_boot=4000", "closure_level=0"], trained.root)
     a, b = mock_inputs(cfg, "O3"), mock_inputs(cfg, "O3")
     np.testing.assert_array_equal(a.samples, b.samples)
     assert not np.allclose(mock_inputs(cfg, "delta_tanh").samples[:, 0] / a.samples[:, 0], 1.0)
@@ -283,3 +289,69 @@ def test_analysis_refuses_predictions_of_different_samples(trained, tmp_path):
 def test_no_checkpoints_at_all(tiny_cfg, capsys):
     assert predict_on_delta_tanh.main(args_of(tiny_cfg)) == 1
     assert "no checkpoint found" in capsys.readouterr().out
+
+
+def test_validate_coverage_end_to_end(trained, tmp_path, capsys):
+    """validate_coverage on the tiny audience and a copy of it posing as a second audience seed:
+    both closure levels, R measurements, per-audience rows and their spread, the level in every
+    output, and the PNGs."""
+    import validate_coverage
+    cfg = load_config("tiny", trained.overrides, tmp_path)
+    audiences = validate_coverage.audience_configs(cfg, 2)
+    second = audiences[1]
+    assert audiences[0] is cfg and second["seed"] == cfg["seed"] + 1
+    assert second.root == tmp_path / "audiences" / f"seed_{cfg['seed'] + 1}"
+    assert f"seed={cfg['seed'] + 1}" in second.overrides
+    for target in (tmp_path, second.root):
+        for directory in trained.root.glob("trained_models_sigma*"):
+            shutil.copytree(directory, target / directory.name)
+    families = "O3_threshold,training_space"
+    argv = ["--preset", "tiny", "--root", str(tmp_path), "--n-per-family", "4", "--measurements", "3",
+            "--audience-seeds", "2", "--families", families, "--no-train"] + \
+           [a for o in trained.overrides for a in ("--set", o)]
+    assert validate_coverage.main(argv) == 0
+    out_dir = tmp_path / "results" / "validation"
+    table = pd.read_csv(out_dir / "coverage.csv")
+    assert len(table) == 2 * 2 * len(cfg["sigmas_gev"]) * 2          # seeds x families x σ x levels
+    assert set(table["level"]) == {0, 1} and set(table["audience_seed"]) == {cfg["seed"], cfg["seed"] + 1}
+    assert set(table["n_rows"]) == {12} and set(table["n_densities"]) == {4}
+    summary = pd.read_csv(out_dir / "coverage_summary.csv")
+    assert set(summary["n_audiences"]) == {2}
+    # the copy predicts exactly what the original does: zero spread over these two "audiences"
+    np.testing.assert_allclose(summary["coverage_spread"], 0.0, atol=1e-12)
+    densities = pd.read_csv(out_dir / "densities.csv")
+    assert len(densities) == 2 * 2 * len(cfg["sigmas_gev"]) * 2 * 4 * 3
+    with h5py.File(out_dir / "validation.hdf5", "r") as h5:
+        assert json.loads(h5.attrs["closure_levels"]) == [1, 0] and h5.attrs["measurements"] == 3
+        g = h5[f"audience_seed_{cfg['seed']}/O3_threshold/sigma_{cfg['sigmas_gev'][0]}"]
+        assert g["level_1"].attrs["closure_level"] == 1 and g["level_1/central"].shape == (4, 3, cfg["n_energies"])
+        assert not np.allclose(g["level_1/central"][()], g["level_0/central"][()])
+        measured, exact = h5["O3_threshold/measured_correlators"][()], h5["O3_threshold/correlators"][()]
+        assert measured.shape == (4, 3, cfg.n_t) and np.all(measured[:, 0] != exact)
+        assert not np.allclose(measured[:, 0], measured[:, 1])       # measurements differ
+    md = (out_dir / "coverage.md").read_text()
+    assert "level 0" in md and "R_bv" in md and "Per audience" in md
+    for png in ("pulls.png", "coverage_vs_energy.png", f"examples_sigma{cfg['sigmas_gev'][0]}.png"):
+        assert (out_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| training_space |" in capsys.readouterr().out
+
+
+def test_compare_hlt_runs_on_the_level1_samples(trained, tmp_path, capsys):
+    """compare_hlt end to end at one energy and one σ: HLT runs on the prediction files' samples
+    (a level-1 measurement), and every output says so."""
+    pytest.importorskip("lsdensities")
+    import compare_hlt
+    cfg = copy_audience(trained, tmp_path)
+    assert predict_on_O3_mock_sigma.main(args_of(cfg)) == 0
+    argv = args_of(cfg) + ["--set", "sigmas_gev=[0.44]", "--mocks", "O3", "--energy-stride", "47", "--workers", "1"]
+    assert compare_hlt.main(argv) == 0
+    out_dir = tmp_path / "results" / "hlt"
+    frame = pd.read_csv(out_dir / "compare_hlt.csv")
+    assert len(frame) == 1 and frame["closure_level"].tolist() == [1]
+    with h5py.File(cfg.prediction_file("O3", "Nmax", 0.44), "r") as h5:
+        truth = h5["true_smeared_rho"][0]
+    assert frame["truth"][0] == pytest.approx(truth) and np.isfinite(frame["hlt"][0])
+    with h5py.File(out_dir / "compare_hlt.hdf5", "r") as h5:
+        assert json.loads(h5.attrs["closure_levels"]) == [1]
+    md = (out_dir / "compare_hlt.md").read_text()
+    assert "level 1" in md and "α = 0 only" in md and "E0 = 0.2" in md and "R_bv" in md

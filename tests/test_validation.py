@@ -1,7 +1,6 @@
 """The validation families (validation.py): exact correlators and smeared truths against
 independent evaluations (closed forms, or Gauss-Legendre quadrature in other variables), the
 seeded streams, and the family metrics of benchmarks/validate_coverage.py."""
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +10,6 @@ from scipy import integrate, special
 import validation as val
 from config import load_config
 from sigma_model_utils import gaussian, kernel
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 REPO = Path(__file__).resolve().parents[1]
 
