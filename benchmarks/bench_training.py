@@ -50,13 +50,17 @@ class PerItemDataset(torch.utils.data.Dataset):
         return self.inputs[i], self.targets[i // N_NOISE]
 
 
-def timed(step, seconds: float) -> tuple[int, float]:
-    """Run ``step`` for ~1 s of warm-up, then for ``seconds``; return (steps, elapsed)."""
-    for duration in (1.0, seconds):
+def timed(step, seconds: float, sync=None, warmup: float = 1.0) -> tuple[int, float]:
+    """Run ``step`` for ``warmup`` s, then for ``seconds``; return (steps, elapsed).  ``sync``
+    (e.g. torch.cuda.synchronize) waits for queued device work before each clock reading."""
+    sync = sync or (lambda: None)
+    for duration in (warmup, seconds):
+        sync()
         n, start = 0, time.perf_counter()
         while time.perf_counter() < start + duration:
             step()
             n += 1
+        sync()
     return n, time.perf_counter() - start
 
 
@@ -76,8 +80,10 @@ def matmul_ceiling(seconds: float) -> float:
     return n * 2 * 160 * 1024 * 256 / dt / 1e9
 
 
-def baseline(arch, inputs, targets, seconds):
-    model = build_model(arch, N_T, N_E)
+def baseline(arch, inputs, targets, seconds, device="cpu", sync=None, warmup=1.0):
+    """Samples/s of the straightforward script: host tensors, per-item Dataset, DataLoader, each
+    batch moved to ``device`` in the step."""
+    model = build_model(arch, N_T, N_E).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-4)
     loss_fn = torch.nn.L1Loss()
     loader = torch.utils.data.DataLoader(PerItemDataset(inputs, targets), batch_size=BATCH, shuffle=True)
@@ -90,28 +96,48 @@ def baseline(arch, inputs, targets, seconds):
         except StopIteration:
             batches = iter(loader)
             x, y = next(batches)
+        x, y = x.to(device), y.to(device)
         optimizer.zero_grad()
         loss_fn(model(x), y).backward()
         optimizer.step()
-    n, dt = timed(step, seconds)
+    n, dt = timed(step, seconds, sync, warmup)
     return n * BATCH / dt
 
 
-def worker_path(arch, inputs, targets, n_replicas, seconds, rng):
-    """Per-replica samples/s of ``n_replicas`` stacked networks, as the worker trains them."""
-    weights = [build_model(arch, N_T, N_E).state_dict() for _ in range(n_replicas)]
-    group = ReplicaGroup(list(range(n_replicas)), weights, [None] * n_replicas, arch, N_T, N_E, 0.2, 2e-4, "cpu")
-    n_items = len(inputs)
-    order = torch.as_tensor(np.stack([rng.permutation(n_items) for _ in range(n_replicas)]))
-    n_steps = n_items // BATCH
+def fresh_weights(arch: str, n_replicas: int) -> list[dict]:
+    """The state_dicts of ``n_replicas`` new networks, as replica_group.ReplicaGroup takes them."""
+    return [build_model(arch, N_T, N_E).state_dict() for _ in range(n_replicas)]
+
+
+def replica_group(arch: str, weights: list[dict], device) -> ReplicaGroup:
+    """The worker's group of len(weights) stacked replicas with a fresh Adam (lr 2e-4)."""
+    return ReplicaGroup(list(range(len(weights))), weights, [None] * len(weights), arch, N_T, N_E, 0.2, 2e-4, device)
+
+
+def batch_order(n_items: int, n_replicas: int, rng, device) -> torch.Tensor:
+    """One epoch's order of item rows per replica [N_r, n_items], on ``device``."""
+    return torch.as_tensor(np.stack([rng.permutation(n_items) for _ in range(n_replicas)]), device=device)
+
+
+def group_batches(group: ReplicaGroup, inputs, targets, order):
+    """The worker's step on consecutive slices of ``order``: returns step() (cycling the epoch)."""
+    n_steps = order.shape[1] // BATCH
     k = 0
 
     def step():
         nonlocal k
         idx = order[:, (k % n_steps) * BATCH:(k % n_steps + 1) * BATCH]
-        group.step(inputs[idx], targets[idx // N_NOISE])
         k += 1
-    n, dt = timed(step, seconds)
+        return group.step(inputs[idx], targets[idx // N_NOISE])
+    return step
+
+
+def worker_path(arch, inputs, targets, n_replicas, seconds, rng, sync=None, warmup=1.0):
+    """Per-replica samples/s of ``n_replicas`` stacked networks, as the worker trains them, on
+    the device of ``inputs``."""
+    group = replica_group(arch, fresh_weights(arch, n_replicas), inputs.device)
+    order = batch_order(len(inputs), n_replicas, rng, inputs.device)
+    n, dt = timed(group_batches(group, inputs, targets, order), seconds, sync, warmup)
     return n * BATCH / dt
 
 

@@ -1,0 +1,156 @@
+"""The GPU path (issue 13): benchmarks/bench_gpu.py --quick and its projection, a training loop
+that never makes the host wait for the device inside an epoch, and CUDA float32 results equal to
+the CPU's within round-off (skipped where there is no CUDA)."""
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.overrides import TorchFunctionMode
+
+import replica_group
+import replica_streams
+import training
+from test_training import data_root, make_cfg, quiet  # noqa: F401  (the tiny training files)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import bench_gpu  # noqa: E402
+from bench_training import BATCH, batch_order, fresh_weights, group_batches, replica_group  # noqa: E402
+from config import load_config  # noqa: E402
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def test_bench_gpu_quick_runs_on_the_cpu(capsys):
+    bench_gpu.main(["--quick", "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert "no CUDA device found, these are CPU figures" in out
+    rows = {(line.split()[0], line.split()[1]): line for line in out.splitlines()
+            if line[:4] in ("arcS", "arcL")}
+    for arch in ("arcS", "arcL"):
+        for layout in "abc":
+            figures = re.search(r"\s([\d.]+)\s+(\d+)\s+x[\d.]+\s+[\d.]+ GB", rows[(arch, f"({layout})")])
+            steps, per_replica = float(figures[1]), float(figures[2])
+            assert steps > 0 and per_replica == pytest.approx(BATCH * steps, abs=BATCH * 0.05 + 0.5)
+        assert "skipped with --quick on the CPU" in rows[(arch, "(d)")]
+    projected = [line for line in out.splitlines() if "device-hours" in line]
+    assert len(projected) == 3 and "x1.00 vs (a)" in projected[0]
+
+
+def test_audience_steps_of_the_reference_preset():
+    """SPEC §7 by hand: a 400k set keeps 320k samples for training (80 %), x 20 noisy copies
+    = 6.4M items = 200,000 steps of 32 per epoch; the 25k set (Nref_rho) 20k x 20 / 32 = 12,500.
+    arcL: Nmax, Nref_b, Nref_rho; arcS: Nref_n; each at 2 σ, 5 replicas per (ensemble, σ)."""
+    cfg = load_config("reference")
+    steps = bench_gpu.audience_steps(cfg)
+    arcl_group_steps = 2 * (200_000 + 200_000 + 12_500)
+    assert steps == {"arcL": {"stacked": arcl_group_steps, "separate": 5 * arcl_group_steps},
+                     "arcS": {"stacked": 2 * 200_000, "separate": 5 * 2 * 200_000}}
+    hours = bench_gpu.audience_hours(cfg, {"arcL": 100.0, "arcS": 400.0}, "stacked")
+    assert hours == pytest.approx(200 * (arcl_group_steps / 100 + 400_000 / 400) / 3600)
+
+
+def _two_runs(device, n_steps=bench_gpu.CHECK_STEPS):
+    weights = fresh_weights("arcS", 2)
+    gen = torch.Generator().manual_seed(1)
+    inputs = torch.randn(200 * 20, 32, generator=gen).to(device)
+    targets = torch.randn(200, 47, generator=gen).to(device)
+    order = batch_order(len(inputs), 2, np.random.default_rng(1), device)
+    groups, losses = [], []
+    for _ in range(2):
+        group = replica_group("arcS", weights, device)
+        step = group_batches(group, inputs, targets, order)
+        losses.append(torch.stack([step() for _ in range(n_steps)]))
+        groups.append(group)
+    return groups, losses
+
+
+def test_agreement_check_of_the_captured_step_can_fail():
+    """The check that admits layout (d): identical runs agree, a weight moved by 1e-3 does not."""
+    (a, b), (loss_a, loss_b) = _two_runs("cpu")
+    assert bench_gpu.agreement(a, b, loss_a, loss_b)[0]
+    with torch.no_grad():
+        b.stack.params["fc1.weight"][1, 0, 0] += 1e-3
+    assert not bench_gpu.agreement(a, b, loss_a, loss_b)[0]
+    assert not bench_gpu.agreement(a, a, loss_a, loss_a * (1 + 1e-4))[0]
+
+
+@needs_cuda
+def test_cuda_graph_of_the_step_reproduces_the_eager_step():
+    gen = torch.Generator().manual_seed(2)
+    inputs = torch.randn(500 * 20, 32, generator=gen).cuda()
+    targets = torch.randn(500, 47, generator=gen).cuda()
+    rate, note = bench_gpu.captured("arcS", inputs, targets, 5, 0.2, np.random.default_rng(2),
+                                    torch.cuda.synchronize, 0.1)
+    assert rate is not None and "same numbers" in note, note
+
+
+# --- no host-device synchronisation in the step loop -----------------------------------------------
+READS = {"item", "tolist", "numpy", "cpu", "__float__", "__int__", "__bool__", "__index__", "__array__",
+         "nonzero", "masked_select", "unique"}
+COPIES = {"to", "cuda", "as_tensor", "tensor"}
+
+
+class SyncCounter(TorchFunctionMode):
+    """Counts the torch calls that make the host wait for a CUDA device: reading values (.item(),
+    float(), .tolist(), .numpy(), .cpu(), np.asarray), data-dependent shapes (nonzero, boolean
+    masks) and blocking copies (a .to()/.cuda()/torch.as_tensor() naming a device without
+    non_blocking=True: from pageable host memory the copy waits for the stream).  On the CPU
+    nothing waits, but the calls are the same code path as on CUDA."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = Counter()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        names_device = "device" in kwargs or any(isinstance(a, (str, torch.device)) for a in args[1:])
+        if (name in READS or (name in COPIES and names_device and not kwargs.get("non_blocking"))
+                or (name == "__getitem__" and isinstance(args[1], torch.Tensor) and args[1].dtype == torch.bool)):
+            self.calls[name] += 1
+        return func(*args, **kwargs)
+
+
+def test_sync_counter_sees_what_synchronises():
+    t = torch.ones(3)
+    with SyncCounter() as counter:
+        t.sum().item(), float(t[0]), t.tolist(), np.asarray(t), t[t > 0], t.to("cpu")
+        t.to("cpu", non_blocking=True), t + 1, t.double()
+    assert counter.calls == Counter(item=1, __float__=1, tolist=1, __array__=1, __getitem__=1, to=1)
+
+
+def _syncs_per_epoch(make_cfg, tmp_path, noise, nrho):
+    """Calls counted by SyncCounter in a whole one-epoch training of 2 replicas of Nref_n."""
+    root = tmp_path / f"nrho{nrho}"
+    root.mkdir()
+    (root / "training_datasets_T32").symlink_to(tmp_path / "training_datasets_T32")
+    cfg = make_cfg("max_epochs=1", f"ensembles.Nref_n.nrho={nrho}", root=root)
+    with SyncCounter() as counter:
+        training.train_replicas(cfg, "Nref_n", 0.44, [0, 1], noise, device="cpu", log=quiet)
+    return counter.calls
+
+
+@pytest.mark.parametrize("noise", ["stored", "replica", "fresh", "an injected .item() per step"])
+def test_no_host_device_sync_grows_with_the_steps(make_cfg, tmp_path, monkeypatch, noise):
+    """Epochs of 10 and 20 steps (N_rho = 200, 400: 80 % x 2 noisy copies / batch 32) make the
+    same synchronising calls: none is per step.  Fresh noise in blocks of 4 steps, so that a
+    per-block one would show; a per-step .item() must be caught (the test of the test)."""
+    monkeypatch.setattr(replica_streams, "FRESH_BLOCK_STEPS", 4)
+    if noise.startswith("an injected"):
+        step = replica_group.ReplicaGroup.step
+
+        def step_reading_its_loss(self, x, y):
+            loss = step(self, x, y)
+            loss.sum().item()
+            return loss
+        monkeypatch.setattr(replica_group.ReplicaGroup, "step", step_reading_its_loss)
+        few, many = (_syncs_per_epoch(make_cfg, tmp_path, "stored", nrho) for nrho in (200, 400))
+        assert many["item"] == few["item"] + 10
+        return
+    few, many = (_syncs_per_epoch(make_cfg, tmp_path, noise, nrho) for nrho in (200, 400))
+    assert few == many
