@@ -154,3 +154,54 @@ def test_no_host_device_sync_grows_with_the_steps(make_cfg, tmp_path, monkeypatc
         return
     few, many = (_syncs_per_epoch(make_cfg, tmp_path, noise, nrho) for nrho in (200, 400))
     assert few == many
+
+
+# --- CUDA float32 = CPU float32 within round-off ---------------------------------------------------
+def _one_step(device, dtype=torch.float32, tf32_like=False):
+    """Loss, gradients and weights after one training step (ReplicaGroup.step: forward, L1 loss,
+    backward, fused Adam) of 2 stacked arcS replicas, and their outputs on new inputs (the pass
+    prediction makes), as float64 on the CPU.  Targets lie above every output, so that no
+    gradient cancels to exactly zero (Adam would turn its round-off into a step of ±lr)."""
+    torch.manual_seed(3)
+    states = fresh_states("arcS", 2)
+    x, y, x_new = torch.randn(2, 32, 32), torch.rand(2, 32, 47) + 1, torch.randn(64, 32)
+    group = replica_group("arcS", states, device)
+    if dtype != torch.float32 or tf32_like:
+        cast = _tf32_rounded if tf32_like else (lambda t: t.to(dtype))
+        group.stack.params = {n: cast(p.detach()).requires_grad_() for n, p in group.stack.params.items()}
+        group.optimizer = torch.optim.Adam(list(group.stack.params.values()), lr=2e-4, fused=True)
+        x, y, x_new = (cast(t) for t in (x, y, x_new))
+    loss = group.step(x.to(device), y.to(device))
+    with torch.no_grad():
+        outputs = group.stack.forward_shared(x_new.to(device))
+    as64 = {n: p.detach().cpu().double() for n, p in group.stack.params.items()}
+    grads = {n: p.grad.cpu().double() for n, p in group.stack.params.items()}
+    return loss.cpu().double(), grads, as64, outputs.cpu().double()
+
+
+def _tf32_rounded(t):
+    """float32 with the mantissa cut to TF32's 10 bits (what TF32 does to a matmul's operands)."""
+    return (t.float().contiguous().view(torch.int32) & ~((1 << 13) - 1)).view(torch.float32)
+
+
+def _agree(a, b) -> bool:
+    """Equal within float32 round-off: loss rtol 1e-5, gradients 1e-5 of their largest element,
+    weights 1e-6 (the step is lr = 2e-4), outputs 1e-6 (they are ~0.03).  Measured float32 vs
+    float64 on the CPU: 3e-8, 7e-7, 1e-7 and 1e-8."""
+    loss, grads, weights, outputs = a
+    return (torch.allclose(loss, b[0], rtol=1e-5, atol=0)
+            and all((grads[n] - b[1][n]).abs().max() <= 1e-5 * b[1][n].abs().max() for n in grads)
+            and all(torch.allclose(weights[n], b[2][n], rtol=0, atol=1e-6) for n in weights)
+            and torch.allclose(outputs, b[3], rtol=0, atol=1e-6))
+
+
+def test_round_off_tolerance_admits_float32_and_rejects_tf32_rounding():
+    """The yardstick of the CUDA test, here: float32 vs float64 passes, TF32-rounded inputs fail."""
+    reference = _one_step("cpu", torch.float64)
+    assert _agree(_one_step("cpu"), reference)
+    assert not _agree(_one_step("cpu", tf32_like=True), reference)
+
+
+@needs_cuda
+def test_cuda_float32_equals_the_cpu_within_round_off():
+    assert _agree(_one_step("cuda"), _one_step("cpu"))
