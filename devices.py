@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import torch
 
 
@@ -20,3 +21,15 @@ def configure_threads() -> int:
 def select_device() -> torch.device:
     """cuda if a GPU is visible, else cpu."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def to_device(array: np.ndarray, device) -> torch.Tensor:
+    """A host array on ``device``.  To CUDA it goes through pinned (page-locked) memory with a
+    non-blocking copy: the host queues the copy behind the queued steps and goes on, instead of
+    waiting for the GPU to finish them (a copy from pageable memory does wait).  On the CPU it is
+    the array itself, not copied."""
+    host = torch.from_numpy(np.ascontiguousarray(array))
+    device = torch.device(device)
+    if device.type != "cuda":
+        return host
+    return host.pin_memory().to(device, non_blocking=True)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from config import ConfigError, sigma_tag
+from devices import to_device
 from pytorch_models_t32 import SpectralNet, build_model
 from sigma_model_utils import add_noise, rng_for, standardise
 
@@ -82,8 +83,9 @@ class StoredNoise:
     """The training file's noisy copies, shared by every replica.
 
     The interface of every source: ``rows(replicas, idx)`` -> the inputs [N_r, m, n_t] of the item
-    rows idx [N_r, m] of each replica (validation); ``batch(replicas, order, epoch, k)`` -> the
-    inputs of step k of an epoch whose item order is ``order`` [N_r, n_items] (training)."""
+    rows idx [N_r, m] of each replica (validation); ``batch(replicas, order, order_host, epoch, k)``
+    -> the inputs of step k of an epoch whose item order is ``order`` [N_r, n_items] on the device,
+    ``order_host`` the same on the host (training)."""
     mode = "stored"
     needs_stored, needs_clean = True, False
 
@@ -94,7 +96,7 @@ class StoredNoise:
     def rows(self, replicas, idx: torch.Tensor) -> torch.Tensor:
         return self.inputs[idx]
 
-    def batch(self, replicas, order: torch.Tensor, epoch: int, k: int) -> torch.Tensor:
+    def batch(self, replicas, order: torch.Tensor, order_host: np.ndarray, epoch: int, k: int) -> torch.Tensor:
         return self.rows(replicas, order[:, k * self.batch_size:(k + 1) * self.batch_size])
 
 
@@ -151,20 +153,21 @@ class FreshNoise(StoredNoise):
         self.ensemble, self.sigma_gev = ensemble, sigma_gev
         self._block = None              # (epoch, block, replicas) -> inputs of its steps
 
-    def batch(self, replicas, order: torch.Tensor, epoch: int, k: int) -> torch.Tensor:
+    def batch(self, replicas, order: torch.Tensor, order_host: np.ndarray, epoch: int, k: int) -> torch.Tensor:
         block, offset = divmod(k, FRESH_BLOCK_STEPS)
         if self._block is None or self._block[0] != (epoch, block, tuple(replicas)):
-            self._block = ((epoch, block, tuple(replicas)), self._draw(replicas, order, epoch, block))
+            self._block = ((epoch, block, tuple(replicas)), self._draw(replicas, order_host, epoch, block))
         lo = offset * self.batch_size
         return self._block[1][:, lo:lo + self.batch_size]
 
-    def _draw(self, replicas, order, epoch: int, block: int) -> torch.Tensor:
-        """Standardised inputs with newly drawn noise for FRESH_BLOCK_STEPS steps of every replica."""
+    def _draw(self, replicas, order_host: np.ndarray, epoch: int, block: int) -> torch.Tensor:
+        """Standardised inputs with newly drawn noise for FRESH_BLOCK_STEPS steps of every replica
+        (drawn on the host from the host copy of the order, sent without waiting for the device)."""
         span = FRESH_BLOCK_STEPS * self.batch_size
-        samples = (order[:, block * span:(block + 1) * span] // self.data.n_noise).cpu().numpy()
+        samples = order_host[:, block * span:(block + 1) * span] // self.data.n_noise
         out = []
         for pos, r in enumerate(replicas):
             rng = rng_for(self.cfg, "fresh-noise", *keys(self.ensemble, self.sigma_gev, r), epoch, block)
             noisy = add_noise(self.data.clean[samples[pos]], self.data.noise, rng, 1)[:, 0, :]
             out.append(standardise(noisy, self.data.mu, self.data.gamma))
-        return torch.as_tensor(np.stack(out), device=self.device)
+        return to_device(np.stack(out), self.device)

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from checkpoints import ReplicaState, identity, load_state, save_checkpoint, save_state, write_history
 from config import ConfigError
-from devices import select_device
+from devices import select_device, to_device
 from io_utils import provenance
 from replica_group import ReplicaGroup, lr_factor
 from replica_streams import (check_noise_mode, epoch_order, initial_model, noise_source_class, noisy_items,
@@ -159,15 +159,18 @@ class Run:
         cfg, group, replicas = self.cfg, self.group, self.group.replicas
         epoch, start = self.states[replicas[0]].epoch, self.states[replicas[0]].step
         group.set_lr(cfg["lr"] * lr_factor(cfg, epoch))
-        order = np.stack([epoch_order(cfg, self.ensemble, self.sigma_gev, r, epoch, self.train_items[r])
-                          for r in replicas])
-        order = torch.as_tensor(order, device=self.device)
+        # Nothing in the step loop makes the host wait for the device (no .item(), .cpu(), float()
+        # of a device tensor, no copy from pageable memory; tests/test_gpu_path.py counts them):
+        # the losses are summed on the device and read once, in end_epoch.
+        order_host = np.stack([epoch_order(cfg, self.ensemble, self.sigma_gev, r, epoch, self.train_items[r])
+                               for r in replicas])
+        order = to_device(order_host, self.device)
         self.loss_sum = torch.tensor([self.states[r].loss_sum for r in replicas], dtype=torch.float64,
                                      device=self.device)
         bar = tqdm(range(start, self.n_steps), desc=f"{self.ensemble} σ={self.sigma_gev} epoch {epoch + 1}",
                    leave=False, mininterval=10, disable=None)
         for k in bar:
-            x = self.noise.batch(replicas, order, epoch, k)
+            x = self.noise.batch(replicas, order, order_host, epoch, k)
             idx = order[:, k * cfg["batch_size"]:(k + 1) * cfg["batch_size"]]
             self.loss_sum += group.step(x, self.targets[idx // self.n_noise]).double() * idx.shape[1]
             if stop.requested:

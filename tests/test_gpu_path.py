@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
-import replica_group
 import replica_streams
 import training
+from replica_group import ReplicaGroup
 from test_training import data_root, make_cfg, quiet  # noqa: F401  (the tiny training files)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -142,13 +142,13 @@ def test_no_host_device_sync_grows_with_the_steps(make_cfg, tmp_path, monkeypatc
     per-block one would show; a per-step .item() must be caught (the test of the test)."""
     monkeypatch.setattr(replica_streams, "FRESH_BLOCK_STEPS", 4)
     if noise.startswith("an injected"):
-        step = replica_group.ReplicaGroup.step
+        step = ReplicaGroup.step
 
         def step_reading_its_loss(self, x, y):
             loss = step(self, x, y)
             loss.sum().item()
             return loss
-        monkeypatch.setattr(replica_group.ReplicaGroup, "step", step_reading_its_loss)
+        monkeypatch.setattr(ReplicaGroup, "step", step_reading_its_loss)
         few, many = (_syncs_per_epoch(make_cfg, tmp_path, "stored", nrho) for nrho in (200, 400))
         assert many["item"] == few["item"] + 10
         return
@@ -163,9 +163,9 @@ def _one_step(device, dtype=torch.float32, tf32_like=False):
     prediction makes), as float64 on the CPU.  Targets lie above every output, so that no
     gradient cancels to exactly zero (Adam would turn its round-off into a step of ±lr)."""
     torch.manual_seed(3)
-    states = fresh_states("arcS", 2)
+    weights = fresh_weights("arcS", 2)
     x, y, x_new = torch.randn(2, 32, 32), torch.rand(2, 32, 47) + 1, torch.randn(64, 32)
-    group = replica_group("arcS", states, device)
+    group = replica_group("arcS", weights, device)
     if dtype != torch.float32 or tf32_like:
         cast = _tf32_rounded if tf32_like else (lambda t: t.to(dtype))
         group.stack.params = {n: cast(p.detach()).requires_grad_() for n, p in group.stack.params.items()}
