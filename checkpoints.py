@@ -122,13 +122,14 @@ def check_geometry(meta: dict, cfg, path) -> None:
 
 def load_replicas(paths, map_location="cpu", cfg=None):
     """The replicas of one ensemble and σ: (models, metas), checked to be interchangeable inputs-
-    and outputs-wise (same architecture, t, kernel, T, σ, energies, μ and γ)."""
+    and outputs-wise (same architecture, t, kernel, T, σ, energies, μ and γ) and trained with the
+    same noise mode (their spread σ_rep means something else with shared and with own noise)."""
     paths = [Path(p) for p in paths]
     loaded = [load_checkpoint(p, map_location, cfg) for p in paths]
     first = loaded[0][1]
     for path, (_, meta) in zip(paths[1:], loaded[1:]):
-        for key in ("arch", "kernel", "T", "sigma_gev", "ensemble"):
-            if meta[key] != first[key]:
+        for key in ("arch", "kernel", "T", "sigma_gev", "ensemble", "noise"):
+            if meta.get(key) != first.get(key):
                 raise InputError(path, key, f"{meta[key]!r}, but {paths[0].name} has {first[key]!r}; "
                                  "expected replicas of one ensemble")
         for key in ARRAY_KEYS:

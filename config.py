@@ -26,6 +26,9 @@ from pathlib import Path
 import numpy as np
 
 M_MUON_GEV = 0.10566  # SPEC §5: the energy grid is linspace(m_mu, 24 m_mu, 47)
+# SPEC §7: the noise a replica trains on (replica_streams.py): its own noise instance, the training
+# file's shared copies, or new noise every epoch
+NOISE_MODES = ("replica", "stored", "fresh")
 
 _REFERENCE = {
     # SPEC §2: geometry and kernel
@@ -62,6 +65,7 @@ _REFERENCE = {
     "patience": 15,
     "min_delta": 1e-5,
     "val_fraction": 0.2,
+    "noise": "replica",            # NOISE_MODES: each replica's own N_noise copies (SPEC §7)
     # SPEC §7: the broad audience
     "n_replicas": 5,
     "ensembles": {
@@ -298,6 +302,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"t_max={cfg['t_max']} must be below T={cfg['T']} for kernel {cfg['kernel']}")
     if not 0 < cfg["E0_min"] < cfg["E0_max"]:
         raise ConfigError(f"E0 range ({cfg['E0_min']}, {cfg['E0_max']}): expected 0 < E0_min < E0_max")
+    if cfg["noise"] not in NOISE_MODES:
+        raise ConfigError(f"noise {cfg['noise']!r}: expected one of {NOISE_MODES}")
     if sorted(cfg["nrho_list"]) != list(cfg["nrho_list"]):
         raise ConfigError(f"nrho_list {cfg['nrho_list']} must be increasing (prefixes of one stream)")
     for name, ens in cfg["ensembles"].items():

@@ -19,10 +19,9 @@ Exit status: 0 done, 2 bad input or arguments, 75 stopped on request (state save
 import argparse
 import sys
 
-from config import ConfigError, add_common_args, config_from_args, parse_index_range
+from config import NOISE_MODES, ConfigError, add_common_args, config_from_args, parse_index_range
 from io_utils import InputError
 from devices import configure_threads, select_device
-from replica_streams import NOISE_MODES
 from training import train_replicas
 from training_runs import EXIT_PREEMPTED, Preemption, check_run, runs_from_task_ids
 
@@ -37,10 +36,14 @@ def parse_args(argv=None):
                         help="replica index or range with --ensemble (e.g. 0 or 0-4)")
     parser.add_argument("--sigma", type=float,
                         help="smearing width in GeV as in the preset (with --ensemble)")
-    parser.add_argument("--noise", choices=NOISE_MODES, default="stored",
-                        help="stored: the file's N_noise noisy copies (the reference); fresh: new noise every epoch")
+    parser.add_argument("--noise", choices=NOISE_MODES,
+                        help="the same as --set noise=MODE (default: the preset's, replica): replica: "
+                             "each replica's own N_noise noisy copies; stored: the training file's "
+                             "copies, shared by the replicas; fresh: new noise every epoch")
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     args = parser.parse_args(argv)
+    if args.noise is not None:
+        args.overrides.append(f"noise={args.noise}")
     if args.ensemble is not None and (args.replicas is None or args.sigma is None):
         parser.error("--ensemble needs --replica R (or a range) and --sigma S")
     if args.task_id is not None and (args.replicas is not None or args.sigma is not None):
@@ -62,7 +65,7 @@ def main(argv=None) -> int:
               + "; ".join(f"{e} sigma={s} replicas {r}" for e, s, r in runs))
         with Preemption() as stop:
             for ensemble, sigma, replicas in runs:
-                status = train_replicas(cfg, ensemble, sigma, replicas, args.noise, device, stop)
+                status = train_replicas(cfg, ensemble, sigma, replicas, device=device, stop=stop)
                 if "preempted" in status.values():
                     return EXIT_PREEMPTED
     except (ConfigError, InputError) as err:

@@ -16,8 +16,9 @@ load_replicas verifies) and all replicas predict all samples in one batched pass
     predictions [N, N_r, N_E] (float32, the networks' precision), energy_grid_smeared [N_E],
     true_smeared_rho [N_E] (mocks only), input_samples [N, n_t], replicas [N_r] (their indices),
     clean_correlator [n_t] and measured_correlator [n_t] (C̄; mocks only); attrs: provenance,
-    sample_kind, mock, ensemble, sigma_gev, arch, checkpoints, missing_checkpoints,
-    checkpoint_provenance, input_source, closure_level (mocks only: 1, or 0 for the diagnostic).
+    sample_kind, mock, ensemble, sigma_gev, arch, noise (the replicas' noise mode, from their
+    checkpoints), checkpoints, missing_checkpoints, checkpoint_provenance, input_source,
+    closure_level (mocks only: 1, or 0 for the diagnostic).
 
 Missing checkpoints are reported by name; whatever exists is still predicted.
 """
@@ -188,6 +189,7 @@ def write_prediction_file(cfg, inputs: InputSamples, sigma_gev, ensemble, P, pre
             write_attrs(h5, provenance(
                 cfg, mock=inputs.name, ensemble=ensemble, sigma_gev=float(sigma_gev),
                 sample_kind=inputs.kind, arch=metas[0]["arch"],
+                noise=str(metas[0].get("noise", "unknown")),     # the replicas' noise mode (SPEC §7)
                 checkpoints=json.dumps([str(p) for _, p in present]),
                 missing_checkpoints=json.dumps([str(p) for p in missing]),
                 checkpoint_provenance=json.dumps([m["provenance"] for m in metas]),

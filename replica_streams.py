@@ -7,7 +7,7 @@ noise (below).  Because every stream is keyed by its position, a resumed run dra
 an uninterrupted one would: the "RNG state" of a run is its (epoch, step) counter.
 
 The noise a replica trains on comes from one of three sources with one interface, chosen once
-per run by the preset's ``noise`` (NOISE_MODES):
+per run by the preset's ``noise`` (config.NOISE_MODES):
 - ``stored``: the training file's N_noise noisy copies, shared by every replica;
 - ``replica``: N_noise noisy copies per clean sample of the replica's own, drawn once per run
   from ``rng_for(cfg, 'replica-noise', crc32(ensemble), 100σ, replica, block)`` for each block of
@@ -24,12 +24,11 @@ import zlib
 import numpy as np
 import torch
 
-from config import ConfigError, sigma_tag
+from config import NOISE_MODES, ConfigError, sigma_tag
 from devices import to_device
 from pytorch_models_t32 import SpectralNet, build_model
 from sigma_model_utils import add_noise, rng_for, standardise
 
-NOISE_MODES = ("stored", "replica", "fresh")
 FRESH_BLOCK_STEPS = 256            # fresh noise is drawn for this many steps at a time
 
 
@@ -66,17 +65,13 @@ def initial_model(cfg, arch: str, ensemble: str, sigma_gev: float, replica: int,
 
 
 # --- the noise sources --------------------------------------------------------------------------
-def check_noise_mode(mode: str) -> str:
-    if mode not in NOISE_MODES:
-        raise ConfigError(f"noise {mode!r}: expected one of {NOISE_MODES}")
-    return mode
-
-
 def noise_source_class(mode: str):
     """The noise source of ``mode``; built as cls(cfg, data, ensemble, σ, replicas, device) from a
     training_sets.TrainingData read with the stored copies if ``cls.needs_stored`` and with the
     clean correlators and noise model if ``cls.needs_clean``."""
-    return {"stored": StoredNoise, "replica": ReplicaNoise, "fresh": FreshNoise}[check_noise_mode(mode)]
+    if mode not in NOISE_MODES:
+        raise ConfigError(f"noise {mode!r}: expected one of {NOISE_MODES}")
+    return {"stored": StoredNoise, "replica": ReplicaNoise, "fresh": FreshNoise}[mode]
 
 
 class StoredNoise:
@@ -109,13 +104,18 @@ class ReplicaNoise(StoredNoise):
         self.batch_size = cfg["batch_size"]
         self.slot = {r: i for i, r in enumerate(replicas)}
         self._slots = {}
-        n_items = data.n_samples * data.n_noise
-        self.inputs = torch.empty((len(replicas), n_items, len(data.t)), dtype=torch.float32,
-                                  device=device)
+        shape = (data.n_samples * data.n_noise, len(data.t))
+        # memory: N_r·N·N_noise·n_t float32 on the device (5.1 GB at the reference size, README);
+        # drawn on the host (numpy: the same numbers on every device) straight into the tensor on a
+        # CPU, through one reused host buffer of one replica for a GPU
+        self.inputs = torch.empty((len(replicas), *shape), dtype=torch.float32, device=device)
+        on_cpu = self.inputs.device.type == "cpu"
+        host = None if on_cpu else np.empty(shape, dtype=np.float32)
         for r in replicas:
-            own = replica_noise_instance(cfg, data, ensemble, sigma_gev, r)
-            self.inputs[self.slot[r]].copy_(torch.from_numpy(own))
-            del own
+            own = self.inputs[self.slot[r]].numpy() if on_cpu else host
+            replica_noise_instance(cfg, data, ensemble, sigma_gev, r, out=own)
+            if not on_cpu:
+                self.inputs[self.slot[r]].copy_(torch.from_numpy(host))
 
     def rows(self, replicas, idx: torch.Tensor) -> torch.Tensor:
         key = tuple(replicas)
@@ -125,11 +125,14 @@ class ReplicaNoise(StoredNoise):
         return self.inputs[self._slots[key], idx]
 
 
-def replica_noise_instance(cfg, data, ensemble: str, sigma_gev: float, replica: int) -> np.ndarray:
+def replica_noise_instance(cfg, data, ensemble: str, sigma_gev: float, replica: int,
+                           out: np.ndarray | None = None) -> np.ndarray:
     """The standardised noisy copies [N·N_noise, n_t] (float32, row i·N_noise + j = copy j of
-    sample i) of one replica: block b of rng_block samples from its own stream (module doc)."""
+    sample i) of one replica, written into ``out`` if given: block b of rng_block samples from
+    its own stream (module doc), so a sample's copies do not depend on N_ρ or on the grouping."""
     block, n_noise = cfg["rng_block"], data.n_noise
-    out = np.empty((data.n_samples * n_noise, len(data.t)), dtype=np.float32)
+    if out is None:
+        out = np.empty((data.n_samples * n_noise, len(data.t)), dtype=np.float32)
     for b, lo in enumerate(range(0, data.n_samples, block)):
         hi = min(lo + block, data.n_samples)
         rng = rng_for(cfg, "replica-noise", *keys(ensemble, sigma_gev, replica), b)

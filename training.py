@@ -36,12 +36,11 @@ import torch
 from tqdm import tqdm
 
 from checkpoints import ReplicaState, identity, load_state, save_checkpoint, save_state, write_history
-from config import ConfigError
+from config import ConfigError, load_config
 from devices import select_device, to_device
 from io_utils import provenance
 from replica_group import ReplicaGroup, lr_factor
-from replica_streams import (check_noise_mode, epoch_order, initial_model, noise_source_class, noisy_items,
-                             split_samples)
+from replica_streams import epoch_order, initial_model, noise_source_class, noisy_items, split_samples
 from training_runs import NeverStop, check_run
 from training_sets import load_training_data
 
@@ -50,18 +49,20 @@ def train_replicas(cfg, ensemble: str, sigma_gev, replicas: list[int], noise: st
                    device=None, stop=None, log=print) -> dict[int, str]:
     """Train (or continue, or skip when finished) ``replicas`` of one ensemble and σ together.
 
-    ``noise`` is the noise mode (replica_streams.NOISE_MODES; default: the preset's ``noise``).
+    ``noise`` overrides the preset's noise mode (config.NOISE_MODES), as ``--set noise=...`` would:
+    the configuration recorded in the checkpoints says which one was used.
     Returns {replica: 'finished' | 'already finished' | 'preempted'}.  ``stop`` is an object whose
     ``requested`` attribute is polled after every step (``Preemption`` in the worker).
     """
+    if noise is not None and noise != cfg["noise"]:
+        cfg = load_config(cfg.preset, [*cfg.overrides, f"noise={noise}"], cfg.root)
     ensemble, sigma_gev, replicas = check_run(cfg, ensemble, sigma_gev, replicas)
-    noise = check_noise_mode(noise or cfg.get("noise", "stored"))
     device = torch.device(device) if device is not None else select_device()
     stop = stop or NeverStop()
     # Adam's second moments of tiny gradients become denormal floats (< 1e-38), whose arithmetic
     # made CPU steps up to ~10x slower here; flushing them to zero changes nothing measurable.
     torch.set_flush_denormal(True)
-    run = Run(cfg, ensemble, sigma_gev, noise, device, log)
+    run = Run(cfg, ensemble, sigma_gev, cfg["noise"], device, log)
     if not run.resume_or_start(replicas):
         return run.status
     while run.group is not None:

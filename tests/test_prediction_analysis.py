@@ -109,6 +109,15 @@ def test_mock_pipeline_end_to_end(trained, capsys):
         assert out.count("mean |pull| = ") == len(cfg["sigmas_gev"])
 
 
+def test_prediction_files_record_the_replicas_noise_mode(trained, tmp_path):
+    cfg = copy_audience(trained, tmp_path)
+    assert predict_on_O3_mock_sigma.main(args_of(cfg)) == 0
+    for sigma in cfg["sigmas_gev"]:
+        for ens in cfg["ensembles"]:
+            with h5py.File(cfg.prediction_file("O3", ens, sigma), "r") as h5:
+                assert h5.attrs["noise"] == "replica" == cfg["noise"]
+
+
 def test_mock_samples_are_reproducible_draws_of_the_lattice_noise(trained):
     """At the diagnostic level 0 the samples scatter around the exact correlator (level 1, the
     default, around one measurement of it: tests/test_closure.py)."""

@@ -1,6 +1,8 @@
 """The training worker (SPEC §6-7, issue 3): split, schedule, fitting, resume, batched replicas,
 task mapping, preemption and bad input.  Tiny sizes: a few seconds each."""
 import csv
+import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -18,7 +20,7 @@ from io_utils import InputError
 from pytorch_models_t32 import predict_replicas
 from devices import configure_threads
 from replica_group import lr_factor
-from replica_streams import initial_model, noisy_items, split_samples
+from replica_streams import ReplicaNoise, StoredNoise, initial_model, noisy_items, split_samples
 from training import train_replicas
 from training_runs import Preemption, runs_from_task_ids
 from training_sets import generate_training_files, load_training_data
@@ -156,7 +158,7 @@ def test_tiny_set_is_fitted_far_below_its_initial_loss(make_cfg):
     assert meta["epoch"] == int(history[np.argmin(history[:, 2]), 0])
 
 
-@pytest.mark.parametrize("noise", ["stored", "fresh"])
+@pytest.mark.parametrize("noise", ["stored", "fresh", "replica"])
 def test_resume_equals_uninterrupted(make_cfg, tmp_path, noise):
     """Interrupted mid-epoch (step 13 of 10-step epochs) and resumed == one run, same seed, CPU."""
     settings = ("max_epochs=3", "patience=3", "ensembles.Nref_n.nrho=200")
@@ -180,7 +182,7 @@ def test_batched_replicas_equal_separate_runs(make_cfg, tmp_path):
     """Two replicas trained as one batched model vs each alone; with patience 1 and a large lr
     they stop at different epochs (3 and 6), so removing a stopped replica from the stack is
     exercised."""
-    settings = ("lr=5e-3", "max_epochs=6", "patience=1", "ensembles.Nref_n.nrho=200")
+    settings = ("lr=5e-3", "max_epochs=6", "patience=1", "ensembles.Nref_n.nrho=200", "noise=stored")
     together = make_cfg(*settings)
     train_replicas(together, "Nref_n", 0.44, [0, 1], device="cpu", log=quiet)
     (tmp_path / "alone").mkdir()
@@ -200,7 +202,7 @@ def test_batched_replicas_equal_separate_runs(make_cfg, tmp_path):
 
 
 def test_checkpoint_predicts_without_training_file(make_cfg, tmp_path):
-    cfg = make_cfg()
+    cfg = make_cfg("noise=stored")           # validated on the stored copies, as checked below
     train_replicas(cfg, "Nref_rho", 0.44, [0, 1], device="cpu", log=quiet)
     data = load_training_data(cfg, "Nref_rho", 0.44)
     val = [torch.as_tensor(noisy_items(split_samples(cfg, "Nref_rho", 0.44, r, data.n_samples)[1], data.n_noise))
@@ -214,6 +216,66 @@ def test_checkpoint_predicts_without_training_file(make_cfg, tmp_path):
         P = predict_replicas(models, torch.from_numpy(data.inputs)[val[r]])[:, r]
         l1 = (P - torch.from_numpy(data.targets)[val[r] // data.n_noise]).abs().mean().item()
         assert l1 == pytest.approx(meta["best_val_loss"], rel=1e-5)
+
+
+# --- the noise a replica trains on (SPEC §7, issue 10) -----------------------------------------------
+def _noise_of(instance, data):
+    """The noise s·L z of standardised noisy copies [N·N_noise, n_t], divided by s, [N·N_noise, n_t]."""
+    noisy = instance.astype(np.float64).reshape(data.n_samples, data.n_noise, -1) * data.gamma + data.mu
+    scale = data.clean[:, 0] / data.noise.mean[0]
+    return ((noisy - data.clean[:, None, :]) / scale[:, None, None]).reshape(-1, len(data.t))
+
+
+def test_replicas_get_noise_of_their_own(make_cfg):
+    cfg = make_cfg()
+    assert cfg["noise"] == "replica"                       # the default of every preset
+    data = load_training_data(cfg, "Nref_n", 0.44, noisy=True, clean=True)
+    pair = ReplicaNoise(cfg, data, "Nref_n", 0.44, [0, 1], "cpu").inputs.numpy()
+    alone = ReplicaNoise(cfg, data, "Nref_n", 0.44, [1], "cpu").inputs.numpy()
+    stored = StoredNoise(cfg, data, "Nref_n", 0.44, [0, 1], "cpu").inputs.numpy()
+    assert pair.shape == (2, *stored.shape)
+    np.testing.assert_array_equal(alone[0], pair[1])       # not a function of the grouping
+    for own in pair:                                       # every row differs from the others'
+        assert np.all(np.any(own != stored, axis=1))
+    assert np.all(np.any(pair[0] != pair[1], axis=1))
+    # and independent: the two replicas' noises are uncorrelated at every time slice
+    z = [_noise_of(own, data) for own in pair]
+    correlation = (z[0] * z[1]).mean(axis=0) / np.sqrt((z[0] ** 2).mean(axis=0) * (z[1] ** 2).mean(axis=0))
+    assert np.abs(correlation).max() < 5 / np.sqrt(len(z[0]))
+
+
+def test_replica_noise_has_the_lattice_covariance(make_cfg):
+    """The copies' noise, divided by s, has covariance Σ_latt: whitened with L^-1 it is N(0, I) to
+    within the sampling error of 20,000 draws -- and a 10 % error in the scale would be seen."""
+    cfg = make_cfg("n_noise=5")
+    data = load_training_data(cfg, "Nref_n", 0.44, noisy=False, clean=True)
+    data = dataclasses.replace(data, clean=np.tile(data.clean, (10, 1)), n_samples=10 * data.n_samples,
+                               n_noise=5)
+    instance = ReplicaNoise(cfg, data, "Nref_n", 0.44, [0], "cpu").inputs.numpy()[0]
+    z = _noise_of(instance, data)
+    n = len(z)
+    assert n == 20_000
+
+    def deviation(factor):
+        w = np.linalg.solve(data.noise.chol * factor, z.T).T
+        return np.abs(w.mean(axis=0)).max() * np.sqrt(n), np.abs(np.cov(w.T) - np.eye(len(data.t))).max()
+
+    mean_dev, cov_dev = deviation(1.0)
+    assert mean_dev < 5 and cov_dev < 5 * np.sqrt(2 / n)
+    assert deviation(1.1)[1] > 5 * np.sqrt(2 / n)          # the check can fail
+
+
+def test_noise_mode_is_recorded_and_checked_on_resume(make_cfg):
+    cfg = make_cfg("max_epochs=1")
+    assert train_replicas(cfg, "Nref_n", 0.44, [0], device="cpu", log=quiet) == {0: "finished"}
+    _, meta = load_checkpoint(cfg.checkpoint(0.44, "Nref_n", 0))
+    assert meta["noise"] == "replica" and json.loads(meta["config"])["values"]["noise"] == "replica"
+    state = torch.load(cfg.state_path(0.44, "Nref_n", 0), weights_only=True)
+    assert state["identity"]["noise"] == "replica"
+    with pytest.raises(InputError, match="noise='replica', this run has 'stored'"):
+        train_replicas(make_cfg("max_epochs=1", "noise=stored"), "Nref_n", 0.44, [0], device="cpu", log=quiet)
+    with pytest.raises(ConfigError, match="noise 'shared': expected one of"):
+        make_cfg("noise=shared")
 
 
 # --- preemption and bad input ---------------------------------------------------------------------
