@@ -163,8 +163,9 @@ class Run:
         # Nothing in the step loop makes the host wait for the device (no .item(), .cpu(), float()
         # of a device tensor, no copy from pageable memory; tests/test_gpu_path.py counts them):
         # the losses are summed on the device and read once, in end_epoch.
-        order_host = np.stack([epoch_order(cfg, self.ensemble, self.sigma_gev, r, epoch, self.train_items[r])
-                               for r in replicas])
+        order_host = np.empty((len(replicas), self.n_items), dtype=np.int64)
+        for pos, r in enumerate(replicas):
+            order_host[pos] = epoch_order(cfg, self.ensemble, self.sigma_gev, r, epoch, self.train_items[r])
         order = to_device(order_host, self.device)
         self.loss_sum = torch.tensor([self.states[r].loss_sum for r in replicas], dtype=torch.float64,
                                      device=self.device)
