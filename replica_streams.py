@@ -119,9 +119,8 @@ class ReplicaNoise(StoredNoise):
 
     def rows(self, replicas, idx: torch.Tensor) -> torch.Tensor:
         key = tuple(replicas)
-        if key not in self._slots:         # one small host->device copy per group, not per step
-            self._slots[key] = torch.as_tensor([self.slot[r] for r in replicas],
-                                               device=idx.device)[:, None]
+        if key not in self._slots:         # once per group, a copy that does not wait
+            self._slots[key] = to_device(np.array([[self.slot[r]] for r in replicas]), idx.device)
         return self.inputs[self._slots[key], idx]
 
 
