@@ -114,7 +114,7 @@ class ReplicaNoise(StoredNoise):
         for r in replicas:
             own = self.inputs[self.slot[r]].numpy() if on_cpu else host
             replica_noise_instance(cfg, data, ensemble, sigma_gev, r, out=own)
-            if not on_cpu:
+            if not on_cpu:     # a blocking copy from pageable memory: the buffer can be reused
                 self.inputs[self.slot[r]].copy_(torch.from_numpy(host))
 
     def rows(self, replicas, idx: torch.Tensor) -> torch.Tensor:
