@@ -315,6 +315,9 @@ def _validate(cfg: Config) -> None:
                           "default) or 0 (samples around the exact correlator, a diagnostic)")
     if not isinstance(cfg["closure_repetition"], int) or cfg["closure_repetition"] < 0:
         raise ConfigError(f"closure_repetition={cfg['closure_repetition']!r}: expected an integer >= 0")
+    if not isinstance(cfg["noise_file"], str) or not cfg["noise_file"].strip():
+        raise ConfigError(f"noise_file={cfg['noise_file']!r}: expected the path of a noise file (the "
+                          f"default {_REFERENCE['noise_file']}, or one made by make_noise_file.py)")
     if len({sigma_tag(s) for s in cfg["sigmas_gev"]}) != len(cfg["sigmas_gev"]):
         raise ConfigError(f"sigmas_gev {cfg['sigmas_gev']}: two widths share a directory tag 100·σ")
 

@@ -127,7 +127,15 @@ def read_dataset(h5: h5py.File, key: str, shape=None, dtype=np.float64) -> np.nd
     filename = h5.file.filename          # h5 may be a group of the file
     if key not in h5:
         raise InputError(filename, key, f"missing; the file has {sorted(h5.keys())}")
-    data = np.asarray(h5[key][()], dtype=dtype)
+    if not isinstance(h5[key], h5py.Dataset):
+        raise InputError(filename, key, f"an HDF5 group (with {sorted(h5[key].keys())}); expected a dataset")
+    raw = h5[key][()]
+    if np.iscomplexobj(raw):
+        raise InputError(filename, key, "complex values; expected real numbers")
+    try:
+        data = np.asarray(raw, dtype=dtype)
+    except (TypeError, ValueError):
+        raise InputError(filename, key, f"not numeric ({h5[key].dtype}); expected real numbers") from None
     if shape is not None and (data.ndim != len(shape)
                               or any(s is not None and s != d for s, d in zip(shape, data.shape))):
         want = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"

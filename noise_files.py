@@ -8,20 +8,13 @@ it (``write_noise_file``) and reads and validates it (``load_noise_file``, givin
 on the preset's input slices, picked by ``select_slices``, the one selector of time slices that
 prediction uses for user files too).
 
-User sample files: one row per gauge configuration, one column per time slice, the columns
-being t = 0, 1, ..., n-1 (the full correlator as measured, starting at the source, t = 0):
-
-    text   (.txt, .dat, .csv)  whitespace- or comma-separated numbers; '#' starts a comment
-    NumPy  (.npy)              a 2-D array [N_cfg, n]
-    HDF5   (.h5, .hdf5)        a 2-D dataset [N_cfg, n] named by ``tag`` (default 'samples')
-    gvar   (.gvar)             the gvar/corrfitter dataset text format: lines 'TAG v0 v1 ...',
-                               one line per configuration; ``tag`` picks the correlator
-
-From the samples [N_cfg, n]: optional fold of a periodic correlator (C(t) + C(T−t))/2 with
-T = n (symmetric mesons; a baryon's backward state is its parity partner, so do not fold it);
-the time slices t_first..t_last selected; consecutive configurations averaged in bins of b
-(N_cfg -> N_cfg // b bins, the last N_cfg % b configurations dropped); then mean = average over
-bins, cov = sample covariance of the bins / N_bins.
+Per-configuration data (read by correlator_files.py, in any of its formats) [N_cfg, n] over
+time slices t (by default the columns t = 0, 1, ..., n-1): optional fold of a periodic correlator
+(C(t) + C(T−t))/2 with T = n (symmetric mesons; a baryon's backward state is its parity partner,
+so do not fold it); the time slices t_first..t_last selected; consecutive configurations averaged
+in bins of b (N_cfg -> N_cfg // b bins, the last N_cfg % b configurations dropped); then
+mean = average over bins, cov = sample covariance of the bins / N_bins, checked (every slice
+fluctuates, no slice a linear combination of the others) with a message naming the input.
 """
 from __future__ import annotations
 
@@ -31,136 +24,15 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from correlator_files import bin_samples, describe_slices, fold_periodic
 from io_utils import InputError, atomic_output, open_h5, provenance, read_dataset, write_attrs
 
-FORMATS = {".txt": "text", ".dat": "text", ".csv": "text", ".npy": "npy", ".h5": "hdf5",
-           ".hdf5": "hdf5", ".gvar": "gvar"}
-
-
-# --- reading per-configuration samples -----------------------------------------------------------
-def detect_format(path: str | Path) -> str:
-    """The sample-file format from the extension (see FORMATS)."""
-    suffix = Path(path).suffix.lower()
-    if suffix not in FORMATS:
-        raise InputError(path, None, f"unknown extension {suffix!r}; expected one of "
-                         f"{sorted(FORMATS)} or an explicit format ({sorted(set(FORMATS.values()))})")
-    return FORMATS[suffix]
-
-
-def _as_samples(data, path, key) -> np.ndarray:
-    """Check that ``data`` is a finite 2-D float array [N_cfg, n]."""
-    try:
-        data = np.asarray(data, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InputError(path, key, "not numeric; expected samples [N_cfg, n_t] of real numbers") from None
-    if data.ndim != 2:
-        raise InputError(path, key, f"shape {list(data.shape)}; expected 2-D samples "
-                         "[N_cfg, n_t] (rows = configurations, columns = t = 0, 1, ...)")
-    bad = np.argwhere(~np.isfinite(data))
-    if len(bad):
-        raise InputError(path, key, f"NaN or inf at configuration {bad[0][0]}, t = {bad[0][1]}; "
-                         "expected finite values")
-    return data
-
-
-def read_samples(path: str | Path, fmt: str | None = None, tag: str | None = None) -> np.ndarray:
-    """Per-configuration correlator samples [N_cfg, n] (columns t = 0..n-1) from a user file."""
-    path = Path(path)
-    fmt = fmt or detect_format(path)
-    if fmt == "hdf5":
-        key = tag or "samples"
-        with open_h5(path, "per-configuration correlator samples") as h5:
-            if key not in h5 or not isinstance(h5[key], h5py.Dataset):
-                found = []
-                h5.visititems(lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset) else None)
-                raise InputError(path, key, f"no such dataset; expected samples [N_cfg, n_t]; "
-                                 f"the file has datasets {found}")
-            return _as_samples(h5[key][()], path, key)
-    if not path.is_file():
-        raise InputError(path, None, "no such file (expected per-configuration correlator samples)")
-    if fmt == "npy":
-        try:
-            data = np.load(path, allow_pickle=False)
-        except ValueError as err:
-            raise InputError(path, None, f"not a NumPy .npy array ({err}); "
-                             "expected samples [N_cfg, n_t]") from None
-        return _as_samples(data, path, None)
-    if fmt == "text":
-        return _read_text(path)
-    if fmt == "gvar":
-        return _read_gvar(path, tag)
-    raise InputError(path, None, f"unknown format {fmt!r}; expected one of {sorted(set(FORMATS.values()))}")
-
-
-def _numbers(fields, path, line_no) -> list[float]:
-    try:
-        return [float(f) for f in fields]
-    except ValueError:
-        raise InputError(path, f"line {line_no}", f"{' '.join(fields)[:60]!r} is not a row of "
-                         "numbers; expected one configuration per line") from None
-
-
-def _rectangular(rows, lines, path, what):
-    widths = {len(r) for r in rows}
-    if len(widths) > 1:
-        first = len(rows[0])
-        bad = next(i for i, r in enumerate(rows) if len(r) != first)
-        raise InputError(path, f"line {lines[bad]}", f"{len(rows[bad])} values; expected {first} "
-                         f"like the first {what} (one value per time slice)")
-    return rows
-
-
-def _read_text(path: Path) -> np.ndarray:
-    rows, lines = [], []
-    for line_no, line in enumerate(path.read_text().splitlines(), start=1):
-        fields = line.split("#", 1)[0].replace(",", " ").split()
-        if fields:
-            rows.append(_numbers(fields, path, line_no))
-            lines.append(line_no)
-    if not rows:
-        raise InputError(path, None, "no data rows; expected one configuration per line")
-    return _as_samples(_rectangular(rows, lines, path, "row"), path, None)
-
-
-def _read_gvar(path: Path, tag: str | None) -> np.ndarray:
-    """The gvar.dataset text format: 'TAG v0 v1 ...' per line, one line per configuration."""
-    by_tag: dict[str, tuple[list, list]] = {}
-    for line_no, line in enumerate(path.read_text().splitlines(), start=1):
-        fields = line.split("#", 1)[0].split()
-        if fields:
-            rows, lines = by_tag.setdefault(fields[0], ([], []))
-            rows.append(_numbers(fields[1:], path, line_no))
-            lines.append(line_no)
-    if not by_tag:
-        raise InputError(path, None, "no data lines; expected lines 'TAG v0 v1 ...'")
-    if tag is None:
-        if len(by_tag) > 1:
-            raise InputError(path, "tag", f"the file holds several correlators {sorted(by_tag)}; "
-                             "choose one with --tag")
-        tag = next(iter(by_tag))
-    if tag not in by_tag:
-        raise InputError(path, tag, f"no lines with this tag; the file has tags {sorted(by_tag)}")
-    rows, lines = by_tag[tag]
-    return _as_samples(_rectangular(rows, lines, path, f"'{tag}' line"), path, tag)
+# a slice whose variance is explained by the earlier slices to all but this fraction makes the
+# covariance numerically singular (real correlators: >= 7e-4 for HPQCD's η_s, 1e-2 for the stand-in)
+MIN_UNEXPLAINED = 1e-10
 
 
 # --- from samples to the mean and the covariance of the mean -------------------------------------
-def fold_periodic(samples: np.ndarray) -> np.ndarray:
-    """(C(t) + C(T−t))/2 for t = 0..T/2 of samples over t = 0..T−1 (T = number of columns)."""
-    T = samples.shape[1]
-    t = np.arange(T // 2 + 1)
-    return 0.5 * (samples[:, t] + samples[:, (T - t) % T])
-
-
-def bin_samples(samples: np.ndarray, bin_size: int) -> np.ndarray:
-    """Averages of consecutive configurations in bins of ``bin_size``: [N_cfg // b, n].
-
-    The last N_cfg % b configurations are dropped (an incomplete bin would carry another weight).
-    """
-    n_bins = samples.shape[0] // bin_size
-    return samples[:n_bins * bin_size].reshape(n_bins, bin_size, samples.shape[1]).mean(axis=1)
-
-
 def mean_and_cov_of_mean(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean over samples [N, n] and the covariance of that mean: Σ = S / N, S the sample covariance.
 
@@ -175,15 +47,19 @@ def mean_and_cov_of_mean(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def noise_from_samples(samples: np.ndarray, t_first: int, t_last: int, bin_size: int = 1,
-                       fold: bool = False, path="samples", key=None):
-    """(t, mean, cov of the mean, n_bins) from samples [N_cfg, n] over t = 0..n-1 (module doc)."""
+                       fold: bool = False, path="samples", key=None, t_columns=None):
+    """(t, mean, cov of the mean, n_bins) from samples [N_cfg, n] over the time slices
+    ``t_columns`` (default t = 0..n-1; module doc).  Bad input names ``path`` and ``key``."""
     if fold:
         samples = fold_periodic(samples)
-    n = samples.shape[1]
-    if not 0 <= t_first <= t_last < n:
+    t_columns = np.arange(samples.shape[1]) if t_columns is None or fold else np.asarray(t_columns)
+    wanted = np.arange(t_first, t_last + 1)
+    if t_first > t_last or not set(wanted) <= set(t_columns.tolist()):
         raise InputError(path, key, f"time slices {t_first}..{t_last} requested; the "
-                         f"{'folded ' if fold else ''}samples have t = 0..{n - 1}")
-    picked = samples[:, t_first:t_last + 1]
+                         f"{'folded ' if fold else ''}samples have t = {describe_slices(t_columns)}")
+    columns = [int(np.nonzero(t_columns == t)[0][0]) for t in wanted]
+    contiguous = columns == list(range(columns[0], columns[0] + len(columns)))   # then a view, as always
+    picked = samples[:, columns[0]:columns[-1] + 1] if contiguous else samples[:, columns]
     if bin_size < 1:
         raise InputError(path, key, f"bin size {bin_size}; expected a positive integer")
     bins = bin_samples(picked, bin_size)
@@ -193,7 +69,29 @@ def noise_from_samples(samples: np.ndarray, t_first: int, t_last: int, bin_size:
                          f"{bin_size}, for {n_t} time slices: the covariance would be singular; "
                          f"expected more bins than time slices")
     mean, cov = mean_and_cov_of_mean(bins)
-    return np.arange(t_first, t_last + 1, dtype=np.float64), mean, cov, bins.shape[0]
+    check_covariance(mean, cov, wanted, path, key)
+    return wanted.astype(np.float64), mean, cov, bins.shape[0]
+
+
+def check_covariance(mean: np.ndarray, cov: np.ndarray, t: np.ndarray, path, key) -> None:
+    """A mean and covariance computed from the data of ``path``: every slice fluctuates (beyond
+    round-off) and none is a linear combination of the earlier ones, else an InputError naming
+    the input and the slice."""
+    flat = np.nonzero(np.sqrt(np.diag(cov)) <= 1e-12 * np.abs(mean))[0]
+    if len(flat):
+        raise InputError(path, key, f"zero variance at t = {describe_slices(t[flat])}: every bin has the same "
+                         "value there (a constant column, or identical configurations); expected fluctuating data")
+    sd = np.sqrt(np.diag(cov))
+    corr = cov / np.outer(sd, sd)
+    for k in range(1, len(t) + 1):     # the variance of slice k left unexplained by the earlier ones
+        try:
+            unexplained = np.linalg.cholesky(corr[:k, :k])[-1, -1] ** 2
+        except np.linalg.LinAlgError:
+            unexplained = 0.0
+        if unexplained < MIN_UNEXPLAINED:
+            raise InputError(path, key, f"the covariance of the mean is singular at t = {int(t[k - 1])}: "
+                             f"there the bins are a linear combination of t = {describe_slices(t[:k - 1])} "
+                             "(a duplicated or derived column?); expected independent time slices")
 
 
 # --- reading and validating -----------------------------------------------------------------------

@@ -2,10 +2,11 @@
 # Real public data for the noise tool: HPQCD's eta_s correlator (225 configurations, T = 64,
 # periodic), shipped in the examples of the corrfitter 8.2 sdist (GPL; fetched at run time, never
 # copied into this repository).  Folds it, keeps t = 1..32 and writes a noise file with
-# make_noise_file.py.
+# make_noise_file.py; the data set itself is kept beside it as hpqcd_etas.data (the input of
+# run_etas_example.py).
 #
 #   usage: data/fetch_hpqcd_etas.sh [OUTPUT [extra make_noise_file.py options, e.g. --bin 5]]
-#   default OUTPUT: data/hpqcd_etas_T64.h5 (do not commit it: derived from GPL data)
+#   default OUTPUT: data/hpqcd_etas_T64.h5 (do not commit it or hpqcd_etas.data: GPL data)
 #   exit status 3: the sdist could not be downloaded (no network / registry)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,3 +24,4 @@ python "$repo/make_noise_file.py" "$work/corrfitter-8.2/examples/etas.data" --fo
     --tag etas --fold --t-range 1-32 -o "$output" \
     --source "HPQCD eta_s correlator, 225 configurations, T=64 (corrfitter 8.2 examples/etas.data, GPL), folded" \
     "$@"
+cp "$work/corrfitter-8.2/examples/etas.data" "$(dirname "$output")/hpqcd_etas.data"

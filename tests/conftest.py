@@ -1,4 +1,6 @@
 """Shared fixtures: the repository root and benchmarks/ on sys.path, and small resolved configurations."""
+import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -15,3 +17,11 @@ from config import load_config  # noqa: E402
 def tiny_cfg(tmp_path):
     """The `tiny` preset rooted in a fresh directory, with the shipped stand-in noise file."""
     return load_config("tiny", [f"noise_file={REPO / 'data' / 'standin_baryon_T64.h5'}"], tmp_path)
+
+
+def need(module: str):
+    """An optional package (requirements-formats.txt), or skip the test -- except in CI, which
+    installs them and must test every format: there a missing package fails the test."""
+    if os.environ.get("CI"):
+        return importlib.import_module(module)
+    return pytest.importorskip(module)

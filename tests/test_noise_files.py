@@ -12,8 +12,8 @@ import pytest
 import make_noise_file
 from config import load_config
 from io_utils import InputError
-from noise_files import (bin_samples, fold_periodic, load_noise_file, mean_and_cov_of_mean,
-                         noise_from_samples, read_samples, write_noise_file)
+from correlator_files import bin_samples, fold_periodic
+from noise_files import load_noise_file, mean_and_cov_of_mean, noise_from_samples, write_noise_file
 
 REPO = Path(__file__).resolve().parents[1]
 STANDIN = REPO / "data" / "standin_baryon_T64.h5"
@@ -70,60 +70,6 @@ def test_too_few_bins_and_bad_slices_are_input_errors():
         noise_from_samples(samples, 1, 40, fold=True, path="f.npy")
     with pytest.raises(InputError, match="bin size 0"):
         noise_from_samples(samples, 1, 3, bin_size=0, path="f.npy")
-
-
-# --- readers: every format round-trips ------------------------------------------------------------
-def test_every_reader_round_trips(tmp_path):
-    samples = correlated_samples(n_cfg=5, T=8)
-    text = tmp_path / "c.txt"
-    text.write_text("# rows = configurations\n" + "\n".join(" ".join(f"{v:.17g}" for v in row)
-                                                           for row in samples) + "\n\n")
-    csv = tmp_path / "c.csv"
-    csv.write_text("\n".join(",".join(f"{v:.17g}" for v in row) for row in samples))
-    npy = tmp_path / "c.npy"
-    np.save(npy, samples)
-    h5 = tmp_path / "c.h5"
-    with h5py.File(h5, "w") as f:
-        f["ensemble/pion"] = samples
-        f["other"] = np.zeros(3)
-    gv = tmp_path / "c.gvar"
-    lines = []
-    for row in samples:   # interleaved tags, as gvar.dataset files often are
-        lines += ["pion " + " ".join(f"{v:.17g}" for v in row), "kaon " + " ".join(["1"] * 4)]
-    gv.write_text("# two correlators\n" + "\n".join(lines))
-    for path, fmt, tag in [(text, None, None), (csv, None, None), (npy, None, None),
-                           (h5, None, "ensemble/pion"), (gv, None, "pion"), (gv, "gvar", "pion")]:
-        np.testing.assert_array_equal(read_samples(path, fmt, tag), samples, err_msg=str(path))
-    assert read_samples(gv, None, "kaon").shape == (5, 4)
-
-
-@pytest.mark.parametrize("name, content, tag, message", [
-    ("ragged.txt", "1 2 3\n4 5\n", None, r"ragged\.txt, key 'line 2': 2 values; expected 3"),
-    ("words.dat", "1 2\n1 x\n", None, r"words\.dat, key 'line 2'.*not a row of numbers"),
-    ("empty.txt", "# nothing\n", None, r"empty\.txt: no data rows"),
-    ("nan.txt", "1 2\n3 nan\n", None, r"nan\.txt: NaN or inf at configuration 1, t = 1"),
-    ("two.gvar", "a 1 2\nb 3 4\n", None, r"two\.gvar, key 'tag'.*\['a', 'b'\].*--tag"),
-    ("two.gvar", "a 1 2\nb 3 4\n", "c", r"two\.gvar, key 'c': no lines with this tag.*\['a', 'b'\]"),
-    ("ragged.gvar", "a 1 2\na 3\n", "a", r"ragged\.gvar, key 'line 2': 1 values; expected 2"),
-    ("c.xyz", "1 2\n", None, r"c\.xyz: unknown extension '\.xyz'"),
-])
-def test_reader_bad_text_inputs(tmp_path, name, content, tag, message):
-    (tmp_path / name).write_text(content)
-    with pytest.raises(InputError, match=message):
-        read_samples(tmp_path / name, None, tag)
-
-
-def test_reader_bad_binary_inputs(tmp_path):
-    np.save(tmp_path / "flat.npy", np.ones(5))
-    with pytest.raises(InputError, match=r"flat\.npy: shape \[5\]; expected 2-D"):
-        read_samples(tmp_path / "flat.npy")
-    with h5py.File(tmp_path / "s.h5", "w") as f:
-        f["corr"] = np.ones((4, 3))
-    with pytest.raises(InputError, match=r"s\.h5, key 'samples': no such dataset.*\['corr'\]"):
-        read_samples(tmp_path / "s.h5")
-    for name in ("missing.npy", "missing.h5", "missing.txt", "missing.gvar"):
-        with pytest.raises(InputError, match=rf"{name}: no such file"):
-            read_samples(tmp_path / name)
 
 
 # --- the writer and the command-line tool ------------------------------------------------------------
@@ -305,3 +251,46 @@ def test_hpqcd_fetch_reports_an_impossible_download_with_status_3(tmp_path):
                          capture_output=True, text=True, timeout=120, env=env)
     assert run.returncode == 3 and "could not download" in run.stderr
     assert not (tmp_path / "e.h5").exists()
+
+
+# --- issue 11 item 10: the tool's messages name the input and the slice; -o DIR; empty noise_file --
+@pytest.mark.parametrize("damage, message", [
+    ("zero column", "zero variance at t = 5: every bin has the same value there"),
+    ("identical rows", "zero variance at t = 1..32"),
+    ("duplicated column", "the covariance of the mean is singular at t = 8: there the bins are a linear combination of t = 1..7"),
+])
+def test_covariance_errors_name_the_input_and_the_slice(tmp_path, damage, message, capsys):
+    samples = correlated_samples(n_cfg=90)
+    if damage == "zero column":
+        samples[:, 5] = 1.0
+    elif damage == "identical rows":
+        samples[:] = samples[0]
+    else:
+        samples[:, 8] = samples[:, 7]
+    np.save(tmp_path / "bad.npy", samples)
+    rc = make_noise_file.main([str(tmp_path / "bad.npy"), "-o", str(tmp_path / "out.h5")])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"{tmp_path / 'bad.npy'}: {message}" in err, err
+    assert "out.h5" not in err and leaves_nothing(tmp_path, "out.h5")
+
+
+def test_output_folder_tag_and_slice_range(tmp_path, cfg, capsys):
+    np.save(tmp_path / "mine.npy", correlated_samples(n_cfg=90))
+    (tmp_path / "out").mkdir()
+    assert make_noise_file.main([str(tmp_path / "mine.npy"), "-o", str(tmp_path / "out")]) == 0
+    load_noise_file(tmp_path / "out" / "mine_noise.h5", cfg)       # written there, and valid
+    assert make_noise_file.main([str(tmp_path / "mine.npy"), "-o", str(tmp_path / "new") + "/"]) == 0
+    assert (tmp_path / "new" / "mine_noise.h5").is_file()
+    capsys.readouterr()
+    assert make_noise_file.main([str(tmp_path / "mine.npy"), "--tag", "x", "--root", str(tmp_path)]) == 2
+    assert "--tag 'x' given, but a npy file holds one correlator" in capsys.readouterr().err
+    assert make_noise_file.main([str(tmp_path / "mine.npy"), "--t-range", "1-20", "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'mine.npy'}, key '--t-range'" in err and "lack the preset's input slices" in err
+    assert not (tmp_path / "data").exists()
+
+
+def test_empty_noise_file_setting_is_a_clear_error(tmp_path, capsys):
+    np.save(tmp_path / "mine.npy", correlated_samples(n_cfg=90))
+    assert make_noise_file.main([str(tmp_path / "mine.npy"), "--set", "noise_file=", "--root", str(tmp_path)]) == 2
+    assert "noise_file='': expected the path of a noise file" in capsys.readouterr().err

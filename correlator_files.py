@@ -1,0 +1,418 @@
+"""Users' correlator files: every format read in one place, into one structure (SPEC §10).
+
+``read_correlator(path, fmt, tag)`` reads a lattice correlator as lattice physicists keep it and
+returns a ``Correlator``: rows ``values`` [N, n] over time slices ``t`` [n] (per-configuration
+measurements, or bootstrap / jackknife samples), or a ``mean`` [n] with the covariance of the mean
+``cov`` [n, n], plus whatever the file states about the kernel and T.  Both user tools read through
+it: make_noise_file.py (a noise file from per-configuration data) and predict_on_user_data.py (the
+networks' inputs, ``prediction.read_user_samples``).
+
+    format       detected from                 what it holds
+    hdf5         .h5, .hdf5                    the project's layout: ``t`` [n] and either a 2-D dataset
+                                               (``samples``, or --tag) [N, n] with attribute
+                                               ``sample_kind`` (configurations | bootstrap | jackknife)
+                                               or ``mean`` [n] + ``cov`` [n, n]; attributes ``kernel``, ``T``
+    pyerrors     .json, .json.gz               pyerrors' JSON of a ``Corr`` or of a list of ``Obs`` (one
+                                               per t = 0, 1, ...), read by pyerrors itself
+    gvar         .gvar, or 'TAG v0 v1 ...' text  a gvar/corrfitter data set, read by ``gvar.dataset.Dataset``;
+                                               --tag picks the correlator
+    lsdensities  text whose first line is       lsdensities' format: header 'N_ms T ...', then for each
+                 'N T ...' and then 't value'  measurement T lines 't C(t)', t = 0..T-1
+    text         .txt, .dat, .data, .csv       one row per configuration, columns t = 0, 1, ...
+    npy          .npy                          a 2-D array [N_cfg, n], columns t = 0, 1, ...
+
+Text files (.txt, .dat, .data, .csv, .gvar) are told apart by their content.  Every format but
+hdf5 holds per-configuration data on t = 0..n-1.  pyerrors and gvar are optional packages
+(``pip install -r requirements-formats.txt``); a clear message says so when one is missing.
+
+Per-configuration data are then folded (``fold_periodic``), binned (``bin_samples``) and, for the
+networks, resampled (``resample``: bootstrap with a stated N_boot and seed, or jackknife).
+"""
+from __future__ import annotations
+
+import fileinput
+import importlib
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from io_utils import InputError, open_h5, read_dataset
+
+FORMATS = ("hdf5", "pyerrors", "gvar", "lsdensities", "text", "npy")
+KINDS = ("configurations", "bootstrap", "jackknife")   # what the rows of Correlator.values are
+RESAMPLINGS = ("bootstrap", "jackknife")
+TEXT_SUFFIXES = (".txt", ".dat", ".data", ".csv", ".gvar")
+OPTIONAL_PACKAGES = {"pyerrors": "pyerrors", "gvar": "gvar"}
+REQUIREMENTS = "requirements-formats.txt"
+
+
+@dataclass
+class Correlator:
+    """A correlator as read from a user's file (module doc)."""
+    path: str
+    fmt: str
+    key: str | None                   # the dataset or tag read (None: the file has one)
+    values: np.ndarray | None         # [N, n] float64 rows (None for the mean + cov layout)
+    kind: str | None                  # one of KINDS; None: the file does not say (hdf5 only)
+    t: np.ndarray | None              # [n] integer time slices; None: the file does not say (hdf5)
+    mean: np.ndarray | None = None    # [n] and the covariance of the mean [n, n] (hdf5 only)
+    cov: np.ndarray | None = None
+    kernel: str | None = None         # as stated by the file, if it does
+    T: int | None = None
+    details: dict = field(default_factory=dict)   # format specifics, recorded in the provenance
+
+    @property
+    def n_t(self) -> int:
+        return (self.values if self.values is not None else self.mean[None, :]).shape[1]
+
+    @property
+    def slices(self) -> np.ndarray:
+        """The time slices of the columns: the stated ones, else t = 0, 1, ... (module doc)."""
+        return self.t if self.t is not None else np.arange(self.n_t)
+
+
+# --- detection and dispatch ----------------------------------------------------------------------
+def detect_format(path: str | Path) -> str:
+    """The format of ``path``: from its extension, and for text files from their first lines."""
+    path = Path(path)
+    name = path.name.lower()
+    if name.endswith((".json", ".json.gz")):
+        return "pyerrors"
+    suffix = path.suffix.lower()
+    if suffix in (".h5", ".hdf5"):
+        return "hdf5"
+    if suffix == ".npy":
+        return "npy"
+    if suffix == ".gvar":
+        return "gvar"
+    if suffix in TEXT_SUFFIXES:
+        return _sniff_text(path)
+    raise InputError(path, None, f"unknown extension {suffix!r}: give --format ({', '.join(FORMATS)}); "
+                     f"detected are .h5/.hdf5, .json/.json.gz, .npy, {'/'.join(TEXT_SUFFIXES)}")
+
+
+def _data_lines(path: Path):
+    """(line number, fields) of the non-empty lines, '#' starting a comment."""
+    if not path.is_file():
+        raise InputError(path, None, "no such file (expected a correlator)")
+    for line_no, line in enumerate(path.read_text().splitlines(), start=1):
+        fields = line.split("#", 1)[0].replace(",", " ").split()
+        if fields:
+            yield line_no, fields
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _sniff_text(path: Path) -> str:
+    lines = _data_lines(path)
+    first = next(lines, (0, []))[1]
+    second = next(lines, (0, []))[1]
+    if first and not _is_number(first[0]):
+        return "gvar"
+    if len(first) >= 2 and all(f.isdigit() for f in first) and len(second) == 2 and second[0] == "0":
+        return "lsdensities"
+    return "text"
+
+
+def read_correlator(path: str | Path, fmt: str | None = None, tag: str | None = None) -> Correlator:
+    """Read a user's correlator file in format ``fmt`` (default: detected), ``tag`` choosing the
+    dataset (hdf5), the correlator (gvar) or nothing (other formats: refused if given)."""
+    path = Path(path)
+    fmt = fmt or detect_format(path)
+    if fmt not in FORMATS:
+        raise InputError(path, None, f"unknown format {fmt!r}; expected one of {FORMATS}")
+    if tag is not None and fmt not in ("hdf5", "gvar"):
+        raise InputError(path, None, f"--tag {tag!r} given, but a {fmt} file holds one correlator; "
+                         "--tag chooses the dataset of an hdf5 file or the correlator of a gvar file")
+    if fmt == "hdf5":
+        return _read_hdf5(path, tag)
+    if not path.is_file():
+        raise InputError(path, None, f"no such file (expected a correlator in the {fmt} format)")
+    reader = {"pyerrors": _read_pyerrors, "gvar": _read_gvar, "lsdensities": _read_lsdensities,
+              "text": _read_text, "npy": _read_npy}[fmt]
+    return reader(path, tag) if fmt == "gvar" else reader(path)
+
+
+def optional_package(name: str, path, fmt: str):
+    """Import an optional reader package, or stop with a message saying how to install it."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise InputError(path, None, f"reading the {fmt} format needs the package {name!r}, which is "
+                         f"not installed: pip install {name} (or pip install -r {REQUIREMENTS})") from None
+
+
+# --- checks shared by every reader -------------------------------------------------------------
+def real_rows(data, path, key, what="rows [N, n_t]", row="row", column="column") -> np.ndarray:
+    """``data`` as a finite, real 2-D float64 array, or an InputError naming file and key."""
+    data = np.asarray(data)
+    if np.iscomplexobj(data):
+        raise InputError(path, key, f"complex values; expected real {what} (a correlator is real: "
+                         "take the part you mean yourself)")
+    try:
+        data = data.astype(np.float64)
+    except (TypeError, ValueError):
+        raise InputError(path, key, f"not numeric; expected real {what}") from None
+    if data.ndim != 2:
+        raise InputError(path, key, f"shape {list(data.shape)}; expected 2-D {what} (rows = "
+                         "configurations or samples, columns = time slices)")
+    if data.shape[0] == 0 or data.shape[1] == 0:
+        raise InputError(path, key, f"shape {list(data.shape)}: empty; expected {what}")
+    bad = np.argwhere(~np.isfinite(data))
+    if len(bad):
+        raise InputError(path, key, f"NaN or inf at {row} {bad[0][0]}, {column} {bad[0][1]}; expected finite values")
+    return data
+
+
+def integer_slices(t, path, key="t") -> np.ndarray:
+    """Time slices as integers (lattice units), refusing fractional ones."""
+    t = np.asarray(t, dtype=np.float64)
+    if np.any(t != np.round(t)):
+        raise InputError(path, key, f"non-integer time slices {t[t != np.round(t)][:5].tolist()}; "
+                         "expected integers t = 0, 1, ... (lattice units)")
+    if len(set(t.tolist())) != len(t):
+        raise InputError(path, key, "repeated time slices; expected each t once")
+    return t.astype(np.int64)
+
+
+def integer_extent(value, path, key="T") -> int:
+    """A temporal extent T as an integer, refusing 64.5 or 'abc'."""
+    value = value.item() if isinstance(value, np.generic) else _text(value) if isinstance(value, bytes) else value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(path, key, f"{value!r}; expected an integer temporal extent") from None
+    if number != round(number) or number < 1:
+        raise InputError(path, key, f"{value!r}; expected a positive integer temporal extent")
+    return int(number)
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+# --- the formats -----------------------------------------------------------------------------------
+def _read_hdf5(path: Path, tag: str | None) -> Correlator:
+    key = tag or "samples"
+    with open_h5(path, "correlator (t, and samples or mean + cov)") as h5:
+        attrs = {k: h5.attrs[k] for k in ("kernel", "T", "sample_kind") if k in h5.attrs}
+        if key in h5 and isinstance(h5[key], h5py.Group):
+            raise InputError(path, key, f"an HDF5 group (with {sorted(h5[key].keys())}); expected a "
+                             "dataset [N, n_t] of samples")
+        group = h5[key].parent if key in h5 else h5
+        t = integer_slices(read_dataset(group, "t", shape=(None,)), path) if "t" in group else None
+        if key in h5:
+            values = real_rows(read_dataset(h5, key, shape=(None, None)), path, key)
+            mean = cov = None
+        elif tag is None and "mean" in h5 and "cov" in h5:
+            mean = read_dataset(h5, "mean", shape=(None,))
+            cov = read_dataset(h5, "cov", shape=(len(mean), len(mean)))
+            values = None
+        else:
+            found = []
+            h5.visititems(lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset) else None)
+            raise InputError(path, key, f"missing; expected a dataset '{key}' [N, n_t]"
+                             + ("" if tag else " or 'mean' [n_t] and 'cov' [n_t, n_t]")
+                             + f" (the file has datasets {found})")
+    n = values.shape[1] if values is not None else len(mean)
+    if t is not None and len(t) != n:
+        raise InputError(path, "t", f"{len(t)} time slices for {n} columns of '{key}'")
+    kind = _text(attrs["sample_kind"]) if "sample_kind" in attrs else None
+    if kind is not None and kind not in KINDS:
+        raise InputError(path, "sample_kind", f"{kind!r}; expected one of {KINDS}")
+    if values is None:
+        kind = None
+    return Correlator(str(path), "hdf5", key if values is not None else "mean+cov", values, kind, t,
+                      mean, cov, kernel=_text(attrs["kernel"]) if "kernel" in attrs else None,
+                      T=integer_extent(attrs["T"], path) if "T" in attrs else None)
+
+
+def _per_configuration(path, fmt, key, values, **kwargs) -> Correlator:
+    values = real_rows(values, path, key, "per-configuration values [N_cfg, n_t]", "configuration", "t =")
+    return Correlator(str(path), fmt, key, values, "configurations", np.arange(values.shape[1]), **kwargs)
+
+
+def _read_npy(path: Path) -> Correlator:
+    try:
+        data = np.load(path, allow_pickle=False)
+    except ValueError as err:
+        raise InputError(path, None, f"not a NumPy .npy array ({err}); expected [N_cfg, n_t]") from None
+    return _per_configuration(path, "npy", None, data)
+
+
+def _numbers(fields, path, line_no) -> list[float]:
+    try:
+        return [float(f) for f in fields]
+    except ValueError:
+        raise InputError(path, f"line {line_no}", f"{' '.join(fields)[:60]!r} is not a row of "
+                         "numbers; expected one configuration per line") from None
+
+
+def _read_text(path: Path) -> Correlator:
+    rows, lines = [], []
+    for line_no, fields in _data_lines(path):
+        rows.append(_numbers(fields, path, line_no))
+        lines.append(line_no)
+    if not rows:
+        raise InputError(path, None, "no data rows; expected one configuration per line")
+    first = len(rows[0])
+    bad = next((i for i, r in enumerate(rows) if len(r) != first), None)
+    if bad is not None:
+        raise InputError(path, f"line {lines[bad]}", f"{len(rows[bad])} values; expected {first} like "
+                         "the first row (one value per time slice)")
+    return _per_configuration(path, "text", None, rows)
+
+
+def _read_lsdensities(path: Path) -> Correlator:
+    """lsdensities' text format (lsdensities.utils.rhoUtils.read_datafile / print_hlt_format)."""
+    lines = list(_data_lines(path))
+    if not lines:
+        raise InputError(path, None, "empty; expected the lsdensities header 'N_ms T ...'")
+    header = lines[0][1]
+    if len(header) < 2 or not all(f.isdigit() for f in header[:2]) or int(header[0]) < 1 or int(header[1]) < 1:
+        raise InputError(path, "header", f"{' '.join(header)[:60]!r}; expected 'N_ms T ...' (two positive "
+                         "integers: measurements and time slices)")
+    n_ms, T = int(header[0]), int(header[1])
+    body = lines[1:]
+    if len(body) != n_ms * T:
+        raise InputError(path, "header", f"says {n_ms} measurements of {T} time slices = {n_ms * T} lines "
+                         f"'t value', but the file has {len(body)}")
+    values = np.empty((n_ms, T))
+    for i, (line_no, fields) in enumerate(body):
+        n, t = divmod(i, T)
+        if len(fields) != 2 or fields[0] != str(t):
+            raise InputError(path, f"line {line_no}", f"{' '.join(fields)[:60]!r}; expected 't value' with "
+                             f"t = {t} (measurement {n}: t = 0..{T - 1} in order)")
+        values[n, t] = _numbers(fields[1:], path, line_no)[0]
+    return _per_configuration(path, "lsdensities", None, values, T=T,
+                              details={"lsdensities_header": " ".join(header)})
+
+
+def _read_gvar(path: Path, tag: str | None) -> Correlator:
+    """A gvar/corrfitter data set, read by gvar.dataset.Dataset: 'TAG v0 v1 ...' per configuration."""
+    gv = optional_package("gvar", path, "gvar")
+    try:
+        dataset = gv.dataset.Dataset(str(path))
+    except ValueError as err:
+        raise InputError(path, tag, f"gvar's reader: {err}; expected lines 'TAG v0 v1 ...', one "
+                         "configuration per line, the same number of values on every line of a tag") from None
+    finally:
+        fileinput.close()           # gvar reads with fileinput, which stays active after an error
+    tags = list(dataset.keys())
+    if not tags:
+        raise InputError(path, None, "no data lines; expected lines 'TAG v0 v1 ...'")
+    if tag is None:
+        if len(tags) > 1:
+            raise InputError(path, "tag", f"the file holds several correlators {sorted(tags)}; "
+                             "choose one with --tag")
+        tag = tags[0]
+    if tag not in dataset:
+        raise InputError(path, tag, f"no lines with this tag; the file has tags {sorted(tags)}")
+    rows = np.asarray(dataset[tag])
+    if rows.ndim == 1:                  # one value per line: gvar makes them scalars
+        rows = rows[:, None]
+    return _per_configuration(path, "gvar", tag, rows, details={"gvar_tags": tags})
+
+
+def _read_pyerrors(path: Path) -> Correlator:
+    """pyerrors' JSON (.json or .json.gz) of a Corr or of a list of Obs, one per t = 0, 1, ..."""
+    pe = optional_package("pyerrors", path, "pyerrors")
+    gz = path.name.lower().endswith(".gz")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data = pe.input.json.load_json(str(path), verbose=False, gz=gz)
+    except Exception as err:      # noqa: BLE001 -- pyerrors raises anything on a bad file; named here
+        raise InputError(path, None, f"pyerrors could not read it ({type(err).__name__}: {err}); expected "
+                         "pyerrors' JSON of a Corr or of a list of Obs") from None
+    if isinstance(data, pe.Corr):
+        if data.N != 1:
+            raise InputError(path, None, f"a {data.N}x{data.N} matrix correlator; expected a single "
+                             "correlator (project it onto one operator first)")
+        empty = [t for t, entry in enumerate(data.content) if entry is None]
+        if empty:
+            raise InputError(path, f"t = {empty[0]}", f"the Corr has no value at t = {empty}; expected one "
+                             "Obs at every t = 0..T-1")
+        observables, what = [entry[0] for entry in data.content], "Corr"
+    elif isinstance(data, (list, np.ndarray)) and len(data) and all(isinstance(o, pe.Obs) for o in np.ravel(data)):
+        if np.ndim(data) != 1:
+            raise InputError(path, None, f"an array of Obs of shape {list(np.shape(data))}; expected a "
+                             "list of Obs, one per time slice")
+        observables, what = list(data), "list of Obs"
+    else:
+        raise InputError(path, None, f"holds {type(data).__name__}; expected a pyerrors Corr or a list "
+                         "of Obs, one per time slice t = 0, 1, ...")
+    first = observables[0]
+    for t, obs in enumerate(observables):
+        if obs.cov_names:
+            raise InputError(path, f"t = {t}", f"an Obs with covariance-only parts {obs.cov_names}; "
+                             "expected per-configuration data")
+        if len(obs.e_names) != 1:
+            raise InputError(path, f"t = {t}", f"an Obs over ensembles {obs.e_names}; expected one ensemble")
+        if obs.names != first.names or any(list(obs.idl[r]) != list(first.idl[r]) for r in obs.names):
+            raise InputError(path, f"t = {t}", f"measured on other configurations than t = 0 "
+                             f"(replicas {obs.names}); expected the same configurations at every t")
+    values = np.array([np.concatenate([obs.r_values[r] + obs.deltas[r] for r in first.names])
+                       for obs in observables]).T
+    return _per_configuration(path, "pyerrors", None, values, details={
+        "pyerrors_structure": what, "ensemble": first.e_names[0], "replicas": list(first.names),
+        "configurations_per_replica": [len(first.idl[r]) for r in first.names]})
+
+
+# --- per-configuration data: fold, bin, resample --------------------------------------------------
+def fold_periodic(samples: np.ndarray) -> np.ndarray:
+    """(C(t) + C(T−t))/2 for t = 0..T/2 of samples over t = 0..T−1 (T = number of columns)."""
+    T = samples.shape[1]
+    t = np.arange(T // 2 + 1)
+    return 0.5 * (samples[:, t] + samples[:, (T - t) % T])
+
+
+def fold_correlator(corr: Correlator, T: int | None = None) -> Correlator:
+    """The folded correlator (mesons; not baryons, whose backward state is another one): its
+    columns must be t = 0..T-1 with T the stated extent, if any."""
+    T = T or corr.T or corr.n_t
+    if corr.values is None or not np.array_equal(corr.slices, np.arange(T)):
+        has = "a mean and covariance" if corr.values is None else f"t = {describe_slices(corr.slices)}"
+        raise InputError(corr.path, "t", f"cannot fold: folding needs rows over t = 0..{T - 1} "
+                         f"(T = {T}); the file has {has}")
+    values = fold_periodic(corr.values)
+    return Correlator(corr.path, corr.fmt, corr.key, values, corr.kind, np.arange(values.shape[1]),
+                      kernel=corr.kernel, T=T, details={**corr.details, "folded": True})
+
+
+def describe_slices(t) -> str:
+    """'1..32' for contiguous slices, else the list."""
+    t = np.asarray(t).astype(int)
+    if len(t) == 1:
+        return str(t[0])
+    contiguous = len(t) > 1 and np.array_equal(t, np.arange(t[0], t[0] + len(t)))
+    return f"{t[0]}..{t[-1]}" if contiguous else str(t.tolist())
+
+
+def bin_samples(samples: np.ndarray, bin_size: int) -> np.ndarray:
+    """Averages of consecutive configurations in bins of ``bin_size``: [N_cfg // b, n].
+
+    The last N_cfg % b configurations are dropped (an incomplete bin would carry another weight).
+    """
+    n_bins = samples.shape[0] // bin_size
+    return samples[:n_bins * bin_size].reshape(n_bins, bin_size, samples.shape[1]).mean(axis=1)
+
+
+def resample(values: np.ndarray, method: str, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Samples of the mean of ``values`` [N, n]: ``n_boot`` bootstrap means (configurations drawn
+    with replacement, ``rng``), or the N jackknife (leave-one-out) means."""
+    n = values.shape[0]
+    if method == "bootstrap":
+        return values[rng.integers(0, n, size=(n_boot, n))].mean(axis=1)
+    if method == "jackknife":
+        return (values.sum(axis=0) - values) / (n - 1)
+    raise ValueError(f"resampling {method!r}: expected one of {RESAMPLINGS}")
