@@ -30,6 +30,7 @@ import closure
 from config import add_common_args, config_from_args
 from figures import plt, save_png
 from io_utils import InputError, atomic_output, open_h5, provenance, read_dataset, write_attrs
+from mocks import user_data_name
 
 CSV_COLUMNS = ("E", "central", "stat", "rep", "sys_b", "sys_rho", "sys_n", "total")
 MOCK_COLUMNS = ("truth", "closure_level")   # mocks only: the exact truth, and how it was measured
@@ -128,12 +129,32 @@ def summarise(b: bud.Budget, s: PredictionSet) -> Summary:
     return Summary(s.sigma_gev, stats.mean_abs_pull, stats.coverage, stats.r_bv, s.closure_level, complete)
 
 
+def budget_record(cfg, s: PredictionSet, frame: pd.DataFrame, record: dict) -> dict:
+    """The budget of one σ as one JSON object: every column of the table (energies, central,
+    each component, total, ...; NaN as null), the settings and the provenance ``record``."""
+    settings = json.loads(record.pop("config"))
+    for key in ("overrides", "package_versions", "prediction_files", "warnings"):
+        record[key] = json.loads(record[key])
+    columns = {c: [None if not np.isfinite(v) else float(v) for v in frame[c]] for c in frame.columns}
+    return {"name": s.mock, "sigma_gev": float(s.sigma_gev), "sigma": float(cfg.sigma(s.sigma_gev)),
+            "energy_unit": "lattice units (1/a); sigma_gev converted with a_inv_gev = "
+                           f"{cfg['a_inv_gev']}", "sample_kind": s.kind, "n_energies": len(frame),
+            "columns": list(frame.columns), **columns, "settings": settings, "provenance": record}
+
+
 def write_results(cfg, s: PredictionSet, b: bud.Budget, summary: Summary | None) -> list:
-    """CSV and HDF5 of the budget, atomically; returns the paths written."""
+    """CSV, JSON and HDF5 of the budget, atomically; returns the paths written."""
     frame = budget_frame(b, s)
+    level = {} if s.closure_level is None else {"closure_level": int(s.closure_level)}
+    record = provenance(cfg, mock=s.mock, sigma_gev=s.sigma_gev, sample_kind=s.kind, **level,
+                        prediction_files=json.dumps(s.files), warnings=json.dumps(b.warnings),
+                        summary=summary.line() if summary else "no truth (user data)")
     csv_path = cfg.results_file(s.mock, s.sigma_gev, "budget.csv")
     with atomic_output(csv_path) as tmp:
         frame.to_csv(tmp, index=False, na_rep="nan", float_format="%.10g")
+    json_path = cfg.results_file(s.mock, s.sigma_gev, "budget.json")
+    with atomic_output(json_path) as tmp:
+        tmp.write_text(json.dumps(budget_record(cfg, s, frame, dict(record)), indent=1, allow_nan=False) + "\n")
     h5_path = cfg.results_file(s.mock, s.sigma_gev, "budget.hdf5")
     with atomic_output(h5_path) as tmp:
         with h5py.File(tmp, "w") as h5:
@@ -148,12 +169,8 @@ def write_results(cfg, s: PredictionSet, b: bud.Budget, summary: Summary | None)
                     h5[f"ensembles/{ens}/{key}"] = value
             if s.truth is not None:
                 h5["pulls"] = bud.pulls(b.central, s.truth, b.total)
-            level = {} if s.closure_level is None else {"closure_level": int(s.closure_level)}
-            write_attrs(h5, provenance(cfg, mock=s.mock, sigma_gev=s.sigma_gev, sample_kind=s.kind, **level,
-                                       prediction_files=json.dumps(s.files),
-                                       warnings=json.dumps(b.warnings),
-                                       summary=summary.line() if summary else "no truth (user data)"))
-    return [csv_path, h5_path]
+            write_attrs(h5, record)
+    return [csv_path, json_path, h5_path]
 
 
 # --- plots ---------------------------------------------------------------------------------------
@@ -290,7 +307,8 @@ def main(description: str, mock: str | None = None, argv=None) -> int:
     """The command line of the analyze_*.py scripts: a validation mock, or ``--name`` of user data."""
     parser = add_common_args(argparse.ArgumentParser(description=description))
     if mock is None:
-        parser.add_argument("--name", required=True, help="the --name given to predict_on_user_data.py")
+        parser.add_argument("--name", required=True, type=user_data_name,
+                            help="the --name given to predict_on_user_data.py")
     args = parser.parse_args(argv)
     try:
         cfg = config_from_args(args)

@@ -33,6 +33,7 @@ density.  Smearing integrals run over E ± 12σ (the Gaussian beyond is below e^
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from dataclasses import dataclass
@@ -178,6 +179,15 @@ MOCK_TABLE = (
               "submit_prediction_delta.sh"),
 )
 MOCKS = tuple(m.name for m in MOCK_TABLE)
+
+
+def user_data_name(text: str) -> str:
+    """The ``--name`` of user data (an argparse type, for both user-data scripts): it names files
+    under --root, so only letters, digits, - and _ (no path), and not a mock's name."""
+    if text in MOCKS or not text or not text.replace("_", "").replace("-", "").isalnum() or not text.isascii():
+        raise argparse.ArgumentTypeError(f"{text!r}: use letters, digits, - and _ (a file name under "
+                                         f"--root, no path), and not a mock's name {MOCKS}")
+    return text
 
 
 def mock_entry(name: str) -> MockEntry:

@@ -1,46 +1,62 @@
 """Stage 3 for your own correlator: predict it with every replica of every ensemble, every σ.
 
-    python predict_on_user_data.py MY_CORR.h5 --name mydata [--kind jackknife] [--kernel rratio --T 64]
-                                   [--preset demo] [--root DIR]
+    python predict_on_user_data.py FILE --name mydata [--format F] [--tag TAG] [--kind KIND]
+                                   [--fold] [--bin B] [--resample bootstrap|jackknife]
+                                   [--kernel periodic --T 64] [--preset demo] [--root DIR]
 
-The file (HDF5) holds ``t`` [n] (time slices; they must include the networks' input slices) and
-either ``samples`` [N, n] -- bootstrap or jackknife samples (attribute ``sample_kind`` or
-``--kind``; jackknife errors use the jackknife formula) -- or ``mean`` [n] and ``cov`` [n, n],
-the covariance of the mean, from which N_boot samples are drawn (seeded).  The attributes
-``kernel`` and ``T`` (or ``--kernel``/``--T``) must be those the networks were trained with.
+FILE is a correlator in any format of correlator_files.py (detected, or --format): pyerrors JSON
+/ JSON.gz (a Corr or a list of Obs), a gvar / corrfitter data set ('TAG v0 v1 ...' lines, --tag
+picks the correlator), lsdensities' text format, plain text or .npy (one row per configuration,
+columns t = 0, 1, ...), or the project's HDF5 (``t`` [n] and ``samples`` [N, n] with attribute
+``sample_kind`` = configurations | bootstrap | jackknife, or ``mean`` [n] + ``cov`` [n, n], the
+covariance of the mean; attributes ``kernel`` and ``T``).  Per-configuration data are folded
+(--fold, periodic correlators), binned (--bin) and resampled here: N_boot bootstrap means with
+the preset's seed (--resample bootstrap, the default) or the jackknife means.  Bootstrap or
+jackknife samples are used as they are (jackknife errors use the jackknife formula); a mean and
+covariance gives N_boot seeded draws.  The time slices must include the networks' input slices
+and the kernel and T (the file's, or --kernel/--T) must be those the networks were trained with.
 Writes mock_predictions_sigma{100σ}/{name}_predictions_{ensemble}_sigma{σ}.hdf5; then run
 analyze_user_data.py --name NAME.
 """
 import argparse
 import sys
 
-from budget import SAMPLE_KINDS
 from config import add_common_args, config_from_args
+from correlator_files import FORMATS, KINDS, RESAMPLINGS
 from devices import configure_threads
-from mocks import MOCKS
-from prediction import predict_all, print_report, read_user_samples
+from mocks import user_data_name
+from prediction import describe_inputs, predict_all, print_report, read_user_samples
 from sigma_model_utils import KERNELS
 
 
 def main(argv=None) -> int:
-    parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
-    parser.add_argument("input", help="HDF5 file with t and samples, or t, mean and cov")
-    parser.add_argument("--name", required=True, help="name of the result files (not O3 or delta_tanh)")
-    parser.add_argument("--kind", choices=SAMPLE_KINDS,
-                        help="what the samples are (else the file's sample_kind)")
-    parser.add_argument("--kernel", choices=KERNELS,
-                        help="kernel of the correlator (else the file's attribute)")
+    parser = add_common_args(argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], epilog=__doc__.split("\n\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter))
+    parser.add_argument("input", help="the correlator file (formats: below)")
+    parser.add_argument("--name", required=True, type=user_data_name,
+                        help="name of the result files (letters, digits, - and _; not O3 or delta_tanh)")
+    parser.add_argument("--format", choices=FORMATS, help="input format (default: detected)")
+    parser.add_argument("--tag", help="HDF5 dataset name, or the tag of a gvar data set")
+    parser.add_argument("--kind", choices=KINDS, help="what the rows are (else the file's sample_kind; "
+                        "formats other than HDF5 hold configurations)")
+    parser.add_argument("--fold", action="store_true", help="fold a periodic correlator over t = 0..T-1: "
+                        "(C(t) + C(T-t))/2 (mesons; not baryons)")
+    parser.add_argument("--bin", type=int, default=1, help="bin consecutive configurations first (default 1)")
+    parser.add_argument("--resample", choices=RESAMPLINGS, default="bootstrap",
+                        help="how configurations are resampled (default bootstrap, N_boot of the preset)")
+    parser.add_argument("--kernel", choices=KERNELS, help="kernel of the correlator (else the file's attribute)")
     parser.add_argument("--T", type=int, help="temporal extent T (else the file's attribute)")
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     args = parser.parse_args(argv)
-    if args.name in MOCKS or not args.name.replace("_", "").replace("-", "").isalnum():
-        parser.error(f"--name {args.name!r}: use letters, digits, - and _, and not a mock's name {MOCKS}")
+    if args.bin < 1:
+        parser.error(f"--bin {args.bin}: expected a positive integer")
     try:
         cfg = config_from_args(args)
         configure_threads()
-        inputs = read_user_samples(args.input, cfg, args.name, args.kind, args.kernel, args.T)
-        print(f"{args.input}: {len(inputs.samples)} {inputs.kind} samples "
-              f"on t={cfg['t_min']}..{cfg['t_max']}")
+        inputs = read_user_samples(args.input, cfg, args.name, args.kind, args.kernel, args.T, args.format,
+                                   args.tag, args.fold, args.bin, args.resample)
+        print(f"{describe_inputs(inputs)}, on t={cfg['t_min']}..{cfg['t_max']}")
         report = predict_all(cfg, inputs, args.device)
     except ValueError as err:          # ConfigError and InputError: one clear message
         print(f"error: {err}", file=sys.stderr)

@@ -5,8 +5,10 @@ The inputs are N samples of a correlator on the preset's time slices:
   N(C̄, s²Σ_latt) with the noise of SPEC §4 (s = C(t_min)/C_latt(t_min)): a level-1 closure test
   (closure.closure_samples; ``closure_level`` = 0 draws around the exact C instead, a diagnostic).
   Seeded by ``rng_for(cfg, "measurement" / "bootstrap", mock index, closure_repetition)``;
-- the user's data (``read_user_samples``): their own bootstrap or jackknife samples, or a mean and
-  covariance from which N_boot samples are drawn the same way.
+- the user's data (``read_user_samples``, any format of correlator_files.py): per-configuration
+  data resampled here (bootstrap, seeded, or jackknife, after optional folding and binning),
+  their own bootstrap or jackknife samples, or a mean and covariance from which N_boot samples
+  are drawn.
 For each σ and ensemble the replicas' checkpoints are loaded together (``checkpoints.
 load_replicas``, which checks their geometry against the preset), the samples are standardised
 with the checkpoints' own μ, γ (SPEC §5; the replicas of an ensemble share them, which
@@ -38,9 +40,10 @@ from closure import closure_samples, level_label
 from config import add_common_args, config_from_args
 from checkpoints import load_replicas
 from pytorch_models_t32 import predict_replicas
-from io_utils import InputError, atomic_output, open_h5, provenance, read_dataset, write_attrs
-from devices import configure_threads, select_device
+from correlator_files import bin_samples, describe_slices, fold_correlator, read_correlator, resample
+from io_utils import InputError, atomic_output, provenance, write_attrs
 from mocks import MOCKS, make_mock
+from devices import configure_threads, select_device
 from noise_files import covariance_cholesky, load_noise_file, select_slices
 from sigma_model_utils import KERNELS, noise_scale, rng_for, standardise
 
@@ -79,41 +82,11 @@ def mock_inputs(cfg, name: str) -> InputSamples:
                         measured=measured, closure_level=level)
 
 
-def _text(value) -> str:
-    """An HDF5 string attribute (bytes or str) as str."""
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def read_user_samples(path, cfg, name: str, kind: str | None = None, kernel: str | None = None,
-                      T: int | None = None) -> InputSamples:
-    """The user's correlator (HDF5), in the training geometry.
-
-    Layout: ``t`` [n] (time slices; must include the preset's input slices), and either
-    ``samples`` [N, n] (bootstrap or jackknife samples: attribute ``sample_kind`` or ``kind``) or
-    ``mean`` [n] + ``cov`` [n, n] (the covariance of the mean; N_boot samples of N(mean, cov) are
-    drawn, seeded).  Attributes ``kernel`` and ``T`` (or the arguments) must match the preset's.
-    """
-    with open_h5(path, "user correlator (t, and samples or mean + cov)") as h5:
-        if "t" not in h5:
-            raise InputError(path, "t", "missing; expected the time slices [n] of the correlator")
-        t_file = read_dataset(h5, "t", shape=(None,))
-        n = len(t_file)
-        file_kernel = h5.attrs.get("kernel")
-        file_T = h5.attrs.get("T")
-        file_kind = h5.attrs.get("sample_kind")
-        if "samples" in h5:
-            data = read_dataset(h5, "samples", shape=(None, n))
-            layout = "samples"
-        elif "mean" in h5 and "cov" in h5:
-            mean = read_dataset(h5, "mean", shape=(n,))
-            cov = read_dataset(h5, "cov", shape=(n, n))
-            layout = "mean+cov"
-        else:
-            raise InputError(path, "samples", f"missing; expected 'samples' [N, {n}] or 'mean' [{n}] and "
-                             f"'cov' [{n}, {n}] (the file has {sorted(h5.keys())})")
-    for key, given, stated, want, kind_of in (("kernel", kernel, file_kernel, cfg["kernel"], _text),
-                                              ("T", T, file_T, cfg["T"], int)):
-        given, stated = (None if v is None else kind_of(v) for v in (given, stated))
+def check_geometry(corr, cfg, kernel: str | None, T: int | None) -> None:
+    """The kernel and T of the user's correlator (its file's statement, or the arguments) must be
+    the preset's: the networks only know the geometry they were trained on."""
+    path = corr.path
+    for key, given, stated, want in (("kernel", kernel, corr.kernel, cfg["kernel"]), ("T", T, corr.T, cfg["T"])):
         value = given if given is not None else stated
         if value is None:
             raise InputError(path, key, f"not stated; give the attribute '{key}' (or --{key.lower()}) so the "
@@ -121,32 +94,83 @@ def read_user_samples(path, cfg, name: str, kind: str | None = None, kernel: str
         if given is not None and stated is not None and given != stated:
             raise InputError(path, key, f"the file says {stated!r} but --{key.lower()} says {given!r}")
         if value != want:
-            raise InputError(path, key, f"{value!r}, but the networks were trained with {key} = {want!r} "
-                             f"(kernels: {KERNELS}); a geometry mismatch")
-    pick = select_slices(path, t_file, cfg, needed="")    # the networks' input slices
-    if len(t_file) != cfg.n_t:
+            known = f" (kernels: {KERNELS})" if key == "kernel" else ""
+            raise InputError(path, key, f"{value!r}, but the networks were trained with {key} = {want!r}"
+                             f"{known}; a geometry mismatch")
+
+
+def read_user_samples(path, cfg, name: str, kind: str | None = None, kernel: str | None = None,
+                      T: int | None = None, fmt: str | None = None, tag: str | None = None,
+                      fold: bool = False, bin_size: int = 1, resampling: str = "bootstrap") -> InputSamples:
+    """The user's correlator, in any format of correlator_files.py, in the training geometry.
+
+    What the rows are (``kind``, else what the file says: HDF5 attribute ``sample_kind``; every
+    other format holds per-configuration data):
+    - configurations: optionally folded, binned in bins of ``bin_size``, then resampled by the tool:
+      N_boot bootstrap means (configurations drawn with replacement, the stream
+      ``rng_for(seed, 'user-bootstrap:NAME')``) or the N_bins jackknife means (``resampling``);
+    - bootstrap or jackknife samples: used as they are (optionally folded);
+    - a mean + the covariance of the mean (HDF5 ``mean``, ``cov``): N_boot draws of N(mean, cov),
+      seeded by ``rng_for(seed, 'user-samples:NAME')``.
+    The file's time slices (HDF5 ``t``; else t = 0, 1, ...) must include the networks' input
+    slices, and the kernel and T (stated by the file or given) must be the preset's.
+    """
+    corr = read_correlator(path, fmt, tag)
+    kind = kind or corr.kind
+    if corr.t is None and (corr.values is None or kind != "configurations"):
+        raise InputError(path, "t", "missing; expected the time slices [n] of the correlator")
+    check_geometry(corr, cfg, kernel, T)
+    if fold:
+        corr = fold_correlator(corr, cfg["T"])
+    pick = select_slices(path, corr.slices, cfg, needed="")
+    if corr.n_t != cfg.n_t:
         print(f"note: {path}: using slices t={cfg['t_min']}..{cfg['t_max']} of the file's "
-              f"{int(t_file[0])}..{int(t_file[-1])}")
-    source = {"input": f"user file {path}", "layout": layout}
-    if layout == "samples":
-        samples = data[:, pick]
-        kind = kind or (None if file_kind is None else _text(file_kind))
-        if kind not in SAMPLE_KINDS:
-            raise InputError(path, "sample_kind", f"{kind!r}; say whether the samples are {SAMPLE_KINDS} "
-                             "(attribute 'sample_kind' or --kind)")
-        if len(samples) < 2:
-            raise InputError(path, "samples", f"{len(samples)} sample(s); expected at least 2")
-    else:
+              f"{describe_slices(corr.slices)}")
+    source = {"input": f"user file {path}", "file": str(path), "format": corr.fmt, "key": corr.key,
+              "folded": bool(fold), **corr.details}
+    if bin_size != 1 and kind != "configurations":
+        raise InputError(path, corr.key, f"--bin {bin_size}: binning is for per-configuration data, "
+                         f"the file holds {kind or 'a mean and covariance'}")
+    if corr.values is None:
         if kind == "jackknife":
-            raise InputError(path, "mean", "a mean and covariance give bootstrap-like draws, "
-                             "not jackknife samples")
-        mean, cov = mean[pick], cov[np.ix_(pick, pick)]
+            raise InputError(path, "mean", "a mean and covariance give bootstrap-like draws, not jackknife samples")
+        mean, cov = corr.mean[pick], corr.cov[np.ix_(pick, pick)]
         chol = covariance_cholesky(cov, path)
         z = rng_for(cfg, f"user-samples:{name}").standard_normal((int(cfg["n_boot"]), cfg.n_t))
         samples = mean + z @ chol.T
         kind = "bootstrap"
-        source.update(n_boot=int(cfg["n_boot"]), rng=f"rng_for(seed, 'user-samples:{name}')")
+        source.update(layout="mean+cov", n_boot=int(cfg["n_boot"]), seed=int(cfg["seed"]),
+                      rng=f"rng_for(seed, 'user-samples:{name}')")
+    elif kind == "configurations":
+        bins = bin_samples(corr.values[:, pick], bin_size)
+        if len(bins) < 2:
+            raise InputError(path, corr.key, f"{len(corr.values)} configuration(s) make {len(bins)} bin(s) of "
+                             f"{bin_size}; expected at least 2 to resample")
+        samples = resample(bins, resampling, int(cfg["n_boot"]), rng_for(cfg, f"user-bootstrap:{name}"))
+        source.update(layout="configurations", n_configurations=len(corr.values), bin_size=bin_size,
+                      n_bins=len(bins), resampling=resampling)
+        if resampling == "bootstrap":
+            source.update(n_boot=int(cfg["n_boot"]), seed=int(cfg["seed"]), rng=f"rng_for(seed, 'user-bootstrap:{name}')")
+        kind = resampling
+    elif kind in SAMPLE_KINDS:
+        samples = corr.values[:, pick]
+        if len(samples) < 2:
+            raise InputError(path, corr.key, f"{len(samples)} sample(s); expected at least 2")
+        source.update(layout="samples")
+    else:
+        raise InputError(path, "sample_kind", f"{kind!r}; say whether the rows are configurations, bootstrap "
+                         "or jackknife samples (attribute 'sample_kind' or --kind)")
     return InputSamples(name, np.ascontiguousarray(samples, dtype=np.float64), kind, source=source)
+
+
+def describe_inputs(inputs: InputSamples) -> str:
+    """One line: what the networks predict and how it was made from the user's file."""
+    s = inputs.source
+    made = {"configurations": f"{s.get('n_configurations')} configurations -> {s.get('n_bins')} bins of "
+                              f"{s.get('bin_size')} -> ", "mean+cov": "mean and covariance -> "}.get(s.get("layout"), "")
+    seeded = f" (seed {s['seed']}, stream {s['rng']})" if "rng" in s else ""
+    return (f"{s.get('file')} ({s.get('format')}{', folded' if s.get('folded') else ''}): {made}"
+            f"{len(inputs.samples)} {inputs.kind} samples{seeded}")
 
 
 # --- prediction ----------------------------------------------------------------------------------
@@ -167,7 +191,15 @@ def predict_ensemble(cfg, inputs: InputSamples, sigma_gev: float, ensemble: str,
             raise InputError(path, "sigma_gev", f"a checkpoint of {meta['ensemble']} at "
                              f"σ = {meta['sigma_gev']}, "
                              f"found where {ensemble} at σ = {sigma_gev} belongs")
-    x = standardise(inputs.samples, metas[0]["mu"], metas[0]["gamma"])
+    with np.errstate(over="ignore", invalid="ignore"):      # checked just below, with a message
+        x = standardise(inputs.samples, metas[0]["mu"], metas[0]["gamma"])
+    bad = np.argwhere(~np.isfinite(x))
+    if len(bad):
+        i, k = bad[0]
+        raise InputError(inputs.source.get("file", inputs.name), inputs.source.get("key") or "samples",
+                         f"sample {i}, t = {int(cfg.t[k])}: {inputs.samples[i, k]:.3g} is {x[i, k]} once "
+                         f"standardised with the networks' μ, γ in float32; expected a correlator of the "
+                         "training's scale (overflowing or non-finite values)")
     return predict_replicas(models, x).cpu().numpy(), metas
 
 

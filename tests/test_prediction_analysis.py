@@ -364,3 +364,113 @@ def test_compare_hlt_runs_on_the_level1_samples(trained, tmp_path, capsys):
         assert json.loads(h5.attrs["closure_levels"]) == [1]
     md = (out_dir / "compare_hlt.md").read_text()
     assert "level 1" in md and "α = 0 only" in md and "E0 = 0.2" in md and "R_bv" in md
+
+
+def test_budget_json_holds_every_column_settings_and_provenance(trained):
+    """The budget as JSON (one object per σ) carries exactly the table's columns at full precision."""
+    cfg = trained
+    assert predict_on_O3_mock_sigma.main(args_of(cfg)) == 0
+    assert analyze_O3_mock_sigma.main(args_of(cfg)) == 0
+    for sigma in cfg["sigmas_gev"]:
+        record = json.loads(cfg.results_file("O3", sigma, "budget.json").read_text())
+        table = pd.read_csv(cfg.results_file("O3", sigma, "budget.csv"))
+        assert record["columns"] == list(table.columns) and "truth" in record["columns"]
+        with h5py.File(cfg.results_file("O3", sigma, "budget.hdf5"), "r") as h5:
+            for column in record["columns"]:
+                values = np.array([np.nan if v is None else v for v in record[column]])
+                np.testing.assert_array_equal(values, h5[column][()], err_msg=column)
+        assert record["sigma_gev"] == sigma and record["sigma"] == cfg.sigma(sigma)
+        assert record["settings"] == json.loads(cfg.to_json())
+        assert record["provenance"]["code_version"] and record["provenance"]["seed"] == cfg["seed"]
+        assert "lattice units" in record["energy_unit"]
+
+
+@pytest.mark.parametrize("script", [predict_on_user_data, analyze_user_data])
+@pytest.mark.parametrize("name", ["../../elsewhere/x", "a/b", "O3", ""])
+def test_user_data_name_cannot_leave_the_root(tiny_cfg, tmp_path, script, name, capsys):
+    """Issue 11 item 3: one name check for both user-data scripts; nothing read or written."""
+    argv = (["unused.h5"] if script is predict_on_user_data else []) + ["--name", name] + args_of(tiny_cfg)
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(SystemExit) as exit_status:
+        script.main(argv)
+    assert exit_status.value.code == 2
+    assert "use letters, digits, - and _" in capsys.readouterr().err
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+# --- every format of correlator_files gives the networks the same samples ------------------------
+def per_configuration_files(tmp_path, x):
+    """The same configurations x [N, 64] (t = 0..63) in every format: {path: format}."""
+    from test_correlator_files import write_gvar, write_lsdensities, write_pyerrors
+    files = {tmp_path / "c.h5": "hdf5", tmp_path / "c.npy": "npy", tmp_path / "c.txt": "text",
+             tmp_path / "c.json.gz": "pyerrors", tmp_path / "c.data": "gvar", tmp_path / "c.dat": "lsdensities"}
+    write_user_file(tmp_path / "c.h5", np.arange(64), samples=x, sample_kind="configurations")
+    np.save(tmp_path / "c.npy", x)
+    (tmp_path / "c.txt").write_text("\n".join(" ".join(f"{v:.17g}" for v in row) for row in x))
+    write_pyerrors(tmp_path / "c.json.gz", x)
+    write_gvar(tmp_path / "c.data", x)
+    write_lsdensities(tmp_path / "c.dat", x)
+    return files
+
+
+def test_every_format_gives_the_hdf5_paths_samples(tiny_cfg, tmp_path):
+    """Per-configuration data in each format: the same bootstrap (seeded) and jackknife samples
+    as the HDF5 path, bitwise (pyerrors, which stores mean + deltas: to round-off)."""
+    t = np.arange(64)
+    rng = np.random.default_rng(2)
+    x = (np.exp(-0.5 * t) + np.exp(-0.5 * (64 - t))) * (1 + 0.01 * rng.standard_normal((30, 64)))
+    files = per_configuration_files(tmp_path, x)
+    for method in ("bootstrap", "jackknife"):
+        options = dict(kernel="rratio", T=64, fold=True, bin_size=2, resampling=method)
+        reference = read_user_samples(tmp_path / "c.h5", tiny_cfg, "u", **options)
+        folded = (x[:, :33] + x[:, (64 - np.arange(33)) % 64]) / 2
+        bins = folded[:, 1:33].reshape(15, 2, 32).mean(axis=1)
+        if method == "jackknife":
+            np.testing.assert_allclose(reference.samples, (bins.sum(axis=0) - bins) / 14, rtol=1e-14)
+        else:
+            assert reference.samples.shape == (tiny_cfg["n_boot"], 32)
+            assert reference.source["seed"] == tiny_cfg["seed"] and "user-bootstrap:u" in reference.source["rng"]
+        assert reference.kind == method and reference.source["n_bins"] == 15
+        for path, fmt in files.items():
+            inputs = read_user_samples(path, tiny_cfg, "u", **options)
+            assert inputs.kind == method and inputs.source["format"] == fmt
+            if fmt == "pyerrors":
+                np.testing.assert_allclose(inputs.samples, reference.samples, rtol=1e-15, err_msg=fmt)
+            else:
+                np.testing.assert_array_equal(inputs.samples, reference.samples, err_msg=fmt)
+
+
+def test_geometry_of_user_formats(tiny_cfg, tmp_path):
+    x = 1 + 0.01 * np.random.default_rng(0).standard_normal((10, 64))
+    files = per_configuration_files(tmp_path, x)
+    with pytest.raises(InputError, match=r"c\.npy, key 'kernel': not stated"):      # no metadata in npy
+        read_user_samples(tmp_path / "c.npy", tiny_cfg, "u")
+    # lsdensities' header states T = 64; the preset is told T = 48: refused, without a kernel list
+    cfg48 = load_config("tiny", ["T=48", "t_max=32"] + tiny_cfg.overrides, tmp_path)
+    with pytest.raises(InputError) as err:
+        read_user_samples(tmp_path / "c.dat", cfg48, "u", kernel="rratio")
+    assert "key 'T': 64, but the networks were trained with T = 48; a geometry mismatch" in str(err.value)
+    assert "kernels" not in str(err.value)
+    with pytest.raises(InputError, match=r"c\.dat, key 'T': the file says 64 but --t says 32"):
+        read_user_samples(tmp_path / "c.dat", tiny_cfg, "u", kernel="rratio", T=32)
+    with pytest.raises(InputError, match=r"c\.npy.*--bin 2: binning is for per-configuration data"):
+        read_user_samples(tmp_path / "c.npy", tiny_cfg, "u", kind="bootstrap", kernel="rratio", T=64, bin_size=2)
+    assert len(files) == 6
+
+
+def test_overflowing_user_values_are_refused_before_any_file(trained, tmp_path, capsys):
+    """Issue 11 item 9: samples x 1e300 are finite in float64 but not once standardised in float32."""
+    t = trained.t
+    good = np.exp(-0.5 * t) * (1 + 0.01 * np.random.default_rng(0).standard_normal((10, len(t))))
+    write_user_file(tmp_path / "huge.h5", t, samples=good * 1e300, sample_kind="bootstrap")
+    cfg = load_config("tiny", trained.overrides, trained.root)
+    rc = predict_on_user_data.main([str(tmp_path / "huge.h5"), "--name", "huge"] + args_of(cfg))
+    err = capsys.readouterr().err
+    assert rc == 2 and f"{tmp_path / 'huge.h5'}, key 'samples': sample 0, t = 1" in err
+    assert "float32" in err
+    assert not list(cfg.root.glob("mock_predictions_sigma*/huge_*"))
+    with h5py.File(tmp_path / "c.h5", "w") as h5:
+        h5["t"], h5["samples"] = t, good * (1 + 1j)
+        h5.attrs.update(sample_kind="bootstrap", kernel="rratio", T=64)
+    with pytest.raises(InputError, match=r"c\.h5, key 'samples': complex values"):
+        read_user_samples(tmp_path / "c.h5", cfg, "c")
