@@ -11,6 +11,7 @@ import pytest
 
 import make_noise_file
 from config import load_config
+from conftest import need
 from io_utils import InputError
 from correlator_files import bin_samples, fold_periodic
 from noise_files import load_noise_file, mean_and_cov_of_mean, noise_from_samples, write_noise_file
@@ -229,6 +230,7 @@ def test_loader_bad_inputs_name_file_and_key(tmp_path, cfg, case, key, message):
 # --- real public data: HPQCD's η_s correlator (fetched at run time, GPL, never committed) -------------
 @pytest.mark.network
 def test_hpqcd_etas_end_to_end(tmp_path, cfg):
+    need("gvar")                       # make_noise_file reads the data set with gvar's reader
     out = tmp_path / "etas.h5"
     run = subprocess.run(["bash", str(REPO / "data" / "fetch_hpqcd_etas.sh"), str(out), "--bin", "5"],
                          capture_output=True, text=True, timeout=300)

@@ -1,0 +1,206 @@
+"""A worked real-data example, end to end: HPQCD's η_s correlator through a demo-size audience,
+compared with the smeared density implied by a two-state fit of the same correlator.
+
+    python run_etas_example.py [--root DIR] [--preset demo] [--set KEY=VALUE ...] [--tmin-fit 5]
+
+1. data/fetch_hpqcd_etas.sh fetches the η_s data set (225 configurations, T = 64, from the
+   corrfitter 8.2 sdist, GPL: fetched at run time, never stored in this repository) into
+   DIR/data/: the data themselves (hpqcd_etas.data, a gvar data set) and their noise file
+   (hpqcd_etas_T64.h5: folded, t = 1..32, the covariance of the mean).
+2. run_pipeline.py trains an audience for it (the preset with kernel=periodic, T=64 and that noise
+   file) and validates it on the two mocks, as `make demo` does.
+3. predict_on_user_data.py reads the data set (gvar), folds it, draws N_boot bootstrap samples of
+   the configurations (seeded) and lets every network predict them; analyze_user_data.py gives
+   the result with its error budget (results/hpqcd_etas_sigma{σ}_budget.{csv,json,hdf5}, plots).
+4. A standard correlated two-state fit of the folded mean over t = tmin_fit..32,
+   C(t) = Σ_n A_n [e^{-E_n t} + e^{-E_n (T-t)}], i.e. ρ(ω) = Σ_n A_n δ(ω - E_n) for the periodic
+   kernel, gives ρ_σ(E) ≈ Σ_n A_n G_σ(E - E_n), its error propagated from the fit's parameter
+   covariance (linearised).  States above the first excitation are not in the fit: at energies
+   beyond E_1 the fit's density misses their contribution.
+5. The comparison: results/hpqcd_etas_fit_comparison.{csv,json,md} (per σ and energy the two
+   densities, their errors and the pull (audience - fit)/sqrt(σ_tot² + σ_fit²)) and
+   results/hpqcd_etas_comparison.png.
+
+Every energy here is in lattice units (1/a, SPEC §1): aE_0 ≈ 0.416 is the η_s mass times the
+lattice spacing; the preset's a_inv_gev = 1, so its energy grid and widths σ (written in "GeV")
+are read as lattice units, i.e. σ = 0.44/a and 0.63/a.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
+
+import analyze_user_data
+import predict_on_user_data
+import run_pipeline
+from config import add_common_args, config_from_args
+from correlator_files import fold_correlator, read_correlator
+from figures import plt, save_png
+from io_utils import atomic_output, provenance
+from sigma_model_utils import gaussian, kernel
+
+REPO = Path(__file__).resolve().parent
+NAME = "hpqcd_etas"
+DATA = "data/hpqcd_etas.data"
+NOISE = "data/hpqcd_etas_T64.h5"
+SETTINGS = ["kernel=periodic", "T=64", f"noise_file={NOISE}"]
+
+
+def common_args(cfg) -> list[str]:
+    return ["--preset", cfg.preset, "--root", str(cfg.root)] + [a for o in cfg.overrides for a in ("--set", o)]
+
+
+# --- the two-state fit ---------------------------------------------------------------------------
+def two_state_fit(mean, cov, t, T: int):
+    """Correlated least squares of C(t) = A_0 b(t, E_0) + A_1 b(t, E_0 + ΔE) (periodic kernel b).
+
+    Returns (θ = [A_0, E_0, A_1, E_1], cov(θ), χ², dof); cov(θ) = (JᵀJ)⁻¹ of the whitened residuals.
+    """
+    L = np.linalg.cholesky(cov)
+
+    def residuals(p):
+        A0, E0, A1, dE = p
+        model = A0 * kernel(t, E0, "periodic", T) + A1 * kernel(t, E0 + dE, "periodic", T)
+        return np.linalg.solve(L, mean - model)
+
+    E_eff = np.log(mean[len(t) // 2 - 1] / mean[len(t) // 2]) if len(t) > 3 else 0.5
+    start = [mean[0] / kernel(t[0], E_eff, "periodic", T), E_eff, mean[0] / kernel(t[0], E_eff, "periodic", T), E_eff]
+    fit = least_squares(residuals, start, method="lm", xtol=1e-14, ftol=1e-14, max_nfev=20000)
+    if not fit.success:
+        raise RuntimeError(f"the two-state fit did not converge: {fit.message}")
+    A0, E0, A1, dE = fit.x
+    to_energies = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 1, 0, 1]], dtype=float)
+    cov_p = to_energies @ np.linalg.inv(fit.jac.T @ fit.jac) @ to_energies.T
+    return np.array([A0, E0, A1, E0 + dE]), cov_p, float(2 * fit.cost), len(t) - 4
+
+
+def fit_density(theta, cov_theta, energies, sigma):
+    """ρ_σ(E) = Σ_n A_n G_σ(E - E_n) and its error, linearised in θ = [A_0, E_0, A_1, E_1]."""
+    rho, jac = np.zeros_like(energies), np.zeros((len(energies), 4))
+    for n in range(2):
+        A, E = theta[2 * n], theta[2 * n + 1]
+        g = gaussian(energies - E, sigma)
+        rho += A * g
+        jac[:, 2 * n] = g
+        jac[:, 2 * n + 1] = A * g * (energies - E) / sigma**2
+    return rho, np.sqrt(np.einsum("ei,ij,ej->e", jac, cov_theta, jac))
+
+
+# --- the comparison ----------------------------------------------------------------------------
+def compare(cfg, theta, cov_theta) -> pd.DataFrame:
+    rows = []
+    for sigma_gev in cfg["sigmas_gev"]:
+        record = json.loads(cfg.results_file(NAME, sigma_gev, "budget.json").read_text())
+        E = np.array(record["E"])
+        fit, fit_err = fit_density(theta, cov_theta, E, cfg.sigma(sigma_gev))
+        central, total = np.array(record["central"]), np.array(record["total"], dtype=float)
+        pull = (central - fit) / np.sqrt(total**2 + fit_err**2)
+        rows.append(pd.DataFrame({"sigma_gev": sigma_gev, "E": E, "audience": central, "audience_total": total,
+                                  "fit": fit, "fit_error": fit_err, "pull": pull}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def summary_lines(table: pd.DataFrame, theta) -> list[str]:
+    lines = []
+    for sigma_gev, part in table.groupby("sigma_gev"):
+        p = np.abs(part["pull"].to_numpy())
+        below = part["E"] <= theta[3]
+        peak = part.iloc[int(np.argmin(np.abs(part["E"] - theta[1])))]
+        lines.append(
+            f"sigma = {sigma_gev}: |pull| <= 1 at {100 * np.mean(p <= 1):.0f}% and <= 2 at "
+            f"{100 * np.mean(p <= 2):.0f}% of the {len(p)} energies ({100 * np.mean(p[below] <= 1):.0f}% / "
+            f"{100 * np.mean(p[below] <= 2):.0f}% for E <= E_1 = {theta[3]:.3f}); mean |pull| {p.mean():.2f}; "
+            f"at E = {peak['E']:.3f} (nearest E_0): audience {peak['audience']:.4f} ± {peak['audience_total']:.4f}, "
+            f"fit {peak['fit']:.4f} ± {peak['fit_error']:.4f}")
+    return lines
+
+
+def plot(cfg, table, theta, path) -> None:
+    sigmas = list(cfg["sigmas_gev"])
+    fig, axes = plt.subplots(1, len(sigmas), figsize=(5 * len(sigmas), 3.8), layout="constrained")
+    for ax, sigma_gev in zip(np.atleast_1d(axes), sigmas):
+        part = table[table["sigma_gev"] == sigma_gev]
+        E = part["E"]
+        ax.fill_between(E, part["audience"] - part["audience_total"], part["audience"] + part["audience_total"],
+                        color="C0", alpha=0.35, label=r"audience (Nmax) $\pm\sigma_{\rm tot}$")
+        ax.plot(E, part["audience"], color="C0", lw=1.4)
+        ax.fill_between(E, part["fit"] - part["fit_error"], part["fit"] + part["fit_error"], color="C3",
+                        alpha=0.35, label=r"two-state fit $\sum_n A_n G_\sigma(E-E_n)$")
+        ax.plot(E, part["fit"], color="C3", lw=1.2, ls="--")
+        for n, E_n in enumerate(theta[1::2]):
+            ax.axvline(E_n, color="k", lw=0.7, ls=":", label=r"fit $E_0, E_1$" if n == 0 else None)
+        ax.set(xlabel="E (lattice units, 1/a)", ylabel=r"$\rho_\sigma(E)$",
+               title=f"HPQCD η_s, σ = {cfg.sigma(sigma_gev):g}/a")
+        ax.legend(fontsize=7)
+    save_png(fig, path, dpi=80)
+
+
+def main(argv=None) -> int:
+    parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
+    parser.add_argument("--tmin-fit", type=int, default=5, help="first time slice of the two-state "
+                        "fit (default 5, as corrfitter's own η_s example)")
+    parser.set_defaults(preset="demo")
+    args = parser.parse_args(argv)
+    args.overrides = SETTINGS + list(args.overrides or [])
+    cfg = config_from_args(args)
+    started = time.time()
+
+    # 1. the data and their noise file
+    if not (cfg.path(DATA).is_file() and cfg.path(NOISE).is_file()):
+        subprocess.run(["bash", str(REPO / "data" / "fetch_hpqcd_etas.sh"), str(cfg.path(NOISE))], check=True)
+    # 2. the audience, trained for this kernel, T and noise (and checked on the mocks)
+    if run_pipeline.main(common_args(cfg)) != 0:
+        return 1
+    # 3. prediction and error budget of the η_s data
+    data_args = [str(cfg.path(DATA)), "--format", "gvar", "--tag", "etas", "--fold", "--name", NAME,
+                 "--kernel", "periodic", "--T", "64"]
+    if predict_on_user_data.main(data_args + common_args(cfg)) != 0:
+        return 1
+    if analyze_user_data.main(["--name", NAME] + common_args(cfg)) != 0:
+        return 1
+    # 4. the two-state fit of the same configurations
+    corr = fold_correlator(read_correlator(cfg.path(DATA), "gvar", "etas"), T=cfg["T"])
+    t = np.arange(args.tmin_fit, cfg["t_max"] + 1)
+    x = corr.values[:, t]
+    mean, cov = x.mean(axis=0), np.cov(x, rowvar=False) / len(x)
+    theta, cov_theta, chi2, dof = two_state_fit(mean, cov, t, cfg["T"])
+    err = np.sqrt(np.diag(cov_theta))
+    fit_line = (f"two-state fit, t = {t[0]}..{t[-1]}, {len(x)} configurations: chi2/dof = {chi2:.1f}/{dof}; "
+                + ", ".join(f"{k} = {v:.5g} ± {e:.2g}" for k, v, e in zip(("A_0", "E_0", "A_1", "E_1"), theta, err)))
+    # 5. the comparison
+    table = compare(cfg, theta, cov_theta)
+    lines = summary_lines(table, theta)
+    record = provenance(cfg, fit=fit_line, fit_parameters=json.dumps(theta.tolist()),
+                        fit_covariance=json.dumps(cov_theta.tolist()), summary=json.dumps(lines))
+    csv_path = cfg.path("results") / f"{NAME}_fit_comparison.csv"
+    with atomic_output(csv_path) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.8g")
+    json_path = csv_path.with_suffix(".json")
+    with atomic_output(json_path) as tmp:
+        tmp.write_text(json.dumps({"fit": fit_line, "theta": theta.tolist(), "cov_theta": cov_theta.tolist(),
+                                   "chi2": chi2, "dof": dof, "summary": lines, "comparison": table.to_dict("list"),
+                                   "provenance": record}, indent=1) + "\n")
+    md_path = csv_path.with_suffix(".md")
+    with atomic_output(md_path) as tmp:
+        tmp.write_text("# HPQCD η_s: audience vs two-state fit (lattice units)\n\n" + fit_line + "\n\n"
+                       + "\n".join(f"- {line}" for line in lines) + "\n")
+    figure = cfg.path("results") / f"{NAME}_comparison.png"
+    plot(cfg, table, theta, figure)
+    print(f"\n{fit_line}")
+    for line in lines:
+        print("  " + line)
+    print(f"wrote {csv_path}, {json_path.name}, {md_path.name}, {figure.name}")
+    print(f"η_s example finished in {(time.time() - started) / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
