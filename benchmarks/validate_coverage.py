@@ -9,8 +9,8 @@
    audience k ≥ 1 lives in <root>/audiences/seed_<S_k>, an ordinary pipeline root:
    ``python run_pipeline.py --preset P --set seed=S_k --root <root>/audiences/seed_<S_k>`` makes or
    reuses exactly it.  Checkpoints that are missing are trained with the pipeline's own generation
-   and training tasks (run_pipeline.tasks, one process each, as the local runner does; finished
-   work is kept); --no-train stops instead.
+   and training tasks (run_pipeline.tasks, one process each with the runner's environment: one
+   torch thread unless OMP_NUM_THREADS is set; finished work is kept); --no-train stops instead.
 2. Test densities.  For each family of validation.py (out-of-distribution densities, plus the
    in-distribution control ``training_space``) n densities with exact correlators and truths.  Each
    is measured R times (``--measurements``, default 3): C̄_{i,m} = C_i + s L z₀ with
@@ -67,7 +67,7 @@ from figures import plt, save_png  # noqa: E402
 from io_utils import InputError, atomic_output, provenance, write_attrs  # noqa: E402
 from noise_files import load_noise_file  # noqa: E402
 from prediction import InputSamples, find_checkpoints, predict_ensemble  # noqa: E402
-from run_pipeline import missing_outputs, tasks  # noqa: E402
+from run_pipeline import missing_outputs, task_environment, tasks  # noqa: E402
 from sigma_model_utils import rng_for  # noqa: E402
 
 LEVELS = (1, 0)               # the closure test, and the diagnostic shown beside it
@@ -104,7 +104,7 @@ def ensure_audience(cfg, train: bool) -> None:
     for stage, command in tasks(cfg):
         if stage in ("generation", "training"):
             print("$ " + " ".join(command), flush=True)
-            subprocess.run(command, check=True)
+            subprocess.run(command, check=True, env=task_environment())   # one thread, as make demo
 
 
 # --- 2. test densities, measured -------------------------------------------------------------------
