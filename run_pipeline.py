@@ -12,8 +12,8 @@ analysis. Each task is a separate process with the pipeline's --preset/--set/--r
 Slurm job runs it. Finished work is kept by the stages themselves (a complete training file or a
 finished replica is not redone), so a rerun after an interruption continues. The run stops at the
 first failing task and names it. At the end it prints where the plots and result tables are and
-the analysis summaries (coverage and mean |pull| per mock and σ). Each task gets one torch thread
-unless OMP_NUM_THREADS is set (see task_environment).
+the analysis summaries (level-1 coverage, mean |pull| and R_bv per mock and σ). Each task gets one
+torch thread unless OMP_NUM_THREADS is set (see task_environment).
 """
 from __future__ import annotations
 
