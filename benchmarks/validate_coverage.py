@@ -251,8 +251,9 @@ def markdown(cfg, summary: pd.DataFrame, table: pd.DataFrame, seeds, n_meas: int
              f"{len(cfg['ensembles'])} ensembles x {cfg['n_replicas']} replicas, N_boot = {cfg['n_boot']}; "
              f"{int(table['n_densities'].iloc[0])} densities per family x {n_meas} measurements each. "
              f"Level 1: each density measured once per repetition, samples around the measurement (SPEC §8); "
-             f"level 0: samples around the exact correlator, a diagnostic. Honest errors: coverage 68%, "
-             f"mean |pull| 0.80, R_bv 1. Figures: {how}.", "",
+             f"level 0: samples around the exact correlator, a diagnostic. Honest errors: coverage "
+             f"{100 * closure.HONEST_COVERAGE:.0f}%, mean |pull| {closure.HONEST_MEAN_ABS_PULL:.2f}, R_bv 1. "
+             f"Figures: {how}.", "",
              "| family | σ | coverage of σ_tot, level 1 | mean \\|pull\\| | R_bv | level 0: coverage, R_bv "
              "| level 1, σ_stat⊕σ_rep only | median rel. error | misses common to all ensembles | verdict (level 1) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
