@@ -29,10 +29,15 @@ Conventions, stated once and used everywhere:
 - coverage versus energy: the share of rows covered at each energy, with the same standard error
   per energy.
 - mean |pull|: the mean over (row, energy) of |ρ̄ - truth| / σ (√(2/π) = 0.80 for honest errors).
-- R_bv, the bias-to-variance ratio of NNPDF's closure tests (arXiv:2111.05787):
-  sqrt(mean (ρ̄ - truth)² / mean σ²), both means over rows and energies; 1 for honest errors, > 1
-  when the errors are too small, < 1 when they are too large.  Its standard error is the
-  delete-one-group jackknife's.
+- R_bv, the bias-to-variance ratio of NNPDF's closure tests (arXiv:2111.05787): at each point
+  (group, energy) the bias is the mean over the group's measurements of (ρ̄ - truth)², the
+  variance the mean of σ²; R_bv = sqrt(mean over points of bias / variance).  1 for honest
+  errors, > 1 when they are too small, < 1 when they are too large.  Each point is normalised by
+  its own variance, as NNPDF normalises each data point by its covariance, so that R_bv weighs the
+  points equally, as coverage and mean |pull| do: a ratio of sums over all points would be carried
+  by the few points with the largest σ (measured on the demo audience: the top 10 % of σ² carry
+  40-90 % of the sum) and can read 0.7 for a family whose coverage is 47 %.  With one row per
+  group it is the root-mean-square pull.  Its standard error is the delete-one-group jackknife's.
 - verdict: ``honest`` when the coverage is within 2 standard errors of 68.27 %, R_bv within 2
   standard errors of 1, and the coverage at every energy within 4 binomial standard errors
   (√(p(1-p)/n_groups), p = 68.27 %) of 68.27 %; otherwise it names what fails.  A single group
@@ -121,16 +126,16 @@ def mean_abs_pull(central, truth, error) -> float:
 
 
 def bias_variance_ratio(central, truth, error, groups=None) -> tuple[float, float]:
-    """(R_bv = sqrt(mean (ρ̄ - truth)² / mean σ²), its delete-one-group jackknife error)."""
+    """(R_bv = sqrt(mean over (group, energy) of mean_rows (ρ̄ - truth)² / mean_rows σ²),
+    its delete-one-group jackknife error)."""
     central, truth, error, groups = _rows(central, truth, error, groups)
-    bias2 = _group_means(((central - truth) ** 2).mean(axis=1), groups)
-    var = _group_means((error**2).mean(axis=1), groups)
     with np.errstate(divide="ignore", invalid="ignore"):      # σ = 0 gives R_bv = inf, not a warning
-        value = float(np.sqrt(bias2.mean() / var.mean()))
-        n = len(bias2)
+        ratio = (_group_means((central - truth) ** 2, groups) / _group_means(error**2, groups)).mean(axis=1)
+        value = float(np.sqrt(ratio.mean()))
+        n = len(ratio)
         if n < 2:
             return value, np.nan
-        leave_out = np.sqrt((bias2.sum() - bias2) / (var.sum() - var))
+        leave_out = np.sqrt((ratio.sum() - ratio) / (n - 1))
         return value, float(np.sqrt((n - 1) * np.mean((leave_out - leave_out.mean()) ** 2)))
 
 

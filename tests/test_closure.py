@@ -158,7 +158,8 @@ def test_an_estimator_that_ignores_its_input_never_looks_honest():
     rng = np.random.default_rng(4)
     shift = 0.1
     truth = 1.0 + 0.5 * correlated(rng, 30)
-    ratio = np.where(np.arange(N_E) < 32, 1.05, np.sqrt((N_E - 32 * 1.05**2) / 15))   # mean ratio² = 1
+    # σ_tot = shift · ratio: covered where ratio ≥ 1 (32 energies), and mean 1/ratio² = 1 (R_bv = 1)
+    ratio = np.where(np.arange(N_E) < 32, 1.05, 1 / np.sqrt((N_E - 32 / 1.05**2) / 15))
     for spread in (np.zeros(N_E), shift * ratio):
         central, total = [], []
         for t in truth:
