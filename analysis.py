@@ -8,6 +8,12 @@ closure level, the provenance), draw the plots and summarise a mock per σ with 
 statistics: coverage (share of energies with |ρ̄ - truth| ≤ σ_tot), mean |pull| and R_bv -- of ONE
 measurement, so the coverage is uncertain by about ±20 % (SPEC §9; validate_coverage.py repeats it).
 
+With the prior systematic (SPEC §8 "Beyond the paper", preset option ``prior_systematic``) the
+audience has Nref_prior, and both files get two more columns after ``total``: ``sys_prior`` and
+``total_with_prior`` (the HDF5 also ``delta_prior``, ``delta_error_prior``, ``pulls_with_prior``);
+the result plot draws the wider σ_tot,prior band, the summary adds its mean |pull| and coverage.
+σ_tot stays the headline.  Without the option the files are exactly as before (no such columns).
+
 Plots (PNG, in results/):
   {mock}_sigma{σ}_result.png     ρ̄ ± σ_tot (and ± σ_stat⊕σ_rep) against the truth
   {mock}_sigma{σ}_ensembles.png  the result against each reference ensemble Nref_X
@@ -34,8 +40,10 @@ from mocks import user_data_name
 
 CSV_COLUMNS = ("E", "central", "stat", "rep", "sys_b", "sys_rho", "sys_n", "total")
 MOCK_COLUMNS = ("truth", "closure_level")   # mocks only: the exact truth, and how it was measured
+PRIOR_COLUMNS = ("sys_prior", "total_with_prior")     # SPEC §8 "Beyond the paper", after total
 LABELS = {"stat": r"$\sigma_{\rm stat}$", "rep": r"$\sigma_{\rm rep}$", "sys_b": r"$\Sigma_b$",
-          "sys_rho": r"$\Sigma_\rho$", "sys_n": r"$\Sigma_n$", "total": r"$\sigma_{\rm tot}$"}
+          "sys_rho": r"$\Sigma_\rho$", "sys_n": r"$\Sigma_n$", "total": r"$\sigma_{\rm tot}$",
+          "sys_prior": r"$\Sigma_{\rm prior}$", "total_with_prior": r"$\sigma_{\rm tot,prior}$"}
 
 
 @dataclass
@@ -98,8 +106,10 @@ def load_predictions(cfg, mock: str, sigma_gev: float) -> PredictionSet:
 
 # --- tables ------------------------------------------------------------------------------------
 def budget_frame(b: bud.Budget, s: PredictionSet) -> pd.DataFrame:
-    """The SPEC §10 table: E, central, stat, rep, sys_b, sys_rho, sys_n, total (, truth, closure_level)."""
-    columns = {"E": s.energies, **{c: b.component(c) for c in CSV_COLUMNS[1:]}}
+    """The SPEC §10 table: E, central, stat, rep, sys_b, sys_rho, sys_n, total (, sys_prior,
+    total_with_prior with the prior systematic) (, truth, closure_level)."""
+    names = CSV_COLUMNS[1:] + (PRIOR_COLUMNS if b.has_prior else ())
+    columns = {"E": s.energies, **{c: b.component(c) for c in names}}
     if s.truth is not None:
         columns.update(truth=s.truth, closure_level=np.full(len(s.energies), s.closure_level))
     return pd.DataFrame(columns)
@@ -114,19 +124,27 @@ class Summary:
     r_bv: float
     closure_level: int
     complete: bool          # False: σ_tot lacks a component, the figures use the known ones only
+    with_prior: closure.ClosureStatistics | None = None   # those of σ_tot,prior; None without it
 
     def line(self) -> str:
         note = "" if self.complete else "  (σ_tot incomplete: known components only, a lower bound)"
+        prior = ""
+        if self.with_prior is not None:
+            prior = (f"; with the prior systematic (σ_tot,prior): mean |pull| = "
+                     f"{self.with_prior.mean_abs_pull:.2f}, coverage = {100 * self.with_prior.coverage:.0f}%, "
+                     f"R_bv = {self.with_prior.r_bv:.2f}")
         return (f"sigma = {self.sigma_gev} ({closure.level_label(self.closure_level)}): "
                 f"mean |pull| = {self.mean_abs_pull:.2f}, coverage = {100 * self.coverage:.0f}%, "
-                f"R_bv = {self.r_bv:.2f}{note}")
+                f"R_bv = {self.r_bv:.2f}{note}{prior}")
 
 
 def summarise(b: bud.Budget, s: PredictionSet) -> Summary:
     complete = bool(np.all(np.isfinite(b.total)))
     total = b.total if complete else b.total_known
     stats = closure.closure_statistics(b.central, s.truth, total)
-    return Summary(s.sigma_gev, stats.mean_abs_pull, stats.coverage, stats.r_bv, s.closure_level, complete)
+    with_prior = closure.closure_statistics(b.central, s.truth, b.total_with_prior) if b.has_prior else None
+    return Summary(s.sigma_gev, stats.mean_abs_pull, stats.coverage, stats.r_bv, s.closure_level, complete,
+                   with_prior)
 
 
 def budget_record(cfg, s: PredictionSet, frame: pd.DataFrame, record: dict) -> dict:
@@ -161,7 +179,7 @@ def write_results(cfg, s: PredictionSet, b: bud.Budget, summary: Summary | None)
             for column in frame.columns:
                 h5[column] = frame[column].to_numpy()
             h5["total_known_components"] = b.total_known
-            for name in bud.SYSTEMATICS:
+            for name in b.deltas:        # the Σ_X, and sys_prior with the prior systematic
                 h5[f"delta_{name[4:]}"] = b.deltas[name]
                 h5[f"delta_error_{name[4:]}"] = b.delta_errors[name]
             for ens, values in b.ensembles.items():
@@ -169,6 +187,8 @@ def write_results(cfg, s: PredictionSet, b: bud.Budget, summary: Summary | None)
                     h5[f"ensembles/{ens}/{key}"] = value
             if s.truth is not None:
                 h5["pulls"] = bud.pulls(b.central, s.truth, b.total)
+                if b.has_prior:
+                    h5["pulls_with_prior"] = bud.pulls(b.central, s.truth, b.total_with_prior)
             write_attrs(h5, record)
     return [csv_path, json_path, h5_path]
 
@@ -190,6 +210,11 @@ def plot_result(s: PredictionSet, b: bud.Budget, path) -> None:
     err, label = _band_error(b)
     inner = np.sqrt(b.stat**2 + np.nan_to_num(b.rep) ** 2)
     fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    if b.has_prior:           # SPEC §8 "Beyond the paper": the wider band, beside σ_tot
+        prior = b.total_with_prior
+        ax.fill_between(s.energies, b.central - prior, b.central + prior, facecolor="C1", alpha=0.2,
+                        edgecolor="C1", linestyle="--", linewidth=1.0,
+                        label=f"{bud.REFERENCE} ± {LABELS['total_with_prior']} (with the prior systematic)")
     ax.fill_between(s.energies, b.central - err, b.central + err, color="C0", alpha=0.3,
                     label=f"{bud.REFERENCE} ± {label}")
     ax.fill_between(s.energies, b.central - inner, b.central + inner, color="C0", alpha=0.5,
@@ -205,7 +230,7 @@ def plot_result(s: PredictionSet, b: bud.Budget, path) -> None:
 
 def plot_ensembles(s: PredictionSet, b: bud.Budget, path) -> None:
     err, label = _band_error(b)
-    refs = list(bud.SYSTEMATICS.items())
+    refs = list(bud.SYSTEMATICS.items()) + ([bud.PRIOR_SYSTEMATIC] if b.has_prior else [])
     fig, axes = plt.subplots(1, len(refs), figsize=(5 * len(refs), 4), sharey=True, layout="constrained")
     for ax, (name, ens) in zip(axes, refs):
         ax.fill_between(s.energies, b.central - err, b.central + err, color="C0", alpha=0.3,
@@ -236,6 +261,9 @@ def plot_budget(s: PredictionSet, b: bud.Budget, path) -> None:
         ax.plot(s.energies, values, color=f"C{i}", lw=1.3, label=LABELS[name] + missing)
     err, label = _band_error(b)
     ax.plot(s.energies, err, "k", lw=2.2, label=label)
+    if b.has_prior:
+        ax.plot(s.energies, b.sys_prior, color="C6", lw=1.3, label=LABELS["sys_prior"])
+        ax.plot(s.energies, b.total_with_prior, "k--", lw=1.8, label=LABELS["total_with_prior"])
     ax.set(xlabel="E (lattice units)", ylabel="error", ylim=(0, None),
            title=f"{_name(s)}, σ = {s.sigma_gev}: error budget by component")
     ax.legend(fontsize=8)

@@ -14,6 +14,13 @@ Standard-deviation conventions (stated once, used everywhere):
 
 A missing ensemble (None) makes the components that need it NaN -- never zero -- and the budget
 lists a warning saying which component cannot be computed and why.
+
+The prior systematic (SPEC §8, "Beyond the paper"; an extension reported beside the paper's σ_tot,
+never instead of it): when the predictions include the ensemble Nref_prior (Nmax's network, N_b
+and N_ρ trained on the second training space), Σ_prior = |Δ_prior| erf(|Δ_prior| / (√2 σ_Δprior))
+by the same formulas as the Σ_X, and σ_tot,prior = sqrt(σ_tot² + Σ_prior²) (``sys_prior``,
+``total_with_prior``).  Without that ensemble both are None (not computed); listed but missing
+(None), both are NaN.
 """
 from __future__ import annotations
 
@@ -29,6 +36,8 @@ REFERENCE = "Nmax"
 # SPEC §7-8: the systematic X and the reference ensemble Nref_X it is measured against
 SYSTEMATICS = {"sys_b": "Nref_b", "sys_rho": "Nref_rho", "sys_n": "Nref_n"}
 COMPONENTS = ("stat", "rep", *SYSTEMATICS)
+# SPEC §8 "Beyond the paper": the prior systematic and its reference ensemble
+PRIOR_SYSTEMATIC = ("sys_prior", "Nref_prior")
 
 
 def sample_std(x: np.ndarray, axis: int = 0, kind: str = "bootstrap") -> np.ndarray:
@@ -89,6 +98,11 @@ def total_error(stat, rep, sys_b, sys_rho, sys_n) -> np.ndarray:
     return np.sqrt(stat**2 + rep**2 + sys_b**2 + sys_rho**2 + sys_n**2)
 
 
+def total_with_prior(total, sys_prior) -> np.ndarray:
+    """σ_tot,prior = sqrt(σ_tot² + Σ_prior²) (SPEC §8, beside σ_tot; NaN if either is NaN)."""
+    return np.sqrt(total**2 + sys_prior**2)
+
+
 def pulls(central: np.ndarray, truth: np.ndarray, total: np.ndarray) -> np.ndarray:
     """(ρ̄ - truth) / σ_tot per energy (SPEC §9)."""
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -110,13 +124,20 @@ class Budget:
     sys_rho: np.ndarray
     sys_n: np.ndarray
     total: np.ndarray
-    deltas: dict = field(default_factory=dict)          # sys_X -> Δ_X
+    sys_prior: np.ndarray | None = None                 # None: no Nref_prior in the audience
+    total_with_prior: np.ndarray | None = None
+    deltas: dict = field(default_factory=dict)          # sys_X -> Δ_X (and sys_prior -> Δ_prior)
     delta_errors: dict = field(default_factory=dict)    # sys_X -> σ_ΔX
     ensembles: dict = field(default_factory=dict)       # k -> {central, stat, rep}
     warnings: list = field(default_factory=list)
 
     def component(self, name: str) -> np.ndarray:
         return getattr(self, name)
+
+    @property
+    def has_prior(self) -> bool:
+        """Whether the audience has the prior systematic's ensemble (its columns exist)."""
+        return self.sys_prior is not None
 
     @property
     def total_known(self) -> np.ndarray:
@@ -162,16 +183,21 @@ def error_budget(predictions: dict, kind: str = "bootstrap") -> Budget:
                 warnings.append(f"{k} has {P.shape[1]} replica: its replica spread σ_rep is undefined (NaN)")
     values = {"central": central_value(P_max), "stat": stat_error(P_max, kind), "rep": replica_error(P_max)}
     deltas, delta_errors = {}, {}
-    for name, ref in SYSTEMATICS.items():
+    prior_name, prior_ref = PRIOR_SYSTEMATIC
+    wanted = dict(SYSTEMATICS, **({prior_name: prior_ref} if prior_ref in predictions else {}))
+    for name, ref in wanted.items():
         P_ref = predictions.get(ref)
         if P_ref is None:
+            total = "σ_tot,prior" if name == prior_name else "σ_tot"
             warnings.append(f"{ref} is missing: {name} (Σ_{name[4:]}) cannot be computed and is NaN, "
-                            "so σ_tot is NaN too")
+                            f"so {total} is NaN too")
             deltas[name] = delta_errors[name] = values[name] = np.full(n_e, np.nan)
             continue
         deltas[name] = difference(P_max, P_ref)
         delta_errors[name] = difference_error(P_max, P_ref, kind)
         values[name] = systematic(deltas[name], delta_errors[name])
     values["total"] = total_error(*(values[c] for c in COMPONENTS))
+    if prior_name in values:
+        values["total_with_prior"] = total_with_prior(values["total"], values[prior_name])
     return Budget(**values, deltas=deltas, delta_errors=delta_errors, ensembles=ensembles,
                   warnings=warnings)

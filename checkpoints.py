@@ -153,6 +153,8 @@ def identity(cfg, arch, ensemble, sigma_gev, replica, noise_mode) -> dict:
     and the preset values of TRAINING_KEYS."""
     values = {k: cfg[k] for k in TRAINING_KEYS}
     values["ensemble"] = cfg["ensembles"][ensemble]
+    if values["ensemble"].get("space") == "prior":      # Nref_prior (SPEC §8): its space too
+        values["prior_space"] = cfg["prior_space"]
     return {"arch": arch, "ensemble": ensemble, "sigma_gev": float(sigma_gev),
             "replica": int(replica), "noise": noise_mode,
             "values": json.dumps(values, sort_keys=True)}

@@ -48,6 +48,12 @@ _REFERENCE = {
     "epsilon": 1e-7,
     "nb_list": [16, 32, 64, 128],
     "nrho_list": [25_000, 50_000, 100_000, 200_000, 400_000],
+    # SPEC §8 "Beyond the paper": the prior systematic, off by default (the paper's budget).
+    # On, it adds the ensemble Nref_prior (Nmax's network, N_b and N_rho, derived from Nmax in
+    # load_config) trained on a second space, ``prior_space``: the Chebyshev construction with
+    # x(E) = 1 - 2 exp(-E / x_scale) (README, "The prior systematic", says why this space).
+    "prior_systematic": False,
+    "prior_space": {"x_scale": 2.0, "E0_min": 0.2, "E0_max": 1.3, "epsilon": 1e-7},
     # SPEC §4: noise
     "noise_file": "data/standin_baryon_T64.h5",
     "n_noise": 20,
@@ -135,6 +141,11 @@ PRESETS = {
         },
     ),
 }
+# the demo with the prior systematic (SPEC §8): one more ensemble, Nref_prior
+PRESETS["demo_prior"] = _derived(PRESETS["demo"], prior_systematic=True)
+
+PRIOR_ENSEMBLE = "Nref_prior"      # the ensemble of the prior systematic
+SPACES = ("chebyshev", "prior")    # the training spaces (sigma_model_utils.space_parameters)
 
 
 class ConfigError(ValueError):
@@ -193,8 +204,10 @@ class Config(dict):
         shipped = Path(__file__).resolve().parent / relative
         return under_root if under_root.exists() or not shipped.exists() else shipped
 
-    def training_file(self, nb: int, nrho: int) -> Path:
-        return self.root / f"training_datasets_T{self.n_t}" / f"training_data_Nb{nb}_Nrho{nrho}.hdf5"
+    def training_file(self, nb: int, nrho: int, space: str = "chebyshev") -> Path:
+        """SPEC §10's training file; the second space of the prior systematic has its own name."""
+        name = "" if space == "chebyshev" else f"{space}_"
+        return self.root / f"training_datasets_T{self.n_t}" / f"training_data_{name}Nb{nb}_Nrho{nrho}.hdf5"
 
     def model_dir(self, sigma_gev: float, ensemble: str) -> Path:
         return self.root / f"trained_models_sigma{sigma_tag(sigma_gev)}" / ensemble
@@ -232,9 +245,25 @@ def sigma_tag(sigma_gev: float) -> int:
 
 
 # --- array index -> task mappings (the only place they are defined) -------------------------
-def generation_tasks(cfg: Config) -> list[int]:
-    """Slurm array index i of the generation stage -> the N_b it generates."""
-    return list(cfg["nb_list"])
+def ensemble_space(cfg: Config, ensemble: str) -> str:
+    """The training space of an ensemble: ``chebyshev`` (SPEC §3), or ``prior`` for Nref_prior."""
+    return cfg["ensembles"][ensemble].get("space", "chebyshev")
+
+
+def generation_tasks(cfg: Config) -> list[tuple[str, int]]:
+    """Slurm array index i of the generation stage -> the (space, N_b) it generates: one task per
+    N_b of the Chebyshev space, then, with the prior systematic, one for the second space."""
+    tasks = [("chebyshev", nb) for nb in cfg["nb_list"]]
+    prior_nbs = sorted({ens["nb"] for ens in cfg["ensembles"].values() if ens.get("space") == "prior"})
+    return tasks + [("prior", nb) for nb in prior_nbs]
+
+
+def generated_nrhos(cfg: Config, space: str) -> list[int]:
+    """The N_ρ of the files a generation task writes: every nrho_list entry for the Chebyshev
+    space, only what the ensembles use for the prior space (prefixes of one stream either way)."""
+    if space == "chebyshev":
+        return list(cfg["nrho_list"])
+    return sorted({ens["nrho"] for ens in cfg["ensembles"].values() if ens.get("space") == space})
 
 
 def training_tasks(cfg: Config) -> list[tuple[str, int, float]]:
@@ -318,6 +347,13 @@ def _validate(cfg: Config) -> None:
     if not isinstance(cfg["noise_file"], str) or not cfg["noise_file"].strip():
         raise ConfigError(f"noise_file={cfg['noise_file']!r}: expected the path of a noise file (the "
                           f"default {_REFERENCE['noise_file']}, or one made by make_noise_file.py)")
+    prior = cfg["prior_space"]
+    if set(prior) != {"x_scale", "E0_min", "E0_max", "epsilon"}:
+        raise ConfigError(f"prior_space {prior}: expected the keys x_scale, E0_min, E0_max, epsilon")
+    if not (prior["x_scale"] > 0 and 0 < prior["E0_min"] < prior["E0_max"]):
+        raise ConfigError(f"prior_space {prior}: expected x_scale > 0 and 0 < E0_min < E0_max")
+    if not isinstance(cfg["prior_systematic"], bool):
+        raise ConfigError(f"prior_systematic={cfg['prior_systematic']!r}: expected true or false")
     if len({sigma_tag(s) for s in cfg["sigmas_gev"]}) != len(cfg["sigmas_gev"]):
         raise ConfigError(f"sigmas_gev {cfg['sigmas_gev']}: two widths share a directory tag 100·σ")
 
@@ -330,6 +366,11 @@ def load_config(preset: str = "reference", overrides: list[str] | None = None,
     values = copy.deepcopy(PRESETS[preset])
     for item in overrides or []:
         _apply_override(values, item)
+    if PRIOR_ENSEMBLE in values["ensembles"]:
+        raise ConfigError(f"ensemble {PRIOR_ENSEMBLE} is derived from Nmax; turn it on with "
+                          "--set prior_systematic=true instead of listing it")
+    if values.get("prior_systematic") is True:    # SPEC §8: Nmax's network, N_b and N_rho
+        values["ensembles"][PRIOR_ENSEMBLE] = dict(values["ensembles"]["Nmax"], space="prior")
     cfg = Config(values, preset, overrides or [], Path(root))
     _validate(cfg)
     return cfg

@@ -2,16 +2,19 @@
 """Stage 1 (CPU, one Slurm array task per N_b): generate the training sets of SPEC §3-5, §7.
 
     python generate_full_dataset_sigma.py --nb 128 [--preset reference] [--set n_noise=10]
-    python generate_full_dataset_sigma.py --task-id $SLURM_ARRAY_TASK_ID     # i -> nb_list[i]
+    python generate_full_dataset_sigma.py --nb 128 --space prior --set prior_systematic=true
+    python generate_full_dataset_sigma.py --task-id $SLURM_ARRAY_TASK_ID     # config.generation_tasks
 
 Writes training_datasets_T{n_t}/training_data_Nb{NB}_Nrho{NRHO}.hdf5 for every N_ρ of the
-preset (prefixes of one stream), atomically; complete files made the same way are kept.
+preset (prefixes of one stream), atomically; complete files made the same way are kept.  The
+second space of the prior systematic (SPEC §8) writes training_data_prior_Nb{NB}_Nrho{NRHO}.hdf5
+for the N_ρ of Nref_prior.
 """
 import argparse
 import sys
 import time
 
-from config import ConfigError, add_common_args, config_from_args, generation_tasks
+from config import SPACES, ConfigError, add_common_args, config_from_args, generation_tasks
 from io_utils import InputError, exit_cleanly_on_sigterm
 from training_sets import generate_training_files
 
@@ -20,7 +23,10 @@ def main(argv=None) -> int:
     parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--nb", type=int, help="number of Chebyshev basis functions N_b")
-    which.add_argument("--task-id", type=int, help="Slurm array index into the preset's nb_list")
+    which.add_argument("--task-id", type=int, help="Slurm array index into config.generation_tasks")
+    parser.add_argument("--space", choices=SPACES, default="chebyshev",
+                        help="training space of --nb (default: chebyshev; prior: the second space "
+                             "of the prior systematic)")
     parser.add_argument("--workers", type=int, default=None,
                         help="worker processes (default: $SLURM_CPUS_PER_TASK or all usable cores)")
     args = parser.parse_args(argv)
@@ -30,16 +36,17 @@ def main(argv=None) -> int:
         tasks = generation_tasks(cfg)
         if args.task_id is not None and not 0 <= args.task_id < len(tasks):
             raise ConfigError(f"--task-id {args.task_id}: the preset has {len(tasks)} generation "
-                              f"tasks (nb_list={tasks})")
-        nb = tasks[args.task_id] if args.task_id is not None else args.nb
-        if nb not in tasks:
-            raise ConfigError(f"--nb {nb} is not in the preset's nb_list {tasks}")
+                              f"tasks ((space, N_b): {tasks})")
+        space, nb = tasks[args.task_id] if args.task_id is not None else (args.space, args.nb)
+        if (space, nb) not in tasks:
+            raise ConfigError(f"--nb {nb} --space {space} is not a generation task of the preset "
+                              f"((space, N_b): {tasks})")
         start = time.perf_counter()
-        paths = generate_training_files(cfg, nb, workers=args.workers)
+        paths = generate_training_files(cfg, nb, workers=args.workers, space=space)
     except (ConfigError, InputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"N_b={nb}: {len(paths)} training file(s) ready in {time.perf_counter() - start:.1f} s")
+    print(f"{space} space, N_b={nb}: {len(paths)} training file(s) ready in {time.perf_counter() - start:.1f} s")
     return 0
 
 

@@ -6,7 +6,8 @@ The same tasks as slurm_scripts/submit_all.sh, in the same order, each Slurm arr
     python run_pipeline.py --preset tiny --root /tmp/try
     python run_pipeline.py --check --preset tiny --root DIR   # only check every stage's outputs
 
-Stages: generation (one task per N_b, config.generation_tasks) -> training (one task per
+Stages: generation (one task per N_b, and one for the prior space with the prior systematic:
+config.generation_tasks) -> training (one task per
 (ensemble, σ) group of replicas, config.training_groups) -> for each mock: prediction, then its
 analysis. Each task is a separate process with the pipeline's --preset/--set/--root, exactly as a
 Slurm job runs it. Finished work is kept by the stages themselves (a complete training file or a
@@ -27,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import CSV_COLUMNS, MOCK_COLUMNS
-from config import (Config, ConfigError, add_common_args, config_from_args, generation_tasks,
-                    training_groups, training_tasks)
+from analysis import CSV_COLUMNS, MOCK_COLUMNS, PRIOR_COLUMNS
+from config import (Config, ConfigError, add_common_args, config_from_args, generated_nrhos,
+                    generation_tasks, training_groups, training_tasks)
 from mocks import MOCK_TABLE, MOCKS
 
 REPO = Path(__file__).resolve().parent
@@ -61,8 +62,8 @@ def tasks(cfg: Config) -> list[tuple[str, list[str]]]:
 def expected_outputs(cfg: Config) -> dict[str, list[Path]]:
     """Every stage's output files (SPEC §10), by stage."""
     sigmas, ensembles = cfg["sigmas_gev"], list(cfg["ensembles"])
-    out = {"generation": [cfg.training_file(nb, nrho) for nb in generation_tasks(cfg)
-                          for nrho in cfg["nrho_list"]]}
+    out = {"generation": [cfg.training_file(nb, nrho, space) for space, nb in generation_tasks(cfg)
+                          for nrho in generated_nrhos(cfg, space)]}
     runs = training_tasks(cfg)
     out["training"] = ([cfg.checkpoint(s, ens, r) for ens, r, s in runs]
                        + [cfg.history_path(s, ens, r) for ens, r, s in runs])
@@ -78,11 +79,19 @@ def expected_outputs(cfg: Config) -> dict[str, list[Path]]:
 BUDGET_COLUMNS = [*CSV_COLUMNS, *MOCK_COLUMNS]
 
 
+def budget_columns(cfg: Config) -> list[str]:
+    """The columns a mock's budget table must have with this preset: with the prior systematic
+    (SPEC §8 extension) sys_prior and total_with_prior after total."""
+    prior = list(PRIOR_COLUMNS) if cfg["prior_systematic"] else []
+    return [*CSV_COLUMNS, *prior, *MOCK_COLUMNS]
+
+
 def budget_table_problem(cfg: Config, path: Path) -> str | None:
     """What is wrong with a budget table (columns, one finite row per energy), or None."""
     table = pd.read_csv(path)
-    if list(table.columns) != BUDGET_COLUMNS:
-        return f"columns {list(table.columns)}, expected {BUDGET_COLUMNS}"
+    expected = budget_columns(cfg)
+    if list(table.columns) != expected:
+        return f"columns {list(table.columns)}, expected {expected}"
     if len(table) != cfg["n_energies"] or not np.isfinite(table.to_numpy()).all():
         return f"expected {cfg['n_energies']} rows of finite values"
     return None

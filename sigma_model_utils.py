@@ -52,29 +52,47 @@ def gaussian(x, sigma: float):
     return np.exp(np.square(x) * (-0.5 / sigma**2)) * (1.0 / (np.sqrt(2 * np.pi) * sigma))
 
 
-# --- SPEC §3: the Chebyshev functional space ---------------------------------------------------
-def x_of_energy(E):
-    """x(E) = 1 - 2 e^{-E}, mapping [0, ∞) onto [-1, 1)."""
-    return 1.0 - 2.0 * np.exp(-np.asarray(E, dtype=np.float64))
+# --- SPEC §3: the Chebyshev functional space (and the second space of SPEC §8) -----------------
+SPACES = ("chebyshev", "prior")
 
 
-def chebyshev_basis(E, E0: float, nb: int) -> np.ndarray:
+def space_parameters(cfg, space: str = "chebyshev") -> dict:
+    """The parameters of a training space: the map scale λ of x(E) = 1 - 2 e^{-E/λ}, the range
+    of E0 and ε of the coefficient law.  ``chebyshev`` is SPEC §3 (λ = 1); ``prior`` is the second
+    space of the prior systematic (SPEC §8, "Beyond the paper"), the preset's ``prior_space``."""
+    if space == "chebyshev":
+        return {"space": space, "x_scale": 1.0, "E0_min": float(cfg["E0_min"]),
+                "E0_max": float(cfg["E0_max"]), "epsilon": float(cfg["epsilon"])}
+    if space == "prior":
+        p = cfg["prior_space"]
+        return {"space": space, "x_scale": float(p["x_scale"]), "E0_min": float(p["E0_min"]),
+                "E0_max": float(p["E0_max"]), "epsilon": float(p["epsilon"])}
+    raise ValueError(f"unknown training space {space!r}; expected one of {SPACES}")
+
+
+def x_of_energy(E, x_scale: float = 1.0):
+    """x(E) = 1 - 2 e^{-E/λ} (λ = ``x_scale``, 1 in SPEC §3), mapping [0, ∞) onto [-1, 1)."""
+    return 1.0 - 2.0 * np.exp(-np.asarray(E, dtype=np.float64) / x_scale)
+
+
+def chebyshev_basis(E, E0: float, nb: int, x_scale: float = 1.0) -> np.ndarray:
     """B_n(E) = θ(E - E0)[T_n(x(E)) - T_n(x(E0))] for n = 1..N_b, shape [len(E), N_b].
 
     Written with cos(n arccos x), independently of the Clenshaw sums of ``chebyshev_density``.
     """
     E = np.atleast_1d(np.asarray(E, dtype=np.float64))
     n = np.arange(1, nb + 1)
-    theta = np.arccos(np.clip(x_of_energy(E), -1, 1))[:, None]
-    theta0 = np.arccos(x_of_energy(E0))
+    theta = np.arccos(np.clip(x_of_energy(E, x_scale), -1, 1))[:, None]
+    theta0 = np.arccos(x_of_energy(E0, x_scale))
     return np.where((E >= E0)[:, None], np.cos(n * theta) - np.cos(n * theta0), 0.0)
 
 
-def sample_coefficients(rng: np.random.Generator, n_samples: int, nb: int, cfg):
+def sample_coefficients(rng: np.random.Generator, n_samples: int, nb: int, cfg, space: str = "chebyshev"):
     """(E0 [n], c [n, N_b]): E0 ~ U(E0_min, E0_max), c_n = r_n / n^{1+ε}, r_n ~ U(-1, 1)."""
-    E0 = rng.uniform(cfg["E0_min"], cfg["E0_max"], size=n_samples)
+    p = space_parameters(cfg, space)
+    E0 = rng.uniform(p["E0_min"], p["E0_max"], size=n_samples)
     r = rng.uniform(-1.0, 1.0, size=(n_samples, nb))
-    c = r / np.arange(1, nb + 1) ** (1.0 + cfg["epsilon"])
+    c = r / np.arange(1, nb + 1) ** (1.0 + p["epsilon"])
     return E0, c
 
 
@@ -93,10 +111,10 @@ def _chebyshev_sums(x: np.ndarray, c: np.ndarray) -> np.ndarray:
     return x * b1 - b2                  # Σ_{n≥0} c_n T_n = c_0 + x b_1 - b_2, with c_0 = 0
 
 
-def chebyshev_density(omega: np.ndarray, E0: np.ndarray, c: np.ndarray) -> np.ndarray:
+def chebyshev_density(omega: np.ndarray, E0: np.ndarray, c: np.ndarray, x_scale: float = 1.0) -> np.ndarray:
     """ρ(ω) = Σ_n c_n B_n(ω) for a batch: ``omega`` [B, J], ``E0`` [B], ``c`` [B, N_b] -> [B, J]."""
     omega = np.asarray(omega, dtype=np.float64)
-    x = x_of_energy(np.concatenate([omega, np.asarray(E0, dtype=np.float64)[:, None]], axis=1))
+    x = x_of_energy(np.concatenate([omega, np.asarray(E0, dtype=np.float64)[:, None]], axis=1), x_scale)
     sums = _chebyshev_sums(x, c)
     return np.where(omega >= E0[:, None], sums[:, :-1] - sums[:, -1:], 0.0)
 
@@ -105,8 +123,8 @@ def chebyshev_density(omega: np.ndarray, E0: np.ndarray, c: np.ndarray) -> np.nd
 _PANEL_EDGES = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
 
 
-def _theta(omega):
-    return np.arccos(np.clip(x_of_energy(omega), -1.0, 1.0))
+def _theta(omega, x_scale: float = 1.0):
+    return np.arccos(np.clip(x_of_energy(omega, x_scale), -1.0, 1.0))
 
 
 @dataclass(frozen=True)
@@ -130,7 +148,7 @@ def _tail_start(cfg) -> float:
 
 
 @functools.lru_cache(maxsize=64)
-def _quadrature_rule_cached(nb, kind, T, t_min, t_max, E0_min, E0_max, e_max, sigma_min, sigma_max):
+def _quadrature_rule_cached(nb, kind, T, t_min, t_max, E0_min, x_scale, e_max, sigma_min, sigma_max):
     cfg = {"kernel": kind, "T": T, "t_min": t_min, "E0_min": E0_min}
     y_end = _tail_start(cfg)
     y_smear = e_max + 8.5 * sigma_max - E0_min        # G_σ < e^{-36} beyond
@@ -140,7 +158,7 @@ def _quadrature_rule_cached(nb, kind, T, t_min, t_max, E0_min, E0_max, e_max, si
     for a, b in zip(edges[:-1], edges[1:]):
         width = b - a
         # what the panel must resolve, as a polynomial degree in the panel variable:
-        phase = nb * (_theta(E0_min + a) - _theta(E0_min + b))          # T_n(x(ω)), n ≤ N_b
+        phase = nb * (_theta(E0_min + a, x_scale) - _theta(E0_min + b, x_scale))  # T_n(x(ω)), n ≤ N_b
         tau = tau_max if a == 0 else min(tau_max, 40.0 / a)              # e^{-τω} still visible
         degree = phase + tau * width / 2.0
         if a < y_smear:
@@ -154,29 +172,33 @@ def _quadrature_rule_cached(nb, kind, T, t_min, t_max, E0_min, E0_max, e_max, si
     return QuadratureRule(np.concatenate(ys), np.concatenate(ws), n_smear)
 
 
-def quadrature_rule(cfg, nb: int) -> QuadratureRule:
-    """The composite Gauss-Legendre rule in ω - E0 for the training space with N_b functions."""
+def quadrature_rule(cfg, nb: int, space: str = "chebyshev") -> QuadratureRule:
+    """The composite Gauss-Legendre rule in ω - E0 for a training space with N_b functions."""
     sigmas = [cfg.sigma(s) for s in cfg["sigmas_gev"]]
+    p = space_parameters(cfg, space)
     return _quadrature_rule_cached(int(nb), cfg["kernel"], int(cfg["T"]), int(cfg["t_min"]),
-                                   int(cfg["t_max"]), float(cfg["E0_min"]), float(cfg["E0_max"]),
+                                   int(cfg["t_max"]), p["E0_min"], p["x_scale"],
                                    float(cfg.energies.max()), float(min(sigmas)), float(max(sigmas)))
 
 
-def correlators_and_targets(E0: np.ndarray, c: np.ndarray, cfg, rule: QuadratureRule | None = None):
+def correlators_and_targets(E0: np.ndarray, c: np.ndarray, cfg, rule: QuadratureRule | None = None,
+                            space: str = "chebyshev"):
     """Exact clean correlators C(t) [B, n_t] and smeared targets {σ_gev: ρ_σ(E_k) [B, N_E]}.
 
     SPEC §1-3: C(t) = ∫ b(t, ω) ρ(ω) dω and ρ_σ(E) = ∫ G_σ(E - ω) ρ(ω) dω for the densities
-    ρ = Σ_n c_n B_n of a batch of samples, by the moving composite rule of ``quadrature_rule``.
+    ρ = Σ_n c_n B_n of a batch of samples of the training space ``space``, by the moving
+    composite rule of ``quadrature_rule`` (which must be that space's rule).
     ρ is summed for 64 samples at a time (long vector operations), the kernel and Gaussian arrays
     [samples, nodes, n_t or N_E] are built for 4 at a time (they stay in cache).
     """
-    rule = rule or quadrature_rule(cfg, c.shape[1])
+    rule = rule or quadrature_rule(cfg, c.shape[1], space)
+    x_scale = space_parameters(cfg, space)["x_scale"]
     t, energies, near = cfg.t, cfg.energies, slice(0, rule.n_smear)
     correlators = np.empty((len(E0), len(t)))
     targets = {s: np.empty((len(E0), len(energies))) for s in cfg["sigmas_gev"]}
     for lo in range(0, len(E0), 64):
         omega_64 = E0[lo:lo + 64, None] + rule.y[None, :]                                # [64, J]
-        weighted_rho_64 = rule.w * chebyshev_density(omega_64, E0[lo:lo + 64], c[lo:lo + 64])
+        weighted_rho_64 = rule.w * chebyshev_density(omega_64, E0[lo:lo + 64], c[lo:lo + 64], x_scale)
         for sub in range(0, len(omega_64), 4):
             part, omega = slice(lo + sub, lo + sub + 4), omega_64[sub:sub + 4]
             weighted_rho = weighted_rho_64[sub:sub + 4]

@@ -7,6 +7,11 @@ does not depend on N_ρ, on the chunking or on the number of worker processes.  
 standardisation differs between the files: μ and γ are those of each file's own clean correlators
 (SPEC §5; std with ddof = 0).
 
+The second space of the prior systematic (SPEC §8, ``space='prior'``) is made the same way, from
+its own streams ``'training-space-prior'`` and ``'training-noise-prior'``, into its own files
+(``training_data_prior_Nb{NB}_Nrho{NRHO}.hdf5``, only the N_ρ its ensemble uses); every file
+records its space and the space's parameters in the attribute ``functional_space``.
+
 Two passes, memory bounded by the clean correlators (N_ρ · n_t · 8 bytes) and a few blocks:
   1. E0, coefficients, exact correlators and targets, block by block (in worker processes),
      streamed into every file that contains the block;
@@ -32,11 +37,11 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from config import target_key
+from config import ensemble_space, generated_nrhos, target_key
 from io_utils import InputError, atomic_output, open_h5, provenance, read_dataset, write_attrs
 from noise_files import NoiseModel, covariance_cholesky, load_noise_file
 from sigma_model_utils import (add_noise, correlators_and_targets, noise_scale, quadrature_rule, rng_for,
-                               sample_coefficients, standardise)
+                               sample_coefficients, space_parameters, standardise)
 
 # The preset values a training file depends on (besides N_b, N_ρ and the noise file's content).
 GENERATION_KEYS = ("kernel", "T", "t_min", "t_max", "a_inv_gev", "energy_min_gev", "energy_max_gev",
@@ -52,11 +57,13 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def generation_fingerprint(cfg, nb: int, nrho: int, noise_sha256: str) -> str:
+def generation_fingerprint(cfg, nb: int, nrho: int, noise_sha256: str, space: str = "chebyshev") -> str:
     """What makes two training files interchangeable: equal fingerprints, equal contents."""
     values = {key: cfg[key] for key in GENERATION_KEYS}
-    return json.dumps({"values": values, "nb": nb, "nrho": nrho, "noise_sha256": noise_sha256},
-                      sort_keys=True)
+    record = {"values": values, "nb": nb, "nrho": nrho, "noise_sha256": noise_sha256}
+    if space != "chebyshev":
+        record["space"] = space_parameters(cfg, space)
+    return json.dumps(record, sort_keys=True)
 
 
 def is_complete(path: Path, fingerprint: str) -> bool:
@@ -70,22 +77,28 @@ def is_complete(path: Path, fingerprint: str) -> bool:
         return False
 
 
-def clean_block(cfg, nb: int, block: int, rule=None):
+def _stream(purpose: str, space: str) -> str:
+    """The random-stream name of a space: the Chebyshev space keeps the names it always had."""
+    return purpose if space == "chebyshev" else f"{purpose}-{space}"
+
+
+def clean_block(cfg, nb: int, block: int, rule=None, space: str = "chebyshev"):
     """Block ``block`` of the stream: E0 [n], c [n, N_b], C [n, n_t], {σ: ρ_σ [n, N_E]}."""
-    E0, c = sample_coefficients(rng_for(cfg, "training-space", nb, block), cfg["rng_block"], nb, cfg)
-    correlators, targets = correlators_and_targets(E0, c, cfg, rule)
+    rng = rng_for(cfg, _stream("training-space", space), nb, block)
+    E0, c = sample_coefficients(rng, cfg["rng_block"], nb, cfg, space)
+    correlators, targets = correlators_and_targets(E0, c, cfg, rule, space)
     return E0, c, correlators, targets
 
 
-def noisy_block(cfg, nb: int, block: int, correlators: np.ndarray, noise) -> np.ndarray:
+def noisy_block(cfg, nb: int, block: int, correlators: np.ndarray, noise, space: str = "chebyshev") -> np.ndarray:
     """The N_noise noisy copies [n, N_noise, n_t] (float64, not standardised) of block ``block``."""
-    rng = rng_for(cfg, "training-noise", nb, block)
+    rng = rng_for(cfg, _stream("training-noise", space), nb, block)
     return add_noise(correlators, noise, rng, cfg["n_noise"])
 
 
 def _clean_worker(job):
-    cfg, nb, block = job
-    return block, clean_block(cfg, nb, block, quadrature_rule(cfg, nb))
+    cfg, nb, block, space = job
+    return block, clean_block(cfg, nb, block, quadrature_rule(cfg, nb, space), space)
 
 
 def default_workers() -> int:
@@ -121,13 +134,14 @@ def _files_holding(files: dict, lo: int, block: int):
 
 
 def generate_training_files(cfg, nb: int, workers: int | None = None, progress: bool = True,
-                            log=print) -> list[Path]:
-    """Write (or keep) the training file of every N_ρ of the preset for this N_b; return them."""
+                            log=print, space: str = "chebyshev") -> list[Path]:
+    """Write (or keep) the training files of a space for this N_b, one per N_ρ of
+    ``config.generated_nrhos`` (the Chebyshev space: every N_ρ of the preset); return them."""
     noise_path = cfg.input_path(cfg["noise_file"])
     noise = load_noise_file(noise_path, cfg)
     noise_sha = file_sha256(noise_path)
-    paths = {nrho: cfg.training_file(nb, nrho) for nrho in cfg["nrho_list"]}
-    fingerprints = {nrho: generation_fingerprint(cfg, nb, nrho, noise_sha) for nrho in paths}
+    paths = {nrho: cfg.training_file(nb, nrho, space) for nrho in generated_nrhos(cfg, space)}
+    fingerprints = {nrho: generation_fingerprint(cfg, nb, nrho, noise_sha, space) for nrho in paths}
     todo = [nrho for nrho in paths if not is_complete(paths[nrho], fingerprints[nrho])]
     for nrho in paths:
         if nrho not in todo:
@@ -141,7 +155,9 @@ def generate_training_files(cfg, nb: int, workers: int | None = None, progress: 
     workers = workers or default_workers()
     record = provenance(cfg, kernel=cfg["kernel"], T=cfg["T"], nb=nb, n_noise=cfg["n_noise"],
                         noise_file=str(noise_path), noise_sha256=noise_sha,
-                        noise_source=noise.source, standardisation="mu = mean, gamma = std (ddof=0) "
+                        noise_source=noise.source,
+                        functional_space=json.dumps(space_parameters(cfg, space), sort_keys=True),
+                        standardisation="mu = mean, gamma = std (ddof=0) "
                         "of this file's clean correlators")
     with contextlib.ExitStack() as stack:
         files = {}
@@ -153,7 +169,7 @@ def generate_training_files(cfg, nb: int, workers: int | None = None, progress: 
             files[nrho] = h5
 
         # pass 1: samples, exact correlators and targets
-        jobs = [(cfg, nb, k) for k in range(n_blocks)]
+        jobs = [(cfg, nb, k, space) for k in range(n_blocks)]
         # workers die on SIGTERM (the pool's own shutdown signal), not through the parent's handler
         pool = (multiprocessing.get_context("fork").Pool(workers, initializer=signal.signal,
                                                          initargs=(signal.SIGTERM, signal.SIG_DFL))
@@ -180,7 +196,7 @@ def generate_training_files(cfg, nb: int, workers: int | None = None, progress: 
         for k in tqdm(range(n_blocks), disable=not progress, desc=f"N_b={nb} noisy copies", unit="block"):
             lo = k * block
             corr = correlators[lo:lo + block]
-            noisy = noisy_block(cfg, nb, k, corr, noise)
+            noisy = noisy_block(cfg, nb, k, corr, noise, space)
             s = noise_scale(corr, noise)
             for h5, lo, hi, n in _files_holding(files, lo, block):
                 h5["noise_scale"][lo:hi] = s[:n]
@@ -216,10 +232,17 @@ def load_training_data(cfg, ensemble: str, sigma_gev: float, noisy: bool = True,
     """Read and check the training file of ``ensemble`` (SPEC §10) for the target of σ: with
     ``noisy`` the stored noisy copies, with ``clean`` the clean correlators and the noise model."""
     nb, nrho = cfg["ensembles"][ensemble]["nb"], cfg["ensembles"][ensemble]["nrho"]
-    path = cfg.training_file(nb, nrho)
-    what = (f"training file of ensemble {ensemble} (N_b={nb}, N_rho={nrho}); make it with "
-            f"`python generate_full_dataset_sigma.py --preset {cfg.preset} --nb {nb} --root {cfg.root}`")
+    space = ensemble_space(cfg, ensemble)
+    path = cfg.training_file(nb, nrho, space)
+    what = (f"training file of ensemble {ensemble} (N_b={nb}, N_rho={nrho}, {space} space); make it with "
+            f"`python generate_full_dataset_sigma.py --preset {cfg.preset} --nb {nb} --space {space} "
+            f"--root {cfg.root}`")
     with open_h5(path, what) as h5:
+        if "functional_space" in h5.attrs:
+            made, want = json.loads(h5.attrs["functional_space"]), space_parameters(cfg, space)
+            if made != want:
+                raise InputError(path, "functional_space", f"{made}, but ensemble {ensemble} "
+                                 f"trains on {want}")
         key = target_key(sigma_gev)
         if key not in h5:
             have = sorted(k for k in h5 if k.startswith("clean_smeared_rho_sigma_"))

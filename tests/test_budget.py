@@ -141,3 +141,35 @@ def test_bad_inputs():
         bud.error_budget({"Nmax": P}, kind="delete-2")
     with pytest.raises(ValueError, match="at least 2"):
         bud.error_budget({"Nmax": P[:1]})
+
+
+# --- the prior systematic (SPEC §8, "Beyond the paper") ----------------------------------------
+def test_prior_ensemble_equal_to_nmax_gives_zero_sys_prior_and_unchanged_total():
+    P = rng(20).normal(size=(N_BOOT, N_R, N_E))
+    preds = audience(P, b=0.3, rho=-0.1)
+    without = bud.error_budget(preds)
+    b = bud.error_budget(dict(preds, Nref_prior=P.copy()))
+    assert b.has_prior and not without.has_prior and without.sys_prior is None
+    np.testing.assert_array_equal(b.sys_prior, 0.0)
+    np.testing.assert_array_equal(b.total_with_prior, b.total)
+    np.testing.assert_array_equal(b.total, without.total)      # the paper's σ_tot is untouched
+    assert np.all(b.total > 0)
+
+
+def test_prior_offset_far_above_noise_adds_in_quadrature():
+    noise = 1e-3 * rng(21).normal(size=(N_BOOT, N_R, N_E))
+    P = 1.0 + noise
+    preds = audience(P, b=0.5)
+    b = bud.error_budget(dict(preds, Nref_prior=P - 0.4))
+    np.testing.assert_allclose(b.deltas["sys_prior"], 0.4, rtol=1e-12)
+    np.testing.assert_allclose(b.sys_prior, 0.4, rtol=1e-12)              # erf(≫1) = 1
+    np.testing.assert_allclose(b.total, bud.error_budget(preds).total, rtol=0)
+    np.testing.assert_allclose(b.total_with_prior, np.sqrt(b.total**2 + 0.16), rtol=1e-12)
+
+
+def test_missing_prior_ensemble_is_nan_never_zero():
+    P = rng(22).normal(size=(N_BOOT, N_R, N_E))
+    b = bud.error_budget(dict(audience(P), Nref_prior=None))
+    assert np.all(np.isnan(b.sys_prior)) and np.all(np.isnan(b.total_with_prior))
+    assert np.all(np.isfinite(b.total))
+    assert any("Nref_prior is missing" in w and "σ_tot,prior" in w for w in b.warnings)

@@ -1,4 +1,5 @@
 """Stage 1 files (SPEC §3-5, §10): prefixes, determinism, regeneration, standardisation, bad input."""
+import json
 import subprocess
 import sys
 
@@ -173,3 +174,37 @@ def test_task_id_maps_to_the_presets_nb(tmp_path):
     assert (tmp_path / "training_datasets_T32" / "training_data_Nb32_Nrho400.hdf5").is_file()
     bad = run_generator("--preset", "tiny", "--task-id", "2", "--root", str(tmp_path))
     assert bad.returncode == 2 and "2 generation tasks" in bad.stderr
+
+
+def test_prior_space_file_is_its_own_prefix_stream_with_its_space_recorded(tiny_cfg, tmp_path):
+    """The second space (SPEC §8 extension): the layout of SPEC §10 under its own name, the space
+    and its parameters in ``functional_space``, samples regenerable from (E0, c) in that space,
+    a smaller N_ρ the prefix of a larger one, and another stream than the Chebyshev file."""
+    overrides = tiny_cfg.overrides + ["prior_systematic=true"]
+    cfg = load_config("tiny", overrides, tmp_path / "a")
+    small_cfg = load_config("tiny", overrides + ["ensembles.Nmax.nrho=200"], tmp_path / "b")
+    for c in (cfg, small_cfg):
+        training_sets.generate_training_files(c, 32, workers=1, progress=False, log=lambda m: None,
+                                              space="prior")
+        training_sets.generate_training_files(c, 32, workers=1, progress=False, log=lambda m: None)
+    path = cfg.training_file(32, 400, "prior")
+    assert path.name == "training_data_prior_Nb32_Nrho400.hdf5"
+    assert sorted(p.name for p in path.parent.glob("training_data_prior_*")) == [path.name]
+    large, attrs = read_all(path)
+    small, _ = read_all(small_cfg.training_file(32, 200, "prior"))
+    chebyshev_file, chebyshev_attrs = read_all(cfg.training_file(32, 400))
+    space = json.loads(attrs["functional_space"])
+    assert space == dict(cfg["prior_space"], space="prior")
+    assert json.loads(chebyshev_attrs["functional_space"])["x_scale"] == 1.0
+    assert set(large) == set(chebyshev_file)
+    for key in ["E0", "coefficients", "clean_correlators", "noise_scale"] + [target_key(s) for s in cfg["sigmas_gev"]]:
+        np.testing.assert_array_equal(small[key], large[key][:200], err_msg=key)
+    assert not np.allclose(large["E0"], chebyshev_file["E0"])
+    clean, targets = smu.correlators_and_targets(large["E0"][:20], large["coefficients"][:20], cfg, space="prior")
+    np.testing.assert_allclose(large["clean_correlators"][:20], clean, rtol=1e-13)
+    for s in cfg["sigmas_gev"]:
+        np.testing.assert_allclose(large[target_key(s)][:20], targets[s], rtol=1e-13, atol=1e-16)
+    ok = run_generator("--preset", "tiny", "--set", "prior_systematic=true", "--task-id", "2",
+                       "--root", str(tmp_path / "c"))
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "c" / "training_datasets_T32" / path.name).is_file()

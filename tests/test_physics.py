@@ -47,6 +47,35 @@ def test_correlators_and_targets_match_adaptive_quadrature(kind, nb):
         assert abs(targets[sigma_gev][i, k] - exact) <= 1e-8 * scale, (E, targets[sigma_gev][i, k], exact)
 
 
+@pytest.mark.parametrize("kind", smu.KERNELS)
+@pytest.mark.parametrize("nb", [16, 512])
+def test_prior_space_integrals_match_adaptive_quadrature(kind, nb):
+    """The second space of the prior systematic (SPEC §8): the same 1e-8 contract as SPEC §3, with
+    x(E) = 1 - 2 e^{-E/λ} written out here and T_n(x) from numpy's Chebyshev module."""
+    cfg = load_config("reference", [f"kernel={kind}", "prior_systematic=true"])
+    lam = cfg["prior_space"]["x_scale"]
+    assert lam != 1.0
+    E0, c = smu.sample_coefficients(np.random.default_rng(2000 + nb), 2, nb, cfg, "prior")
+    assert np.all((E0 >= cfg["prior_space"]["E0_min"]) & (E0 <= cfg["prior_space"]["E0_max"]))
+    correlators, targets = smu.correlators_and_targets(E0, c, cfg, space="prior")
+    i = nb % 2
+    full = np.r_[0.0, c[i]]
+    rho = lambda w: (chebyshev.chebval(1 - 2 * np.exp(-w / lam), full)
+                     - chebyshev.chebval(1 - 2 * np.exp(-E0[i] / lam), full)) if w >= E0[i] else 0.0
+    for k in (0, cfg.n_t - 1):
+        t = cfg.t[k]
+        exact, scale = quad_over_threshold(lambda w: smu.kernel(t, w, kind, cfg["T"]) * rho(w), E0[i])
+        assert abs(correlators[i, k] - exact) <= 1e-8 * scale, (t, correlators[i, k], exact)
+    for sigma_gev in cfg["sigmas_gev"]:
+        for k in (0, 23, len(cfg.energies) - 1):
+            E = cfg.energies[k]
+            exact, scale = quad_over_threshold(lambda w: smu.gaussian(E - w, cfg.sigma(sigma_gev)) * rho(w), E0[i])
+            assert abs(targets[sigma_gev][i, k] - exact) <= 1e-8 * scale, (E, targets[sigma_gev][i, k], exact)
+    # the same (E0, c) read in the Chebyshev space is another density: the check tells them apart
+    wrong, _ = smu.correlators_and_targets(E0, c, cfg)
+    assert not np.allclose(wrong, correlators, rtol=1e-6)
+
+
 def test_single_basis_function_closed_forms():
     """N_b = 1, laplace: ρ = 2(e^{-E0} - e^{-ω}) above E0, so
     C(t) = 2 e^{-(t+1)E0} / (t(t+1)) and

@@ -19,6 +19,7 @@ import generate_delta_mock
 import predict_on_delta_tanh
 import predict_on_O3_mock_sigma
 import predict_on_user_data
+import run_pipeline
 from config import load_config, training_tasks
 from io_utils import InputError
 from mocks import make_mock
@@ -116,6 +117,41 @@ def test_prediction_files_record_the_replicas_noise_mode(trained, tmp_path):
         for ens in cfg["ensembles"]:
             with h5py.File(cfg.prediction_file("O3", ens, sigma), "r") as h5:
                 assert h5.attrs["noise"] == "replica" == cfg["noise"]
+
+
+def test_prior_systematic_end_to_end(trained, tmp_path, capsys):
+    """SPEC §8 extension on the tiny preset with prior_systematic=true: Nref_prior is generated on
+    the second space, trained, predicted and analysed; the budget files gain sys_prior and
+    total_with_prior (the paper's total unchanged), the summary reports both."""
+    cfg = load_config("tiny", copy_audience(trained, tmp_path).overrides + ["prior_systematic=true"], tmp_path)
+    generate_training_files(cfg, cfg["ensembles"]["Nmax"]["nb"], workers=1, progress=False,
+                            log=lambda *a: None, space="prior")
+    for s in cfg["sigmas_gev"]:
+        train_replicas(cfg, "Nref_prior", s, list(range(cfg["n_replicas"])), device="cpu", log=lambda *a: None)
+    assert predict_on_delta_tanh.main(args_of(cfg)) == 0
+    assert analyze_delta_tanh_mock.main(args_of(cfg)) == 0
+    out = capsys.readouterr().out
+    assert out.count("with the prior systematic (σ_tot,prior): mean |pull| = ") == len(cfg["sigmas_gev"])
+    paper = load_config("tiny", trained.overrides, trained.root)      # the same audience without it
+    assert predict_on_delta_tanh.main(args_of(paper)) == 0 and analyze_delta_tanh_mock.main(args_of(paper)) == 0
+    for sigma in cfg["sigmas_gev"]:
+        table = pd.read_csv(cfg.results_file("delta_tanh", sigma, "budget.csv"))
+        assert list(table.columns) == ["E", "central", "stat", "rep", "sys_b", "sys_rho", "sys_n", "total",
+                                       "sys_prior", "total_with_prior", "truth"]
+        assert np.all(np.isfinite(table.to_numpy())) and np.any(table["sys_prior"] > 0)
+        np.testing.assert_allclose(table["total_with_prior"] ** 2, table["total"] ** 2 + table["sys_prior"] ** 2,
+                                   rtol=1e-8)
+        plain = pd.read_csv(paper.results_file("delta_tanh", sigma, "budget.csv"))
+        assert "sys_prior" not in plain.columns and "total_with_prior" not in plain.columns
+        np.testing.assert_array_equal(plain["total"], table["total"])      # the headline is the paper's
+        with h5py.File(cfg.results_file("delta_tanh", sigma, "budget.hdf5"), "r") as h5:
+            np.testing.assert_allclose(h5["total_with_prior"][()], table["total_with_prior"], rtol=1e-9)
+            np.testing.assert_allclose(h5["sys_prior"][()], table["sys_prior"], rtol=1e-9)
+            assert "delta_prior" in h5 and "pulls_with_prior" in h5 and "Nref_prior" in h5["ensembles"]
+        with h5py.File(cfg.prediction_file("delta_tanh", "Nref_prior", sigma), "r") as h5:
+            assert h5.attrs["ensemble"] == "Nref_prior"
+        assert run_pipeline.budget_table_problem(cfg, cfg.results_file("delta_tanh", sigma, "budget.csv")) is None
+        assert run_pipeline.budget_table_problem(paper, cfg.results_file("delta_tanh", sigma, "budget.csv"))
 
 
 def test_mock_samples_are_reproducible_draws_of_the_lattice_noise(trained):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import run_pipeline
-from config import generation_tasks, load_config, training_groups, training_tasks
+from config import ConfigError, generation_tasks, load_config, training_groups, training_tasks
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "slurm_scripts"
@@ -77,7 +77,9 @@ def test_ci_bash_syntax(script):
 
 
 @pytest.mark.parametrize("preset,overrides", [("tiny", ""), ("demo", ""), ("reference", ""),
-                                              ("demo", "n_replicas=4 nb_list=[16,64,128]")])
+                                              ("demo", "n_replicas=4 nb_list=[16,64,128]"),
+                                              ("demo_prior", ""), ("reference", "prior_systematic=true"),
+                                              ("tiny", "prior_systematic=true n_replicas=3")])
 def test_array_sizes_match_preset(fake_slurm, preset, overrides):
     env, calls = fake_slurm
     env.update(SPECTRAL_PRESET=preset, SPECTRAL_OVERRIDES=overrides)
@@ -238,3 +240,34 @@ def test_every_mock_of_the_table_has_its_scripts_and_job(fake_slurm):
                                 cwd=REPO, timeout=60)
         assert result.returncode == 0, result.stderr
         assert [Path(p).name for p in log.read_text().split()] == [entry.predict_script, entry.analyze_script]
+
+
+def test_prior_systematic_adds_one_generation_task_and_one_group_per_sigma():
+    """SPEC §8 extension: Nref_prior is Nmax's network, N_b and N_rho on the second space; it adds
+    one generation task (the prior space at Nmax's N_b) and one training group per σ."""
+    for preset, overrides in (("demo", ["prior_systematic=true"]), ("demo_prior", []),
+                              ("reference", ["prior_systematic=true", "ensembles.Nmax.nrho=200000"])):
+        base = load_config(preset, [o for o in overrides if not o.startswith("prior")]
+                           + (["prior_systematic=false"] if preset == "demo_prior" else []))
+        cfg = load_config(preset, overrides)
+        assert "Nref_prior" not in base["ensembles"]
+        nmax = cfg["ensembles"]["Nmax"]
+        assert cfg["ensembles"]["Nref_prior"] == dict(nmax, space="prior")
+        assert generation_tasks(cfg) == generation_tasks(base) + [("prior", nmax["nb"])]
+        assert len(training_groups(cfg)) == len(training_groups(base)) + len(cfg["sigmas_gev"])
+        assert ("Nref_prior", cfg["sigmas_gev"][-1]) in [(e, s) for e, s, _ in training_groups(cfg)]
+        prior_file = cfg.training_file(nmax["nb"], nmax["nrho"], "prior")
+        assert prior_file != cfg.training_file(nmax["nb"], nmax["nrho"])
+        assert prior_file in run_pipeline.expected_outputs(cfg)["generation"]
+        tasks = run_pipeline.tasks(cfg)
+        assert [stage for stage, _ in tasks].count("generation") == len(generation_tasks(cfg))
+
+
+def test_prior_ensemble_cannot_be_listed_by_hand():
+    with pytest.raises(ConfigError, match="prior_systematic=true"):
+        load_config("tiny", ['ensembles={"Nmax": {"arch": "arcL", "nb": 32, "nrho": 400}, '
+                             '"Nref_prior": {"arch": "arcL", "nb": 32, "nrho": 400}}'])
+    with pytest.raises(ConfigError, match="prior_space"):
+        load_config("tiny", ["prior_systematic=true", "prior_space.x_scale=0"])
+    with pytest.raises(ConfigError, match="true or false"):
+        load_config("tiny", ["prior_systematic=yes"])
