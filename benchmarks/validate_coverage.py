@@ -74,6 +74,9 @@ LEVELS = (1, 0)               # the closure test, and the diagnostic shown besid
 RELATIVE_FLOOR = 0.1          # relative errors only where |truth| >= 10% of the density's maximum
 HEADLINE = ("coverage", "coverage_err", "mean_abs_pull", "r_bv", "r_bv_err", "coverage_stat_rep",
             "median_rel_error", "median_sys_share", "common_bias_share_of_misses")
+# with the prior systematic (SPEC §8 extension, Nref_prior in the audience): the same of σ_tot,prior
+PRIOR_HEADLINE = ("coverage_with_prior", "coverage_with_prior_err", "mean_abs_pull_with_prior",
+                  "r_bv_with_prior", "r_bv_with_prior_err")
 
 
 # --- 1. audiences ----------------------------------------------------------------------------------
@@ -181,8 +184,13 @@ def family_metrics(truths: np.ndarray, budgets: list, groups=None) -> dict:
     missed = miss > total
     scale = np.abs(truths).max(axis=1, keepdims=True)
     relevant = np.abs(truths) >= RELATIVE_FLOOR * scale
+    with_prior = {}
+    if budgets[0].has_prior:
+        p = closure.closure_statistics(central, truths, np.stack([b.total_with_prior for b in budgets]), groups)
+        with_prior = dict(zip(PRIOR_HEADLINE, (p.coverage, p.coverage_err, p.mean_abs_pull, p.r_bv, p.r_bv_err)),
+                          verdict_with_prior=p.verdict)
     return {
-        "n_densities": stats.n_groups, "n_rows": stats.n_rows,
+        "n_densities": stats.n_groups, "n_rows": stats.n_rows, **with_prior,
         "coverage": stats.coverage, "coverage_err": stats.coverage_err,
         "mean_abs_pull": stats.mean_abs_pull, "r_bv": stats.r_bv, "r_bv_err": stats.r_bv_err,
         "verdict": stats.verdict,
@@ -219,7 +227,7 @@ def over_audiences(per_audience: dict) -> pd.DataFrame:
     for key in keys:
         ms = [per_audience[seed][key] for seed in per_audience]
         row = dict(zip(("family", "sigma_gev", "level"), key), n_audiences=len(ms))
-        for name in HEADLINE:
+        for name in HEADLINE + tuple(n for n in PRIOR_HEADLINE if n in ms[0]):
             values = np.array([m[name] for m in ms], dtype=float)
             row[f"{name}_mean"] = float(values.mean())
             row[f"{name}_spread"] = float(values.std(ddof=1)) if len(values) > 1 else np.nan
@@ -244,6 +252,7 @@ def _cell(summary_row, name: str, percent: bool, digits: int, stat: str | None =
 
 def markdown(cfg, summary: pd.DataFrame, table: pd.DataFrame, seeds, n_meas: int) -> str:
     k = len(seeds)
+    prior = "coverage_with_prior_mean" in summary.columns     # the audience has Nref_prior
     how = ("± the statistical error (spread over densities)" if k == 1 else
            f"mean ± spread over {k} audiences (seeds {', '.join(map(str, seeds))}) [± the typical "
            "statistical error within one audience]")
@@ -255,18 +264,22 @@ def markdown(cfg, summary: pd.DataFrame, table: pd.DataFrame, seeds, n_meas: int
              f"{100 * closure.HONEST_COVERAGE:.0f}%, mean |pull| {closure.HONEST_MEAN_ABS_PULL:.2f}, R_bv 1. "
              f"Figures: {how}.", "",
              "| family | σ | coverage of σ_tot, level 1 | mean \\|pull\\| | R_bv | level 0: coverage, R_bv "
-             "| level 1, σ_stat⊕σ_rep only | median rel. error | misses common to all ensembles | verdict (level 1) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| level 1, σ_stat⊕σ_rep only | median rel. error | misses common to all ensembles | verdict (level 1) |"
+             + (" σ_tot,prior (level 1): coverage, mean \\|pull\\|, R_bv |" if prior else ""),
+             "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if prior else "")]
     one = summary[summary["level"] == 1].set_index(["family", "sigma_gev"])
     zero = summary[summary["level"] == 0].set_index(["family", "sigma_gev"])
     for key, r in one.iterrows():
         z = zero.loc[key]
         flag = "" if r["complete"] else " (σ_tot incomplete)"
+        with_prior = (f" {_cell(r, 'coverage_with_prior', True, 0, 'coverage_with_prior_err')}, "
+                      f"{_cell(r, 'mean_abs_pull_with_prior', False, 2)}, "
+                      f"{_cell(r, 'r_bv_with_prior', False, 2, 'r_bv_with_prior_err')} |") if prior else ""
         lines.append(f"| {key[0]} | {key[1]} | {_cell(r, 'coverage', True, 0, 'coverage_err')}{flag} "
                      f"| {_cell(r, 'mean_abs_pull', False, 2)} | {_cell(r, 'r_bv', False, 2, 'r_bv_err')} "
                      f"| {_cell(z, 'coverage', True, 0)}, {_cell(z, 'r_bv', False, 2)} "
                      f"| {_cell(r, 'coverage_stat_rep', True, 0)} | {_cell(r, 'median_rel_error', True, 1)} "
-                     f"| {_cell(r, 'common_bias_share_of_misses', True, 0)} | {r['verdicts']} |")
+                     f"| {_cell(r, 'common_bias_share_of_misses', True, 0)} | {r['verdicts']} |{with_prior}")
     if k > 1:
         lines += ["", "Per audience (level 1):", "",
                   "| seed | family | σ | coverage of σ_tot | mean \\|pull\\| | R_bv | level-0 coverage |",
@@ -331,7 +344,8 @@ def write_outputs(cfg, audiences, inputs, results, out_dir: Path, timings: dict)
                 for (family, sigma_gev, level), rows in budgets.items():
                     g = h5.create_group(f"audience_seed_{seed}/{family}/sigma_{sigma_gev}/level_{level}")
                     g.attrs["closure_level"] = level
-                    for c in ("central", *bud.COMPONENTS, "total"):
+                    prior = ("sys_prior", "total_with_prior") if rows[0][0].has_prior else ()
+                    for c in ("central", *bud.COMPONENTS, "total", *prior):
                         g[c] = np.array([[b.component(c) for b in row] for row in rows])
             write_attrs(h5, provenance(cfg, what="validate_coverage", timings=json.dumps(timings),
                                        closure_levels=json.dumps(list(LEVELS)), measurements=n_meas,

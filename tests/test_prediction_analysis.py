@@ -137,7 +137,7 @@ def test_prior_systematic_end_to_end(trained, tmp_path, capsys):
     for sigma in cfg["sigmas_gev"]:
         table = pd.read_csv(cfg.results_file("delta_tanh", sigma, "budget.csv"))
         assert list(table.columns) == ["E", "central", "stat", "rep", "sys_b", "sys_rho", "sys_n", "total",
-                                       "sys_prior", "total_with_prior", "truth"]
+                                       "sys_prior", "total_with_prior", "truth", "closure_level"]
         assert np.all(np.isfinite(table.to_numpy())) and np.any(table["sys_prior"] > 0)
         np.testing.assert_allclose(table["total_with_prior"] ** 2, table["total"] ** 2 + table["sys_prior"] ** 2,
                                    rtol=1e-8)

@@ -151,6 +151,34 @@ def test_family_metrics_known_answers():
     assert family_metrics(truth, budgets)["common_bias_share_of_misses"] == 1.0
 
 
+def test_family_metrics_report_total_with_prior_beside_total():
+    """With Nref_prior in the audience the figures of σ_tot,prior appear beside σ_tot's: equal when
+    Σ_prior = 0, wider when Σ_prior covers the miss; without it there are no such figures."""
+    from budget import Budget
+    from validate_coverage import PRIOR_HEADLINE, family_metrics
+    n_e = 10
+    truth = np.ones((2, n_e))
+    zeros = np.zeros(n_e)
+
+    def budgets(sys_prior):
+        out = []
+        for miss in (0.5, 2.0):
+            extra = {} if sys_prior is None else {"sys_prior": zeros + sys_prior,
+                                                  "total_with_prior": np.hypot(1.0, zeros + sys_prior)}
+            out.append(Budget(central=truth[0] + miss, stat=zeros + 0.6, rep=zeros + 0.8, sys_b=zeros,
+                              sys_rho=zeros, sys_n=zeros, total=zeros + 1.0, **extra,
+                              ensembles={"Nmax": {"central": truth[0] + miss}}))
+        return out
+    plain = family_metrics(truth, budgets(None))
+    assert not any(name in plain for name in PRIOR_HEADLINE)
+    same = family_metrics(truth, budgets(0.0))
+    assert same["coverage_with_prior"] == same["coverage"] == 0.5
+    assert same["mean_abs_pull_with_prior"] == same["mean_abs_pull"]
+    wide = family_metrics(truth, budgets(2.0))          # σ_tot,prior = √5 > 2: both covered
+    assert wide["coverage_with_prior"] == 1.0 and wide["coverage"] == 0.5
+    assert wide["mean_abs_pull_with_prior"] == pytest.approx(1.25 / np.sqrt(5))
+
+
 def test_hlt_target_integrals_reproduce_lsdensities_closed_forms():
     """compare_hlt's quadratures of lsdensities' target integrals, with weight w = 1, equal its own
     closed forms (f_t and A0 of the FULLNORMGAUSS target); with the rratio weight they are those of
