@@ -1,6 +1,7 @@
-"""The physics core: kernels, the Chebyshev training space, Gaussian smearing, exact correlators
-and smeared targets for whole batches of samples, noise from a real lattice covariance, and
-standardisation.  Each formula of SPEC §1-5 is written once, here.
+"""The physics core: kernels, the Chebyshev training space (and the second space of the prior
+systematic, SPEC §8: the same construction with its own map scale and E0 range), Gaussian
+smearing, exact correlators and smeared targets for whole batches of samples, noise from a real
+lattice covariance, and standardisation.  Each formula of SPEC §1-5 is written once, here.
 
 Exact integrals (SPEC §3 accuracy contract).  For a sample with threshold E0 every integral
 runs over ω ∈ [E0, ∞).  ρ is continuous at E0 but has a kink there, so the quadrature nodes move
