@@ -491,6 +491,12 @@ def test_geometry_of_user_formats(tiny_cfg, tmp_path):
         read_user_samples(tmp_path / "c.dat", tiny_cfg, "u", kernel="rratio", T=32)
     with pytest.raises(InputError, match=r"c\.npy.*--bin 2: binning is for per-configuration data"):
         read_user_samples(tmp_path / "c.npy", tiny_cfg, "u", kind="bootstrap", kernel="rratio", T=64, bin_size=2)
+    np.save(tmp_path / "few.npy", x[:3])
+    with pytest.raises(InputError, match=r"few\.npy: 3 configuration\(s\) make 1 bin\(s\) of 2; expected at least 2"):
+        read_user_samples(tmp_path / "few.npy", tiny_cfg, "u", kernel="rratio", T=64, bin_size=2)
+    np.save(tmp_path / "short.npy", x[:, :20])
+    with pytest.raises(InputError, match=r"short\.npy, key 't': time slices .* lack \[20, 21"):
+        read_user_samples(tmp_path / "short.npy", tiny_cfg, "u", kernel="rratio", T=64)
     assert len(files) == 6
 
 
