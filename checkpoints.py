@@ -145,7 +145,7 @@ STATE_FORMAT = "spectral-train-state/1"
 TRAINING_KEYS = ("kernel", "T", "t_min", "t_max", "a_inv_gev", "energy_min_gev", "energy_max_gev",
                  "n_energies", "E0_min", "E0_max", "epsilon", "noise_file", "n_noise", "seed",
                  "rng_block", "leaky_slope", "weight_std", "lr", "batch_size", "lr_decay_start",
-                 "lr_decay_rate", "max_epochs", "patience", "min_delta", "val_fraction")
+                 "lr_decay_rate", "max_epochs", "patience", "min_delta", "val_fraction", "tf32")
 
 
 def identity(cfg, arch, ensemble, sigma_gev, replica, noise_mode) -> dict:

@@ -73,6 +73,9 @@ _REFERENCE = {
     "min_delta": 1e-5,
     "val_fraction": 0.2,
     "noise": "replica",            # NOISE_MODES: each replica's own N_noise copies (SPEC §7)
+    # CUDA only: TF32 (10-bit mantissa) in float32 matrix products and convolutions; off = IEEE
+    # float32, the same numbers as the CPU's within round-off (devices.select_device)
+    "tf32": False,
     # SPEC §7: the broad audience
     "n_replicas": 5,
     "ensembles": {

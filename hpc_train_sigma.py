@@ -21,7 +21,7 @@ import sys
 
 from config import NOISE_MODES, ConfigError, add_common_args, config_from_args, parse_index_range
 from io_utils import InputError
-from devices import configure_threads, select_device
+from devices import configure_threads, float32_precision, select_device
 from training import train_replicas
 from training_runs import EXIT_PREEMPTED, Preemption, check_run, runs_from_task_ids
 
@@ -60,8 +60,8 @@ def main(argv=None) -> int:
         else:
             runs = [check_run(cfg, args.ensemble, args.sigma, parse_index_range(args.replicas))]
         threads = configure_threads()
-        device = args.device or select_device()
-        print(f"preset {cfg.preset}, device {device}, {threads} CPU thread(s); runs: "
+        device = select_device(args.device, cfg["tf32"])
+        print(f"preset {cfg.preset}, device {device}, {float32_precision()}, {threads} CPU thread(s); runs: "
               + "; ".join(f"{e} sigma={s} replicas {r}" for e, s, r in runs))
         with Preemption() as stop:
             for ensemble, sigma, replicas in runs:

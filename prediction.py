@@ -234,7 +234,7 @@ def predict_all(cfg, inputs: InputSamples, device=None) -> dict:
 
     Returns {"written": [paths], "missing": [checkpoint paths], "skipped": [(ensemble, σ)]}.
     """
-    device = device or select_device()
+    device = select_device(device, cfg["tf32"])
     if inputs.samples.ndim != 2 or inputs.samples.shape[1] != cfg.n_t:
         raise ValueError(f"input samples of shape {list(inputs.samples.shape)}; expected [N, {cfg.n_t}]")
     report = {"written": [], "missing": [], "skipped": []}

@@ -57,7 +57,7 @@ def train_replicas(cfg, ensemble: str, sigma_gev, replicas: list[int], noise: st
     if noise is not None and noise != cfg["noise"]:
         cfg = load_config(cfg.preset, [*cfg.overrides, f"noise={noise}"], cfg.root)
     ensemble, sigma_gev, replicas = check_run(cfg, ensemble, sigma_gev, replicas)
-    device = torch.device(device) if device is not None else select_device()
+    device = select_device(device, cfg["tf32"])
     stop = stop or NeverStop()
     # Adam's second moments of tiny gradients become denormal floats (< 1e-38), whose arithmetic
     # made CPU steps up to ~10x slower here; flushing them to zero changes nothing measurable.

@@ -26,9 +26,9 @@ shortens it: an upper bound); the per-epoch validation pass (forward only, a qua
 items) is left out.  (a) and (b) train the 40 runs one after another; (c) and (d) train the 8
 (ensemble, σ) groups of 5.
 
-float32 throughout, TF32 off (the project's default).
+float32 throughout; TF32 off (the project's default) unless --tf32 (CUDA only; no effect on a CPU).
 
-    python benchmarks/bench_gpu.py [--seconds 6] [--samples N] [--archs arcS arcL]
+    python benchmarks/bench_gpu.py [--seconds 6] [--samples N] [--archs arcS arcL] [--tf32]
     python benchmarks/bench_gpu.py --quick        # seconds, on the CPU: the test suite runs it
 
 Data are random standardised inputs (N samples × 20 noisy copies × 32 slices) and targets of the
@@ -53,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_training import (BATCH, N_E, N_NOISE, N_T, baseline, batch_order, fresh_weights,  # noqa: E402
                             group_batches, replica_group, timed, worker_path)
 from config import load_config, training_groups  # noqa: E402
-from devices import configure_threads, select_device  # noqa: E402
+from devices import configure_threads, float32_precision, select_device  # noqa: E402
 from replica_streams import split_samples  # noqa: E402
 
 LAYOUTS = {"a": "baseline: Dataset + DataLoader, 1 network",
@@ -192,6 +192,7 @@ def parse_args(argv=None):
     parser.add_argument("--samples", type=int, help="clean samples (x20 noisy copies); default 400000 on CUDA, 5000 on CPU")
     parser.add_argument("--archs", nargs="+", default=["arcS", "arcL"], choices=["arcS", "arcM", "arcL"])
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--tf32", action="store_true", help="TF32 in CUDA's float32 matmul/conv (default off, as the preset)")
     parser.add_argument("--quick", action="store_true",
                         help="a check that it runs: 0.2 s per figure, 500 samples, (d) skipped on the CPU")
     return parser.parse_args(argv)
@@ -200,7 +201,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     threads = configure_threads()
-    device = torch.device(args.device) if args.device else select_device()
+    device = select_device(args.device, args.tf32)
     torch.set_flush_denormal(True)          # as the worker does
     sync = torch.cuda.synchronize if device.type == "cuda" else None
     seconds, warmup = (0.2, 0.1) if args.quick else (args.seconds, 1.0)
@@ -215,7 +216,7 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     print(f"device: {device_name(device)}" + ("" if device.type == "cuda" else " -- no CUDA device found, "
                                                "these are CPU figures"))
-    print(f"torch {torch.__version__}, {threads} CPU thread(s), float32, TF32 off, batch {BATCH}, "
+    print(f"torch {torch.__version__}, {threads} CPU thread(s), {float32_precision()}, batch {BATCH}, "
           f"{n_samples} samples x {N_NOISE} noisy copies, {seconds:g} s per figure "
           "(the machine may be shared: figures are as measured)")
 

@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bench_gpu  # noqa: E402
 from bench_training import BATCH, batch_order, fresh_weights, group_batches, replica_group  # noqa: E402
 from config import load_config  # noqa: E402
+from devices import float32_precision, select_device  # noqa: E402
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -204,4 +205,29 @@ def test_round_off_tolerance_admits_float32_and_rejects_tf32_rounding():
 
 @needs_cuda
 def test_cuda_float32_equals_the_cpu_within_round_off():
+    select_device("cuda", tf32=False)
     assert _agree(_one_step("cuda"), _one_step("cpu"))
+
+
+# --- TF32: an explicit option, off by default ------------------------------------------------------
+@pytest.fixture
+def restore_precision():
+    yield
+    select_device(tf32=False)
+
+
+def test_tf32_is_off_unless_the_preset_asks_and_a_no_op_on_the_cpu(make_cfg, tmp_path, restore_precision):
+    """Every preset has tf32 off; the training sets the precision from the preset where it
+    chooses the device; on the CPU TF32 changes no number (same history, same weights)."""
+    from config import PRESETS
+    assert all(preset["tf32"] is False for preset in PRESETS.values())
+    histories = {}
+    for tf32 in (True, False):
+        root = tmp_path / f"tf32_{tf32}"
+        root.mkdir()
+        (root / "training_datasets_T32").symlink_to(tmp_path / "training_datasets_T32")
+        cfg = make_cfg("max_epochs=2", "ensembles.Nref_n.nrho=200", f"tf32={str(tf32).lower()}", root=root)
+        training.train_replicas(cfg, "Nref_n", 0.44, [0], device="cpu", log=quiet)
+        assert float32_precision() == ("TF32 on (CUDA matmul/conv)" if tf32 else "IEEE float32 (TF32 off)")
+        histories[tf32] = cfg.history_path(0.44, "Nref_n", 0).read_text()
+    assert histories[True] == histories[False]
