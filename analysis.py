@@ -7,6 +7,8 @@ mock) and ``.hdf5`` (every component, the Δ_X and σ_ΔX, each ensemble's own v
 closure level, the provenance), draw the plots and summarise a mock per σ with closure.py's
 statistics: coverage (share of energies with |ρ̄ - truth| ≤ σ_tot), mean |pull| and R_bv -- of ONE
 measurement, so the coverage is uncertain by about ±20 % (SPEC §9; validate_coverage.py repeats it).
+Outputs made from the same prediction files (their SHA-256) with the same settings are up to date
+(the ``fingerprint`` attribute of the .hdf5): they are kept and reported, ``--force`` redoes them.
 
 With the prior systematic (SPEC §8 "Beyond the paper", preset option ``prior_systematic``) the
 audience has Nref_prior, and both files get two more columns after ``total``: ``sys_prior`` and
@@ -24,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import dataclass
 
 import h5py
@@ -33,9 +34,11 @@ import pandas as pd
 
 import budget as bud
 import closure
+from cli import main_guard
 from config import add_common_args, config_from_args
 from figures import plt, save_png
-from io_utils import InputError, atomic_output, open_h5, provenance, read_dataset, write_attrs
+from io_utils import (InputError, atomic_output, check_writable, file_sha256, fingerprint, open_h5, provenance,
+                      read_dataset, recorded_fingerprint, write_attrs)
 from mocks import user_data_name
 
 CSV_COLUMNS = ("E", "central", "stat", "rep", "sys_b", "sys_rho", "sys_n", "total")
@@ -160,13 +163,13 @@ def budget_record(cfg, s: PredictionSet, frame: pd.DataFrame, record: dict) -> d
             "columns": list(frame.columns), **columns, "settings": settings, "provenance": record}
 
 
-def write_results(cfg, s: PredictionSet, b: bud.Budget, summary: Summary | None) -> list:
+def write_results(cfg, s: PredictionSet, b: bud.Budget, summary: Summary | None, made_of: str) -> list:
     """CSV, JSON and HDF5 of the budget, atomically; returns the paths written."""
     frame = budget_frame(b, s)
     level = {} if s.closure_level is None else {"closure_level": int(s.closure_level)}
     record = provenance(cfg, mock=s.mock, sigma_gev=s.sigma_gev, sample_kind=s.kind, **level,
                         prediction_files=json.dumps(s.files), warnings=json.dumps(b.warnings),
-                        summary=summary.line() if summary else "no truth (user data)")
+                        summary=summary.line() if summary else "no truth (user data)", fingerprint=made_of)
     csv_path = cfg.results_file(s.mock, s.sigma_gev, "budget.csv")
     with atomic_output(csv_path) as tmp:
         frame.to_csv(tmp, index=False, na_rep="nan", float_format="%.10g")
@@ -288,37 +291,48 @@ def plot_pulls(s: PredictionSet, b: bud.Budget, path) -> None:
 
 
 # --- the whole analysis --------------------------------------------------------------------------
-def analyze_sigma(cfg, mock: str, sigma_gev: float) -> tuple[Summary | None, list]:
-    """Budget, files and plots of one (input, σ); returns the summary (None without truth)."""
+def analyze_sigma(cfg, mock: str, sigma_gev: float, force: bool = False) -> tuple[Summary | None, list, list]:
+    """Budget, files and plots of one (input, σ): (the summary (None without truth), the files
+    written, the files kept because they are up to date)."""
     s = load_predictions(cfg, mock, sigma_gev)
     b = bud.error_budget(s.predictions, s.kind)
     for warning in b.warnings:
         print(f"  WARNING (σ = {sigma_gev}): {warning}")
     summary = summarise(b, s) if s.truth is not None else None
-    written = write_results(cfg, s, b, summary)
     plots = {"result": plot_result, "ensembles": plot_ensembles, "budget": plot_budget}
     if s.truth is not None:
         plots["pulls"] = plot_pulls
+    outputs = ([cfg.results_file(mock, sigma_gev, suffix) for suffix in ("budget.hdf5", "budget.csv", "budget.json")]
+               + [cfg.results_file(mock, sigma_gev, f"{suffix}.png") for suffix in plots])
+    made_of = fingerprint({"values": cfg.values_json(),
+                           "prediction_files": {ens: file_sha256(path) if s.predictions[ens] is not None else None
+                                                for ens, path in s.files.items()}})
+    if not force and recorded_fingerprint(outputs[0]) == made_of and all(p.is_file() for p in outputs):
+        return summary, [], outputs
+    written = write_results(cfg, s, b, summary, made_of)
     for suffix, plot in plots.items():
         path = cfg.results_file(mock, sigma_gev, f"{suffix}.png")
         plot(s, b, path)
         written.append(path)
-    return summary, written
+    return summary, written, []
 
 
-def analyze(cfg, mock: str) -> list[Summary]:
+def analyze(cfg, mock: str, force: bool = False) -> list[Summary]:
     """Analyse every σ of the preset for one input; prints what it wrote and the summary."""
     summaries, failed = [], []
     for sigma_gev in cfg["sigmas_gev"]:
         print(f"{mock}, sigma = {sigma_gev}:")
         try:
-            summary, written = analyze_sigma(cfg, mock, sigma_gev)
+            summary, written, kept = analyze_sigma(cfg, mock, sigma_gev, force)
         except (InputError, ValueError) as err:
             print(f"  ERROR: {err}")
             failed.append(sigma_gev)
             continue
         for path in written:
             print(f"  wrote {path}")
+        if kept:
+            print(f"  up to date: {', '.join(p.name for p in kept)} (same prediction files and settings; "
+                  "--force redoes them)")
         if summary is not None:
             summaries.append(summary)
     print(f"\nSummary for {mock}:")
@@ -331,17 +345,17 @@ def analyze(cfg, mock: str) -> list[Summary]:
     return summaries
 
 
+@main_guard
 def main(description: str, mock: str | None = None, argv=None) -> int:
     """The command line of the analyze_*.py scripts: a validation mock, or ``--name`` of user data."""
     parser = add_common_args(argparse.ArgumentParser(description=description))
     if mock is None:
         parser.add_argument("--name", required=True, type=user_data_name,
                             help="the --name given to predict_on_user_data.py")
+    parser.add_argument("--force", action="store_true",
+                        help="redo result files that are up to date (same prediction files and settings)")
     args = parser.parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    analyze(cfg, mock or args.name)
+    cfg = config_from_args(args)
+    check_writable(cfg.path("results"), "result tables and plots")
+    analyze(cfg, mock or args.name, args.force)
     return 0

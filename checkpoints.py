@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from io_utils import InputError, atomic_output
+from io_utils import InputError, atomic_output, save_torch
 from pytorch_models_t32 import ARCHITECTURES, SpectralNet
 
 FORMAT = "spectral-net-checkpoint/1"
@@ -55,10 +55,7 @@ def save_checkpoint(path, model: SpectralNet, **meta) -> Path:
             value = value.item()
         record[key] = value
     record["state_dict"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    path = Path(path)
-    with atomic_output(path) as tmp:
-        torch.save(record, tmp)
-    return path
+    return save_torch(record, path)
 
 
 def _read(path: Path, map_location) -> dict:
@@ -103,6 +100,18 @@ def load_checkpoint(path, map_location="cpu", cfg=None, arch: str | None = None)
                          f"network with n_t={meta['n_t']}, {meta['n_out']} outputs (expected {expected})")
     model.load_state_dict(record["state_dict"])
     return model.to(map_location).eval(), meta
+
+
+def checkpoint_problem(path) -> str | None:
+    """Why the checkpoint at ``path`` cannot be used ('missing', 'unreadable (...)'), or None."""
+    path = Path(path)
+    if not path.is_file():
+        return "missing"
+    try:
+        load_checkpoint(path)
+    except InputError as err:
+        return f"unreadable ({err.problem})"
+    return None
 
 
 def check_geometry(meta: dict, cfg, path) -> None:
@@ -179,8 +188,7 @@ class ReplicaState:
 
 def save_state(path: Path, state: ReplicaState) -> None:
     record = {"format": STATE_FORMAT, **{f.name: getattr(state, f.name) for f in fields(state)}}
-    with atomic_output(path) as tmp:
-        torch.save(record, tmp)
+    save_torch(record, path)
 
 
 def load_state(path: Path, ident: dict) -> ReplicaState:

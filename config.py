@@ -19,16 +19,26 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import os
+import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
+
+from cli import main_guard
+from io_utils import UserError
+from sigma_model_utils import KERNELS
 
 M_MUON_GEV = 0.10566  # SPEC §5: the energy grid is linspace(m_mu, 24 m_mu, 47)
 # SPEC §7: the noise a replica trains on (replica_streams.py): its own noise instance, the training
 # file's shared copies, or new noise every epoch
 NOISE_MODES = ("replica", "stored", "fresh")
+# SPEC §6: the channels (c1, c2) of each network architecture an ensemble may name
+ARCHITECTURES = {"arcS": (16, 32), "arcM": (32, 64), "arcL": (64, 128)}
 
 _REFERENCE = {
     # SPEC §2: geometry and kernel
@@ -152,7 +162,7 @@ PRIOR_ENSEMBLE = "Nref_prior"      # the ensemble of the prior systematic
 SPACES = ("chebyshev", "prior")    # the training spaces (sigma_model_utils.space_parameters)
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A preset name, an override or a resolved value that cannot be used."""
 
 
@@ -187,6 +197,18 @@ class Config(dict):
     def sigma(self, sigma_gev: float) -> float:
         """A smearing width of ``sigmas_gev`` in lattice units."""
         return float(sigma_gev) / self["a_inv_gev"]
+
+    def options(self) -> list[str]:
+        """--preset, --set ..., --root: how any script is told to use this configuration."""
+        options = ["--preset", self.preset, "--root", str(self.root)]
+        for item in self.overrides:
+            options += ["--set", item]
+        return options
+
+    def command(self, script: str, *arguments) -> str:
+        """The shell command that runs ``script`` with this configuration (for repair messages)."""
+        preset, rest = self.options()[:2], self.options()[2:]
+        return shlex.join(["python", script, *preset, *map(str, arguments), *rest])
 
     def to_json(self) -> str:
         return json.dumps({"preset": self.preset, "overrides": self.overrides,
@@ -225,6 +247,15 @@ class Config(dict):
 
     def history_path(self, sigma_gev: float, ensemble: str, replica: int) -> Path:
         return self.model_dir(sigma_gev, ensemble) / f"replica_{replica}_best_history.csv"
+
+    def replica_lock(self, sigma_gev: float, ensemble: str, replica: int) -> Path:
+        """Held by the one process training this replica (io_utils.task_lock); the lock files live
+        in locks/ under --root, beside no output."""
+        return self.root / "locks" / f"training_sigma{sigma_tag(sigma_gev)}_{ensemble}_replica_{replica}.lock"
+
+    def generation_lock(self, nb: int, space: str = "chebyshev") -> Path:
+        """Held by the one process generating the training files of this N_b and space."""
+        return self.root / "locks" / f"generation_T{self.n_t}_{space}_Nb{nb}.lock"
 
     def prediction_file(self, mock: str, ensemble: str, sigma_gev: float) -> Path:
         return (self.root / f"mock_predictions_sigma{sigma_tag(sigma_gev)}"
@@ -324,40 +355,179 @@ def _apply_override(values: dict, item: str) -> None:
     node[parts[-1]] = _parse_value(raw)
 
 
+# --- the schema: type, range and meaning of every setting ------------------------------------------
+@dataclass(frozen=True)
+class Setting:
+    """One preset key: its type ('int', 'float', 'str', 'int list', 'float list', 'ensembles'),
+    the range its values must lie in (a predicate and the words for it) and what it means."""
+    kind: str
+    meaning: str
+    expected: str = ""
+    valid: Callable[[object], bool] = lambda value: True
+
+
+def _positive(x) -> bool:
+    return x > 0
+
+
+def _at_least(n):
+    return lambda x: x >= n
+
+
+SCHEMA = {
+    "kernel": Setting("str", "kernel b(t, ω) of SPEC §2", f"one of {KERNELS}", lambda k: k in KERNELS),
+    "T": Setting("int", "temporal extent of the lattice, 1/temperature for the thermal kernel", ">= 2", _at_least(2)),
+    "t_min": Setting("int", "first input time slice", ">= 1 (t = 0 is never an input)", _at_least(1)),
+    "t_max": Setting("int", "last input time slice", "> t_min", _at_least(2)),
+    "a_inv_gev": Setting("float", "inverse lattice spacing 1/a in GeV", "> 0", _positive),
+    "energy_min_gev": Setting("float", "lowest target energy (GeV)", "> 0", _positive),
+    "energy_max_gev": Setting("float", "highest target energy (GeV)", "> energy_min_gev", _positive),
+    "n_energies": Setting("int", "number of target energies N_E", ">= 2", _at_least(2)),
+    "sigmas_gev": Setting("float list", "smearing widths σ (GeV)", "a non-empty list of widths >= 0.005 "
+                          "(the directory tag 100·σ must be >= 1)", lambda s: len(s) > 0 and all(
+                              x > 0 and sigma_tag(x) >= 1 for x in s)),
+    "E0_min": Setting("float", "lowest onset E0 of the training densities", "> 0", _positive),
+    "E0_max": Setting("float", "highest onset E0 of the training densities", "> E0_min", _positive),
+    "epsilon": Setting("float", "decay exponent ε of the Chebyshev coefficients", ">= 0", _at_least(0)),
+    "nb_list": Setting("int list", "numbers N_b of Chebyshev basis functions generated",
+                       "a non-empty list of distinct integers >= 1",
+                       lambda s: len(s) > 0 and min(s) >= 1 and len(set(s)) == len(s)),
+    "nrho_list": Setting("int list", "training-set sizes N_ρ generated (prefixes of one stream)",
+                         "a non-empty, strictly increasing list of integers >= 2",
+                         lambda s: len(s) > 0 and s[0] >= 2 and all(a < b for a, b in zip(s, s[1:]))),
+    "noise_file": Setting("str", "noise file (mean, cov, t; SPEC §4), relative to --root or the repository",
+                          f"the path of a noise file (the default {_REFERENCE['noise_file']}, or one made "
+                          "by make_noise_file.py)", lambda p: p.strip() != ""),
+    "prior_systematic": Setting("bool", "whether the prior systematic Σ_prior is computed (ensemble "
+                                "Nref_prior, SPEC §8)"),
+    "prior_space": Setting("table", "the second training space of Nref_prior: {x_scale, E0_min, E0_max, "
+                           "epsilon}"),
+    "tf32": Setting("bool", "CUDA only: TF32 in float32 matrix products and convolutions (off: IEEE float32)"),
+    "noise": Setting("str", "the noise a replica trains on (SPEC §7)", f"one of {NOISE_MODES}",
+                     lambda m: m in NOISE_MODES),
+    "n_noise": Setting("int", "noisy copies N_noise per training sample", ">= 1", _at_least(1)),
+    "seed": Setting("int", "seed from which every random stream derives", ">= 0", _at_least(0)),
+    "rng_block": Setting("int", "samples per independent random block", ">= 1", _at_least(1)),
+    "leaky_slope": Setting("float", "negative slope of the LeakyReLU", ">= 0", _at_least(0)),
+    "weight_std": Setting("float", "standard deviation of the initial weights", "> 0", _positive),
+    "lr": Setting("float", "Adam learning rate", "> 0", _positive),
+    "batch_size": Setting("int", "training batch size", ">= 1", _at_least(1)),
+    "lr_decay_start": Setting("int", "first epoch index with a decayed learning rate", ">= 0", _at_least(0)),
+    "lr_decay_rate": Setting("float", "learning-rate decay per epoch", ">= 0", _at_least(0)),
+    "max_epochs": Setting("int", "most training epochs", ">= 1", _at_least(1)),
+    "patience": Setting("int", "epochs without improvement before early stopping", ">= 1", _at_least(1)),
+    "min_delta": Setting("float", "smallest validation-loss decrease that counts as improvement", ">= 0",
+                         _at_least(0)),
+    "val_fraction": Setting("float", "share of the clean samples held out for validation",
+                            "strictly between 0 and 1", lambda f: 0 < f < 1),
+    "n_replicas": Setting("int", "replicas N_r per ensemble", ">= 2 (the replica spread σ_rep needs two)",
+                          _at_least(2)),
+    "ensembles": Setting("ensembles", "the ensembles of the broad audience, SPEC §7"),
+    "n_boot": Setting("int", "bootstrap samples N_boot of a test correlator",
+                      ">= 2 (the statistical error needs two)", _at_least(2)),
+    "closure_level": Setting("int", "how a mock is seen (closure.py)", "1 (measured mocks, the default) or 0 "
+                             "(samples around the exact correlator, a diagnostic)", lambda v: v in (0, 1)),
+    "closure_repetition": Setting("int", "which seeded measurement of the mocks (level 1)", ">= 0",
+                                  _at_least(0)),
+    "o3_threshold": Setting("float", "threshold E_th of the O(3) mock (lattice units)", "> 0", _positive),
+    "delta_A": Setting("float", "weight A of the delta-tanh mock's peak", ">= 0", _at_least(0)),
+    "delta_M": Setting("float", "position M of the delta-tanh mock's peak (lattice units)", "> 0", _positive),
+    "delta_B": Setting("float", "height B of the delta-tanh mock's continuum", ">= 0", _at_least(0)),
+    "delta_Ec": Setting("float", "onset E_c of the delta-tanh mock's continuum (lattice units)", "> 0",
+                        _positive),
+    "delta_w": Setting("float", "rise width w of the delta-tanh mock's continuum (lattice units)", "> 0",
+                       _positive),
+}
+
+# the keys of one ensemble of the ``ensembles`` table
+ENSEMBLE_SCHEMA = {
+    "arch": Setting("str", "network architecture (SPEC §6)", f"one of {tuple(ARCHITECTURES)}",
+                    lambda a: a in ARCHITECTURES),
+    "nb": Setting("int", "N_b of its training set (one of nb_list)", ">= 1", _at_least(1)),
+    "nrho": Setting("int", "N_ρ of its training set (one of nrho_list)", ">= 2", _at_least(2)),
+    "space": Setting("str", "its training space (optional, default chebyshev)", f"one of {SPACES}",
+                     lambda s: s in SPACES),
+}
+ENSEMBLE_OPTIONAL = ("space",)
+
+# the keys of the ``prior_space`` table
+PRIOR_SPACE_SCHEMA = {
+    "x_scale": Setting("float", "energy scale of the map x(E) = 1 - 2 exp(-E / x_scale)", "> 0", _positive),
+    "E0_min": Setting("float", "lowest onset of the prior space's densities", "> 0", _positive),
+    "E0_max": Setting("float", "highest onset of the prior space's densities", "> prior_space.E0_min",
+                      _positive),
+    "epsilon": Setting("float", "decay exponent of the prior space's coefficients", ">= 0", _at_least(0)),
+}
+
+_TYPE_WORDS = {"int": "an integer", "float": "a finite number", "str": "a string", "bool": "true or false",
+               "int list": "a list of integers", "float list": "a list of finite numbers",
+               "ensembles": "a table label -> {arch, nb, nrho}", "table": "a table"}
+
+
+def _has_type(kind: str, value) -> bool:
+    def is_int(x):
+        return isinstance(x, int) and not isinstance(x, bool)
+
+    def is_float(x):
+        return (is_int(x) or isinstance(x, float)) and math.isfinite(x)
+
+    if kind.endswith(" list"):
+        one = is_int if kind == "int list" else is_float
+        return isinstance(value, list) and all(one(x) for x in value)
+    return {"int": is_int, "float": is_float, "str": lambda x: isinstance(x, str),
+            "bool": lambda x: isinstance(x, bool), "ensembles": lambda x: isinstance(x, dict),
+            "table": lambda x: isinstance(x, dict)}[kind](value)
+
+
+def _check_setting(name: str, setting: Setting, value) -> None:
+    """One value against its Setting, or a ConfigError naming key, value, expectation and meaning."""
+    if not _has_type(setting.kind, value) or not setting.valid(value):
+        shown = float(value) if setting.kind == "float" and _has_type("float", value) else value
+        words = _TYPE_WORDS[setting.kind]
+        if not setting.expected:
+            expected = words
+        elif setting.expected[0].isalpha():      # a phrase of its own: "one of ...", "the path ..."
+            expected = setting.expected
+        else:                                    # a range: ">= 1"
+            expected = f"{words} {setting.expected}"
+        raise ConfigError(f"{name}={shown!r}: expected {expected} -- {setting.meaning}")
+
+
 def _validate(cfg: Config) -> None:
-    kernels = ("laplace", "periodic", "rratio", "thermal")
-    if cfg["kernel"] not in kernels:
-        raise ConfigError(f"kernel {cfg['kernel']!r}: expected one of {kernels}")
-    if not 1 <= cfg["t_min"] <= cfg["t_max"]:
+    """Every key against SCHEMA, then the relations between keys; the first problem is a ConfigError."""
+    unknown = sorted(set(cfg) - set(SCHEMA))
+    if unknown:
+        raise ConfigError(f"unknown keys {unknown}; known keys: {', '.join(sorted(SCHEMA))}")
+    for name, setting in SCHEMA.items():
+        if name not in cfg:
+            raise ConfigError(f"{name} missing ({setting.meaning})")
+        _check_setting(name, setting, cfg[name])
+    for label, ens in cfg["ensembles"].items():
+        required = set(ENSEMBLE_SCHEMA) - set(ENSEMBLE_OPTIONAL)
+        if not isinstance(ens, dict) or not required <= set(ens) <= set(ENSEMBLE_SCHEMA):
+            raise ConfigError(f"ensembles.{label} = {ens!r}: expected a table with the keys "
+                              f"{sorted(required)} (and optionally {list(ENSEMBLE_OPTIONAL)})")
+        for key in ens:
+            _check_setting(f"ensembles.{label}.{key}", ENSEMBLE_SCHEMA[key], ens[key])
+    if set(cfg["prior_space"]) != set(PRIOR_SPACE_SCHEMA):
+        raise ConfigError(f"prior_space = {cfg['prior_space']!r}: expected the keys {list(PRIOR_SPACE_SCHEMA)}")
+    for key, setting in PRIOR_SPACE_SCHEMA.items():
+        _check_setting(f"prior_space.{key}", setting, cfg["prior_space"][key])
+    if not cfg["t_min"] < cfg["t_max"]:
         raise ConfigError(f"time slices t_min={cfg['t_min']}, t_max={cfg['t_max']}: "
-                          "expected 1 <= t_min <= t_max (t = 0 is never an input, SPEC §2)")
+                          "expected 1 <= t_min < t_max (t = 0 is never an input, SPEC §2)")
     if cfg["kernel"] != "laplace" and cfg["t_max"] >= cfg["T"]:
         raise ConfigError(f"t_max={cfg['t_max']} must be below T={cfg['T']} for kernel {cfg['kernel']}")
-    if not 0 < cfg["E0_min"] < cfg["E0_max"]:
-        raise ConfigError(f"E0 range ({cfg['E0_min']}, {cfg['E0_max']}): expected 0 < E0_min < E0_max")
-    if cfg["noise"] not in NOISE_MODES:
-        raise ConfigError(f"noise {cfg['noise']!r}: expected one of {NOISE_MODES}")
-    if sorted(cfg["nrho_list"]) != list(cfg["nrho_list"]):
-        raise ConfigError(f"nrho_list {cfg['nrho_list']} must be increasing (prefixes of one stream)")
+    for low, high in (("E0_min", "E0_max"), ("energy_min_gev", "energy_max_gev")):
+        if not cfg[low] < cfg[high]:
+            raise ConfigError(f"{low}={cfg[low]}, {high}={cfg[high]}: expected {low} < {high}")
     for name, ens in cfg["ensembles"].items():
         if ens["nb"] not in cfg["nb_list"] or ens["nrho"] not in cfg["nrho_list"]:
             raise ConfigError(f"ensemble {name}: N_b={ens['nb']}, N_rho={ens['nrho']} is not among "
                               f"the generated sets nb_list={cfg['nb_list']}, nrho_list={cfg['nrho_list']}")
-    if cfg["closure_level"] not in (0, 1):
-        raise ConfigError(f"closure_level={cfg['closure_level']!r}: expected 1 (measured mocks, the "
-                          "default) or 0 (samples around the exact correlator, a diagnostic)")
-    if not isinstance(cfg["closure_repetition"], int) or cfg["closure_repetition"] < 0:
-        raise ConfigError(f"closure_repetition={cfg['closure_repetition']!r}: expected an integer >= 0")
-    if not isinstance(cfg["noise_file"], str) or not cfg["noise_file"].strip():
-        raise ConfigError(f"noise_file={cfg['noise_file']!r}: expected the path of a noise file (the "
-                          f"default {_REFERENCE['noise_file']}, or one made by make_noise_file.py)")
     prior = cfg["prior_space"]
-    if set(prior) != {"x_scale", "E0_min", "E0_max", "epsilon"}:
-        raise ConfigError(f"prior_space {prior}: expected the keys x_scale, E0_min, E0_max, epsilon")
-    if not (prior["x_scale"] > 0 and 0 < prior["E0_min"] < prior["E0_max"]):
-        raise ConfigError(f"prior_space {prior}: expected x_scale > 0 and 0 < E0_min < E0_max")
-    if not isinstance(cfg["prior_systematic"], bool):
-        raise ConfigError(f"prior_systematic={cfg['prior_systematic']!r}: expected true or false")
+    if not prior["E0_min"] < prior["E0_max"]:
+        raise ConfigError(f"prior_space {prior}: expected E0_min < E0_max")
     if len({sigma_tag(s) for s in cfg["sigmas_gev"]}) != len(cfg["sigmas_gev"]):
         raise ConfigError(f"sigmas_gev {cfg['sigmas_gev']}: two widths share a directory tag 100·σ")
 
@@ -370,11 +540,14 @@ def load_config(preset: str = "reference", overrides: list[str] | None = None,
     values = copy.deepcopy(PRESETS[preset])
     for item in overrides or []:
         _apply_override(values, item)
-    if PRIOR_ENSEMBLE in values["ensembles"]:
+    ensembles = values.get("ensembles")
+    if isinstance(ensembles, dict) and PRIOR_ENSEMBLE in ensembles:
         raise ConfigError(f"ensemble {PRIOR_ENSEMBLE} is derived from Nmax; turn it on with "
                           "--set prior_systematic=true instead of listing it")
     if values.get("prior_systematic") is True:    # SPEC §8: Nmax's network, N_b and N_rho
-        values["ensembles"][PRIOR_ENSEMBLE] = dict(values["ensembles"]["Nmax"], space="prior")
+        if not isinstance(ensembles, dict) or not isinstance(ensembles.get("Nmax"), dict):
+            raise ConfigError("prior_systematic=true needs the ensemble Nmax (Nref_prior is derived from it)")
+        ensembles[PRIOR_ENSEMBLE] = dict(ensembles["Nmax"], space="prior")
     cfg = Config(values, preset, overrides or [], Path(root))
     _validate(cfg)
     return cfg
@@ -394,6 +567,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return load_config(args.preset, args.overrides, args.root)
 
 
+@main_guard
 def main(argv: list[str] | None = None) -> int:
     parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     sub = parser.add_subparsers(dest="command", required=True)
@@ -405,28 +579,24 @@ def main(argv: list[str] | None = None) -> int:
     get.add_argument("key")
     sub.add_parser("show", help="print the resolved configuration")
     args = parser.parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-        if args.command == "array-size":
-            n = {"generation": len(generation_tasks(cfg)), "training": len(training_tasks(cfg)),
-                 "training-groups": len(training_groups(cfg))}[args.stage]
-            print(n)
-        elif args.command == "group-range":
-            groups = training_groups(cfg)
-            if not 0 <= args.group < len(groups):
-                raise ConfigError(f"training group {args.group}: expected 0..{len(groups) - 1}")
-            ids = groups[args.group][2]
-            print(f"{ids[0]}-{ids[-1]}")
-        elif args.command == "get":
-            if args.key not in cfg:
-                raise ConfigError(f"unknown key {args.key!r}")
-            value = cfg[args.key]
-            print(json.dumps(value) if isinstance(value, (dict, list)) else value)
-        else:
-            print(json.dumps(dict(cfg), indent=2))
-    except ConfigError as err:
-        print(f"config error: {err}", file=sys.stderr)
-        return 2
+    cfg = config_from_args(args)
+    if args.command == "array-size":
+        n = {"generation": len(generation_tasks(cfg)), "training": len(training_tasks(cfg)),
+             "training-groups": len(training_groups(cfg))}[args.stage]
+        print(n)
+    elif args.command == "group-range":
+        groups = training_groups(cfg)
+        if not 0 <= args.group < len(groups):
+            raise ConfigError(f"training group {args.group}: expected 0..{len(groups) - 1}")
+        ids = groups[args.group][2]
+        print(f"{ids[0]}-{ids[-1]}")
+    elif args.command == "get":
+        if args.key not in cfg:
+            raise ConfigError(f"unknown key {args.key!r}")
+        value = cfg[args.key]
+        print(json.dumps(value) if isinstance(value, (dict, list)) else value)
+    else:
+        print(json.dumps(dict(cfg), indent=2))
     return 0
 
 

@@ -14,9 +14,10 @@ import sys
 
 import numpy as np
 
-from config import ConfigError, add_common_args, config_from_args
+from cli import main_guard
+from config import add_common_args, config_from_args
 from figures import plt, save_png
-from io_utils import InputError
+from io_utils import check_writable
 from mocks import MOCKS, make_mock, write_mock_file
 from noise_files import load_noise_file
 
@@ -38,18 +39,16 @@ def plot_mock(cfg, mock, path) -> None:
     save_png(fig, path)
 
 
+@main_guard
 def main(argv=None) -> int:
     parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument("--mock", choices=MOCKS, default="delta_tanh")
     args = parser.parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-        noise = load_noise_file(cfg.input_path(cfg["noise_file"]), cfg)
-        mock = make_mock(args.mock, cfg)
-    except (ConfigError, InputError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    cfg = config_from_args(args)
     path = cfg.mock_file(args.mock)
+    check_writable(path.parent, "mock files")
+    noise = load_noise_file(cfg.input_path(cfg["noise_file"]), cfg)
+    mock = make_mock(args.mock, cfg)
     write_mock_file(cfg, mock, noise, path)
     picture = path.with_suffix(".png")
     plot_mock(cfg, mock, picture)

@@ -14,11 +14,13 @@ import argparse
 import sys
 import time
 
+from cli import main_guard
 from config import SPACES, ConfigError, add_common_args, config_from_args, generation_tasks
-from io_utils import InputError, exit_cleanly_on_sigterm
+from io_utils import exit_cleanly_on_sigterm
 from training_sets import generate_training_files
 
 
+@main_guard
 def main(argv=None) -> int:
     parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     which = parser.add_mutually_exclusive_group(required=True)
@@ -29,23 +31,21 @@ def main(argv=None) -> int:
                              "of the prior systematic)")
     parser.add_argument("--workers", type=int, default=None,
                         help="worker processes (default: $SLURM_CPUS_PER_TASK or all usable cores)")
+    parser.add_argument("--wait-lock", action="store_true",
+                        help="if another process generates this N_b, wait for it instead of stopping")
     args = parser.parse_args(argv)
     exit_cleanly_on_sigterm()
-    try:
-        cfg = config_from_args(args)
-        tasks = generation_tasks(cfg)
-        if args.task_id is not None and not 0 <= args.task_id < len(tasks):
-            raise ConfigError(f"--task-id {args.task_id}: the preset has {len(tasks)} generation "
-                              f"tasks ((space, N_b): {tasks})")
-        space, nb = tasks[args.task_id] if args.task_id is not None else (args.space, args.nb)
-        if (space, nb) not in tasks:
-            raise ConfigError(f"--nb {nb} --space {space} is not a generation task of the preset "
-                              f"((space, N_b): {tasks})")
-        start = time.perf_counter()
-        paths = generate_training_files(cfg, nb, workers=args.workers, space=space)
-    except (ConfigError, InputError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    cfg = config_from_args(args)
+    tasks = generation_tasks(cfg)
+    if args.task_id is not None and not 0 <= args.task_id < len(tasks):
+        raise ConfigError(f"--task-id {args.task_id}: the preset has {len(tasks)} generation "
+                          f"tasks ((space, N_b): {tasks})")
+    space, nb = tasks[args.task_id] if args.task_id is not None else (args.space, args.nb)
+    if (space, nb) not in tasks:
+        raise ConfigError(f"--nb {nb} --space {space} is not a generation task of the preset "
+                          f"((space, N_b): {tasks})")
+    start = time.perf_counter()
+    paths = generate_training_files(cfg, nb, workers=args.workers, space=space, wait_lock=args.wait_lock)
     print(f"{space} space, N_b={nb}: {len(paths)} training file(s) ready in {time.perf_counter() - start:.1f} s")
     return 0
 

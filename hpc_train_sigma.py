@@ -14,14 +14,18 @@ self-contained), replica_{r}_best_history.csv (epoch, train_loss, val_loss, lr) 
 replica_{r}_state.pth (resumable state).  On SIGTERM or SIGUSR1 (Slurm: --signal=USR1@120, or its
 SIGTERM before the kill) the state is saved after the current step and the worker exits with
 status 75; run it again with the same arguments to continue.  A finished run does nothing.
-Exit status: 0 done, 2 bad input or arguments, 75 stopped on request (state saved).
+One process trains a replica: a second run on the same replicas stops at once (status 2), naming
+the holder of replica_{r}.lock (host, PID, Slurm job), or waits for it with --wait-lock.
+Exit status: 0 done, 2 bad input or arguments or replicas being trained elsewhere, 75 stopped on
+request (state saved).
 """
 import argparse
 import sys
 
-from config import NOISE_MODES, ConfigError, add_common_args, config_from_args, parse_index_range
-from io_utils import InputError
+from cli import main_guard
+from config import NOISE_MODES, add_common_args, config_from_args, parse_index_range
 from devices import configure_threads, float32_precision, select_device
+from io_utils import check_writable
 from training import train_replicas
 from training_runs import EXIT_PREEMPTED, Preemption, check_run, runs_from_task_ids
 
@@ -41,6 +45,8 @@ def parse_args(argv=None):
                              "each replica's own N_noise noisy copies; stored: the training file's "
                              "copies, shared by the replicas; fresh: new noise every epoch")
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--wait-lock", action="store_true",
+                        help="if another process trains these replicas, wait for it instead of stopping")
     args = parser.parse_args(argv)
     if args.noise is not None:
         args.overrides.append(f"noise={args.noise}")
@@ -51,26 +57,26 @@ def parse_args(argv=None):
     return args
 
 
+@main_guard
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-        if args.task_id is not None:
-            runs = runs_from_task_ids(cfg, args.task_id)
-        else:
-            runs = [check_run(cfg, args.ensemble, args.sigma, parse_index_range(args.replicas))]
-        threads = configure_threads()
-        device = select_device(args.device, cfg["tf32"])
-        print(f"preset {cfg.preset}, device {device}, {float32_precision()}, {threads} CPU thread(s); runs: "
-              + "; ".join(f"{e} sigma={s} replicas {r}" for e, s, r in runs))
-        with Preemption() as stop:
-            for ensemble, sigma, replicas in runs:
-                status = train_replicas(cfg, ensemble, sigma, replicas, device=device, stop=stop)
-                if "preempted" in status.values():
-                    return EXIT_PREEMPTED
-    except (ConfigError, InputError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    cfg = config_from_args(args)
+    if args.task_id is not None:
+        runs = runs_from_task_ids(cfg, args.task_id)
+    else:
+        runs = [check_run(cfg, args.ensemble, args.sigma, parse_index_range(args.replicas))]
+    for ensemble, sigma, _ in runs:
+        check_writable(cfg.model_dir(sigma, ensemble), "trained networks")
+    threads = configure_threads()
+    device = select_device(args.device, cfg["tf32"])
+    print(f"preset {cfg.preset}, device {device}, {float32_precision()}, {threads} CPU thread(s); runs: "
+          + "; ".join(f"{e} sigma={s} replicas {r}" for e, s, r in runs))
+    with Preemption() as stop:
+        for ensemble, sigma, replicas in runs:
+            status = train_replicas(cfg, ensemble, sigma, replicas, device=device, stop=stop,
+                                    wait_lock=args.wait_lock)
+            if "preempted" in status.values():
+                return EXIT_PREEMPTED
     return 0
 
 

@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
+import fcntl
+import glob
+import hashlib
+import io
 import json
 import os
 import platform
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import h5py
@@ -23,7 +31,12 @@ import numpy as np
 REPO_DIR = Path(__file__).resolve().parent
 
 
-class InputError(ValueError):
+class UserError(ValueError):
+    """A problem of the user's files or settings, not a bug: scripts report it in one line and
+    exit with status 2 (cli.main_guard).  InputError (a file) and config.ConfigError (a setting)."""
+
+
+class InputError(UserError):
     """Bad input: the message names the file, the key and what was expected."""
 
     def __init__(self, path, key, problem):
@@ -32,22 +45,153 @@ class InputError(ValueError):
         super().__init__(f"{where}: {problem}")
 
 
+class DamagedFile(InputError):
+    """A dataset whose bytes cannot be read back (a failed checksum, a truncated file)."""
+
+
+class OutputError(OSError):
+    """An output that cannot be written (full disk, read-only or unwritable directory): the
+    message names the path and says that nothing half-written was left."""
+
+    def __init__(self, path, err: OSError | None = None, problem: str | None = None):
+        self.path = str(path)
+        code = getattr(err, "errno", None) or _errno_in_text(err)
+        super().__init__(code, problem or _reason(code, err))
+
+    def __str__(self):
+        return f"{self.path}: {self.strerror}"
+
+
+_REASONS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+            errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+            errno.EPERM: "operation not permitted"}
+
+
+def _errno_in_text(err) -> int | None:
+    """The errno HDF5 reports only in its message text ('errno = 28'), if any."""
+    text = str(err)
+    for code in _REASONS:
+        if f"errno = {code}," in text or os.strerror(code) in text:
+            return code
+    return None
+
+
+def _reason(code, err) -> str:
+    what = _REASONS.get(code)
+    detail = " ".join(str(err).split()) if err is not None else ""
+    return (f"cannot write: {what}" if what else f"cannot write ({detail})") + \
+        "; nothing was written (no half-written file left)"
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path):
     """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds.
 
     On any exception (or a kill, which leaves only a ``*.tmp`` name that readers never open) the
-    final name is untouched and the temporary file is removed.
+    final name is untouched and the temporary file is removed.  An OSError while writing (a full
+    disk, a read-only file system; HDF5's RuntimeError that carries such an errno) becomes one
+    OutputError naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         os.replace(tmp, path)
+    except OutputError:
+        raise
+    except OSError as err:
+        raise OutputError(path, err) from err
+    except RuntimeError as err:      # HDF5 reports a failed flush on close as a RuntimeError
+        if _errno_in_text(err) is None:
+            raise
+        raise OutputError(path, err) from err
     finally:
-        if tmp.exists():
+        with contextlib.suppress(OSError):
             tmp.unlink()
+
+
+def save_torch(obj, path: str | Path) -> Path:
+    """``torch.save`` to ``path`` atomically.  Serialised in memory first: torch's own writer turns
+    a full disk into an unspecific RuntimeError, Python's write into an OutputError naming ``path``."""
+    import torch            # only the stages that save networks need it
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(buffer.getbuffer())
+    return Path(path)
+
+
+def check_writable(directory: str | Path, what: str = "outputs") -> Path:
+    """Create ``directory`` if needed and prove a file can be written there, before any computing."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=".write-test-", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        code = getattr(err, "errno", None)
+        raise OutputError(directory, err, f"the directory for the {what} is not writable "
+                          f"({_REASONS.get(code, err.strerror or err)}); choose another --root or fix "
+                          "its permissions") from None
+    return directory
+
+
+def check_free_space(directory: str | Path, needed_bytes: int, what: str) -> None:
+    """Stop before computing if ``directory``'s file system has less room than ``needed_bytes``
+    (plus 5 %) for ``what``."""
+    free = shutil.disk_usage(directory).free
+    if free < 1.05 * needed_bytes:
+        raise OutputError(directory, None, f"{free / 1e9:.3g} GB free, but the {what} need about "
+                          f"{needed_bytes / 1e9:.3g} GB; free some space or choose another --root")
+
+
+class TaskLocked(OSError):
+    """Another process holds the lock of this task (the message names it)."""
+
+
+@contextlib.contextmanager
+def task_lock(path: str | Path, what: str, wait: bool = False, log=print):
+    """Hold an exclusive lock on ``path`` (created if needed) for the block: one running task per
+    output.  Held by another process, it raises TaskLocked naming the holder (host, PID, Slurm job)
+    at once, or, with ``wait``, says so and blocks until the holder ends.  The kernel releases it
+    when the holder exits, however it dies, so a killed task never leaves a stale lock (flock:
+    local file systems and NFS)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(path, "a+")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = " ".join(fh.read().split()) or "unknown (no holder recorded yet)"
+            if not wait:
+                raise TaskLocked(errno.EWOULDBLOCK, f"{path}: {what} is being run by another process "
+                                 f"({holder}); wait for it to end, or pass --wait-lock to queue "
+                                 "behind it") from None
+            log(f"waiting for {what}, run by another process ({holder})")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(holder_description() + "\n")
+        fh.flush()
+        yield path
+    finally:
+        fh.close()          # closing releases the lock
+
+
+def holder_description() -> str:
+    """Who runs this process: host, PID, Slurm job and array task, start time."""
+    parts = [f"host {socket.gethostname()}", f"PID {os.getpid()}"]
+    job = os.environ.get("SLURM_JOB_ID")
+    if job:
+        array = os.environ.get("SLURM_ARRAY_JOB_ID")
+        task = os.environ.get("SLURM_ARRAY_TASK_ID")
+        parts.append(f"Slurm job {job}" + (f" (array {array}_{task})" if array and task else ""))
+    parts.append("since " + datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    return ", ".join(parts)
 
 
 def exit_cleanly_on_sigterm() -> None:
@@ -56,13 +200,41 @@ def exit_cleanly_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
-def remove_stale_temporaries(directory: str | Path) -> list[Path]:
-    """Delete ``.*.tmp`` files a killed job left in ``directory``; return what was removed."""
-    directory = Path(directory)
-    stale = sorted(directory.glob(".*.tmp")) if directory.is_dir() else []
+def remove_stale_temporaries(outputs) -> list[Path]:
+    """Delete the temporaries (``atomic_output``'s ``.{name}.{pid}.tmp``) that killed writers left
+    beside these output files; return what was removed.  Call it only while holding the lock of
+    the task that writes ``outputs``: no live writer of them can exist then."""
+    stale = []
+    for output in map(Path, outputs):
+        if output.parent.is_dir():
+            stale += sorted(output.parent.glob(f".{glob.escape(output.name)}.*.tmp"))
     for path in stale:
-        path.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
     return stale
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fingerprint(record) -> str:
+    """A short digest of a JSON-able record of what made an output (inputs' digests, settings)."""
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+
+
+def recorded_fingerprint(path: str | Path) -> str | None:
+    """The ``fingerprint`` attribute of an existing HDF5 output, or None (absent or unreadable)."""
+    try:
+        with h5py.File(path, "r") as h5:
+            value = h5.attrs.get("fingerprint")
+    except OSError:
+        return None
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def code_version() -> str:
@@ -129,7 +301,11 @@ def read_dataset(h5: h5py.File, key: str, shape=None, dtype=np.float64) -> np.nd
         raise InputError(filename, key, f"missing; the file has {sorted(h5.keys())}")
     if not isinstance(h5[key], h5py.Dataset):
         raise InputError(filename, key, f"an HDF5 group (with {sorted(h5[key].keys())}); expected a dataset")
-    raw = h5[key][()]
+    try:
+        raw = h5[key][()]
+    except OSError as err:
+        raise DamagedFile(filename, key, "damaged: its bytes cannot be read back ("
+                          + " ".join(str(err).split()) + "; a failed checksum means corrupted data)") from None
     if np.iscomplexobj(raw):
         raise InputError(filename, key, "complex values; expected real numbers")
     try:

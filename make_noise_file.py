@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from config import ConfigError, add_common_args, config_from_args
+from cli import main_guard
+from config import add_common_args, config_from_args
 from correlator_files import FORMATS, fold_correlator, read_correlator
 from io_utils import InputError
 from noise_files import noise_from_samples, select_slices, write_noise_file
@@ -43,6 +44,7 @@ def output_path(args, cfg, name: str) -> Path:
     return output
 
 
+@main_guard
 def main(argv=None) -> int:
     parser = add_common_args(argparse.ArgumentParser(
         description=__doc__.split("\n")[0], epilog=__doc__.split("\n\n", 1)[1],
@@ -61,28 +63,24 @@ def main(argv=None) -> int:
     parser.add_argument("-o", "--output", help="output file, or a folder (default: data/<input>_noise.h5 "
                         "under --root)")
     args = parser.parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-        corr = read_correlator(args.input, args.format, args.tag)
-        if corr.values is None or corr.kind not in (None, "configurations"):
-            raise InputError(args.input, corr.key, f"holds {corr.kind or 'a mean and covariance'}; a noise file "
-                             "is made from per-configuration data (a mean and covariance of the mean is "
-                             "already one: give it to --set noise_file=)")
-        if args.fold:
-            corr = fold_correlator(corr)
-        t_first, t_last = args.t_range or (cfg["t_min"], cfg["t_max"])
-        select_slices(args.input, np.arange(t_first, t_last + 1), cfg, key="--t-range")
-        t, mean, cov, n_bins = noise_from_samples(corr.values, t_first, t_last, args.bin, path=args.input,
-                                                  key=corr.key, t_columns=corr.slices)
-        name = Path(args.input).stem.removesuffix(".json") + (f"_{args.tag}" if args.tag else "")
-        output = output_path(args, cfg, name)
-        source = args.source or f"{Path(args.input).name}" + (f" [{args.tag}]" if args.tag else "")
-        write_noise_file(output, mean, cov, t, source, n_bins, cfg, input_file=str(args.input),
-                         input_format=corr.fmt, tag=args.tag or "", bin_size=args.bin, folded=int(args.fold),
-                         n_configurations=corr.values.shape[0])
-    except (InputError, ConfigError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    cfg = config_from_args(args)
+    corr = read_correlator(args.input, args.format, args.tag)
+    if corr.values is None or corr.kind not in (None, "configurations"):
+        raise InputError(args.input, corr.key, f"holds {corr.kind or 'a mean and covariance'}; a noise file "
+                         "is made from per-configuration data (a mean and covariance of the mean is "
+                         "already one: give it to --set noise_file=)")
+    if args.fold:
+        corr = fold_correlator(corr)
+    t_first, t_last = args.t_range or (cfg["t_min"], cfg["t_max"])
+    select_slices(args.input, np.arange(t_first, t_last + 1), cfg, key="--t-range")
+    t, mean, cov, n_bins = noise_from_samples(corr.values, t_first, t_last, args.bin, path=args.input,
+                                              key=corr.key, t_columns=corr.slices)
+    name = Path(args.input).stem.removesuffix(".json") + (f"_{args.tag}" if args.tag else "")
+    output = output_path(args, cfg, name)
+    source = args.source or f"{Path(args.input).name}" + (f" [{args.tag}]" if args.tag else "")
+    write_noise_file(output, mean, cov, t, source, n_bins, cfg, input_file=str(args.input),
+                     input_format=corr.fmt, tag=args.tag or "", bin_size=args.bin, folded=int(args.fold),
+                     n_configurations=corr.values.shape[0])
     rel = np.sqrt(np.diag(cov)) / np.abs(mean)
     sd = np.sqrt(np.diag(cov))
     print(f"wrote {output}\n  {corr.values.shape[0]} configurations -> {n_bins} bins of {args.bin}"

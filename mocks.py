@@ -44,6 +44,7 @@ import numpy as np
 from scipy import integrate
 from scipy.special import expit
 
+from config import ConfigError
 from io_utils import atomic_output, provenance, write_attrs
 from sigma_model_utils import gaussian, kernel, noise_scale
 
@@ -129,8 +130,6 @@ def smeared_of(density, cfg, sigma_gev: float, start: float, points=()) -> np.nd
 def o3_mock(cfg) -> Mock:
     """The O(3) mock with threshold ``o3_threshold`` (SPEC §9)."""
     e_th = float(cfg["o3_threshold"])
-    if e_th <= 0:
-        raise ValueError(f"o3_threshold = {e_th}: expected a positive threshold (lattice units)")
 
     def density(w):
         return o3_density(w, e_th)
@@ -144,10 +143,8 @@ def delta_tanh_mock(cfg) -> Mock:
     """The delta peak + tanh continuum mock (SPEC §9); the delta is integrated analytically."""
     A, M = float(cfg["delta_A"]), float(cfg["delta_M"])
     B, Ec, w = float(cfg["delta_B"]), float(cfg["delta_Ec"]), float(cfg["delta_w"])
-    if M <= 0 or w <= 0:
-        raise ValueError(f"delta_M = {M}, delta_w = {w}: expected both positive")
     if cfg["kernel"] == "thermal" and B != 0:
-        raise ValueError("the delta_tanh mock's continuum does not vanish at ω = 0, so its correlator "
+        raise ConfigError("the delta_tanh mock's continuum does not vanish at ω = 0, so its correlator "
                          "diverges with the thermal kernel (b ~ 2/(Tω)); use the O3 mock, or delta_B=0")
 
     def continuum(omega):

@@ -21,14 +21,16 @@ analyze_user_data.py --name NAME.
 import argparse
 import sys
 
+from cli import main_guard
 from config import add_common_args, config_from_args
 from correlator_files import FORMATS, KINDS, RESAMPLINGS
 from devices import configure_threads
 from mocks import user_data_name
-from prediction import describe_inputs, predict_all, print_report, read_user_samples
+from prediction import add_force_arg, describe_inputs, predict_all, print_report, read_user_samples
 from sigma_model_utils import KERNELS
 
 
+@main_guard
 def main(argv=None) -> int:
     parser = add_common_args(argparse.ArgumentParser(
         description=__doc__.split("\n")[0], epilog=__doc__.split("\n\n", 2)[2],
@@ -48,20 +50,16 @@ def main(argv=None) -> int:
     parser.add_argument("--kernel", choices=KERNELS, help="kernel of the correlator (else the file's attribute)")
     parser.add_argument("--T", type=int, help="temporal extent T (else the file's attribute)")
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    add_force_arg(parser)
     args = parser.parse_args(argv)
     if args.bin < 1:
         parser.error(f"--bin {args.bin}: expected a positive integer")
-    try:
-        cfg = config_from_args(args)
-        configure_threads()
-        inputs = read_user_samples(args.input, cfg, args.name, args.kind, args.kernel, args.T, args.format,
-                                   args.tag, args.fold, args.bin, args.resample)
-        print(f"{describe_inputs(inputs)}, on t={cfg['t_min']}..{cfg['t_max']}")
-        report = predict_all(cfg, inputs, args.device)
-    except ValueError as err:          # ConfigError and InputError: one clear message
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return print_report(report)
+    cfg = config_from_args(args)
+    configure_threads()
+    inputs = read_user_samples(args.input, cfg, args.name, args.kind, args.kernel, args.T, args.format,
+                               args.tag, args.fold, args.bin, args.resample)
+    print(f"{describe_inputs(inputs)}, on t={cfg['t_min']}..{cfg['t_max']}")
+    return print_report(predict_all(cfg, inputs, args.device, args.force))
 
 
 if __name__ == "__main__":

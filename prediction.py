@@ -22,13 +22,15 @@ load_replicas verifies) and all replicas predict all samples in one batched pass
     checkpoints), checkpoints, missing_checkpoints, checkpoint_provenance, input_source,
     closure_level (mocks only: 1, or 0 for the diagnostic).
 
-Missing checkpoints are reported by name; whatever exists is still predicted.
+Missing checkpoints are reported by name; whatever exists is still predicted.  A file whose
+``fingerprint`` attribute says it was made from the same checkpoints (their SHA-256), the same
+input samples and the same settings is up to date: it is kept and reported (``force`` redoes it).
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
-import sys
 from dataclasses import dataclass, field
 
 import h5py
@@ -36,12 +38,14 @@ import numpy as np
 from tqdm import tqdm
 
 from budget import SAMPLE_KINDS
+from cli import main_guard
 from closure import closure_samples, level_label
 from config import add_common_args, config_from_args
 from checkpoints import load_replicas
 from pytorch_models_t32 import predict_replicas
 from correlator_files import bin_samples, describe_slices, fold_correlator, read_correlator, resample
-from io_utils import InputError, atomic_output, provenance, write_attrs
+from io_utils import (InputError, atomic_output, check_writable, file_sha256, fingerprint, provenance,
+                      recorded_fingerprint, write_attrs)
 from mocks import MOCKS, make_mock
 from devices import configure_threads, select_device
 from noise_files import covariance_cholesky, load_noise_file, select_slices
@@ -203,7 +207,16 @@ def predict_ensemble(cfg, inputs: InputSamples, sigma_gev: float, ensemble: str,
     return predict_replicas(models, x).cpu().numpy(), metas
 
 
-def write_prediction_file(cfg, inputs: InputSamples, sigma_gev, ensemble, P, present, missing, metas):
+def prediction_fingerprint(cfg, inputs: InputSamples, present, missing) -> str:
+    """What a prediction file is made of: the checkpoints' contents, the samples, the settings."""
+    return fingerprint({"checkpoints": [(r, file_sha256(p)) for r, p in present],
+                        "missing": [str(p) for p in missing],
+                        "samples": hashlib.sha256(np.ascontiguousarray(inputs.samples).tobytes()).hexdigest(),
+                        "kind": inputs.kind, "source": inputs.source, "values": cfg.values_json()})
+
+
+def write_prediction_file(cfg, inputs: InputSamples, sigma_gev, ensemble, P, present, missing, metas,
+                          made_of: str):
     path = cfg.prediction_file(inputs.name, ensemble, sigma_gev)
     with atomic_output(path) as tmp:
         with h5py.File(tmp, "w") as h5:
@@ -225,20 +238,24 @@ def write_prediction_file(cfg, inputs: InputSamples, sigma_gev, ensemble, P, pre
                 checkpoints=json.dumps([str(p) for _, p in present]),
                 missing_checkpoints=json.dumps([str(p) for p in missing]),
                 checkpoint_provenance=json.dumps([m["provenance"] for m in metas]),
-                input_source=json.dumps(inputs.source), **level))
+                input_source=json.dumps(inputs.source), fingerprint=made_of, **level))
     return path
 
 
-def predict_all(cfg, inputs: InputSamples, device=None) -> dict:
-    """Predict ``inputs`` with every replica of every ensemble for every σ; write one file each.
+def predict_all(cfg, inputs: InputSamples, device=None, force: bool = False) -> dict:
+    """Predict ``inputs`` with every replica of every ensemble for every σ; write one file each
+    (or keep it when it is up to date, unless ``force``).
 
-    Returns {"written": [paths], "missing": [checkpoint paths], "skipped": [(ensemble, σ)]}.
+    Returns {"written": [paths], "up to date": [paths], "missing": [checkpoint paths],
+    "skipped": [(ensemble, σ)]}.
     """
     device = select_device(device, cfg["tf32"])
     if inputs.samples.ndim != 2 or inputs.samples.shape[1] != cfg.n_t:
         raise ValueError(f"input samples of shape {list(inputs.samples.shape)}; expected [N, {cfg.n_t}]")
-    report = {"written": [], "missing": [], "skipped": []}
+    report = {"written": [], "up to date": [], "missing": [], "skipped": []}
     groups = [(s, ens) for s in cfg["sigmas_gev"] for ens in cfg["ensembles"]]
+    for directory in sorted({cfg.prediction_file(inputs.name, e, s).parent for s, e in groups}):
+        check_writable(directory, "prediction files")
     for sigma_gev, ensemble in tqdm(groups, desc=f"predict {inputs.name}", unit="ensemble"):
         present, missing = find_checkpoints(cfg, sigma_gev, ensemble)
         report["missing"] += missing
@@ -248,9 +265,14 @@ def predict_all(cfg, inputs: InputSamples, device=None) -> dict:
             report["skipped"].append((ensemble, sigma_gev))
             tqdm.write(f"no replica of {ensemble} at sigma = {sigma_gev}: nothing predicted for it")
             continue
+        made_of = prediction_fingerprint(cfg, inputs, present, missing)
+        path = cfg.prediction_file(inputs.name, ensemble, sigma_gev)
+        if not force and recorded_fingerprint(path) == made_of:
+            report["up to date"].append(path)
+            continue
         P, metas = predict_ensemble(cfg, inputs, sigma_gev, ensemble, present, device)
         report["written"].append(write_prediction_file(cfg, inputs, sigma_gev, ensemble, P, present,
-                                                       missing, metas))
+                                                       missing, metas, made_of))
     return report
 
 
@@ -258,15 +280,18 @@ def print_report(report: dict) -> int:
     """Print what was written and what is missing; exit status 1 if nothing could be predicted."""
     for path in report["written"]:
         print(f"wrote {path}")
+    for path in report["up to date"]:
+        print(f"up to date: {path} (same checkpoints, input samples and settings; --force redoes it)")
     if report["missing"]:
         print(f"WARNING: {len(report['missing'])} checkpoint(s) missing (listed above); "
               f"ensembles with no replica at all: {report['skipped'] or 'none'}")
-    if not report["written"]:
+    if not report["written"] and not report["up to date"]:
         print("ERROR: no checkpoint found, nothing predicted (train the audience first)")
         return 1
     return 0
 
 
+@main_guard
 def mock_main(mock: str, description: str, argv=None) -> int:
     """The command line of predict_on_O3_mock_sigma.py and predict_on_delta_tanh.py.
 
@@ -274,12 +299,13 @@ def mock_main(mock: str, description: str, argv=None) -> int:
     """
     parser = add_common_args(argparse.ArgumentParser(description=description))
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    add_force_arg(parser)
     args = parser.parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-        configure_threads()
-        report = predict_all(cfg, mock_inputs(cfg, mock), args.device)
-    except ValueError as err:          # ConfigError and InputError: one clear message
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return print_report(report)
+    cfg = config_from_args(args)
+    configure_threads()
+    return print_report(predict_all(cfg, mock_inputs(cfg, mock), args.device, args.force))
+
+
+def add_force_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--force", action="store_true",
+                        help="redo prediction files that are up to date (same checkpoints, samples, settings)")

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import stack_module_state
 
-ARCHITECTURES = {"arcS": (16, 32), "arcM": (32, 64), "arcL": (64, 128)}   # (c1, c2), SPEC §6
+from config import ARCHITECTURES   # (c1, c2) of each architecture, SPEC §6 (configuration in one place)
 HIDDEN = 256
 
 

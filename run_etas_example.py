@@ -41,6 +41,7 @@ from scipy.optimize import least_squares
 import analyze_user_data
 import predict_on_user_data
 import run_pipeline
+from cli import main_guard
 from config import add_common_args, config_from_args
 from correlator_files import fold_correlator, read_correlator
 from figures import plt, save_png
@@ -143,6 +144,7 @@ def plot(cfg, table, theta, path) -> None:
     save_png(fig, path, dpi=80)
 
 
+@main_guard
 def main(argv=None) -> int:
     parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument("--tmin-fit", type=int, default=5, help="first time slice of the two-state "

@@ -15,11 +15,19 @@ finished replica is not redone), so a rerun after an interruption continues. The
 first failing task and names it. At the end it prints where the plots and result tables are and
 the analysis summaries (level-1 coverage, mean |pull| and R_bv per mock and σ). Each task gets one
 torch thread unless OMP_NUM_THREADS is set (see task_environment).
+
+Each task runs in its own process group (``run_task``).  Interrupted (Ctrl-C, SIGTERM) the runner
+sends SIGTERM to the task's group -- training saves its state, generation removes its temporary
+files -- waits up to STOP_GRACE_S seconds, then kills what is left.  On Linux a task also gets
+SIGTERM when the runner itself dies, even by SIGKILL (prctl PR_SET_PDEATHSIG), so no task
+outlives it; and the training lock keeps any survivor from racing a rerun.
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -29,24 +37,18 @@ import numpy as np
 import pandas as pd
 
 from analysis import CSV_COLUMNS, MOCK_COLUMNS, PRIOR_COLUMNS
-from config import (Config, ConfigError, add_common_args, config_from_args, generated_nrhos,
-                    generation_tasks, training_groups, training_tasks)
+from cli import main_guard
+from config import (Config, add_common_args, config_from_args, generated_nrhos, generation_tasks,
+                    training_groups, training_tasks)
+from io_utils import exit_cleanly_on_sigterm
 from mocks import MOCK_TABLE, MOCKS
 
 REPO = Path(__file__).resolve().parent
 
 
-def stage_options(cfg: Config) -> list[str]:
-    """--preset, --set ..., --root: what every stage script takes."""
-    options = ["--preset", cfg.preset, "--root", str(cfg.root)]
-    for item in cfg.overrides:
-        options += ["--set", item]
-    return options
-
-
 def tasks(cfg: Config) -> list[tuple[str, list[str]]]:
     """(stage, command) in the order of the Slurm chain, one entry per array index."""
-    python, options = [sys.executable], stage_options(cfg)
+    python, options = [sys.executable], cfg.options()
     out = [("generation", python + [str(REPO / "generate_full_dataset_sigma.py"), *options,
                                      "--task-id", str(i)])
            for i in range(len(generation_tasks(cfg)))]
@@ -138,6 +140,48 @@ def task_environment() -> dict[str, str]:
     return env
 
 
+STOP_GRACE_S = 60        # how long an interrupted task may take to save its state and exit
+PR_SET_PDEATHSIG = 1     # linux/prctl.h
+
+
+def _task_setup(runner_pid: int):
+    """What a task does between fork and exec: ask the kernel for SIGTERM when the runner dies
+    (Linux), and stop at once if it already has."""
+    def setup():
+        if sys.platform.startswith("linux"):
+            ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != runner_pid:
+            os.kill(os.getpid(), signal.SIGTERM)
+    return setup
+
+
+def stop_task(proc: subprocess.Popen) -> None:
+    """SIGTERM to the task's process group, SIGKILL to whatever is left after STOP_GRACE_S."""
+    for sig, grace in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=grace)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def run_task(command: list[str], cwd, env, capture: bool = False) -> tuple[int, str | None]:
+    """Run one task in its own process group; (exit status, its stdout if captured).  An
+    interruption of the runner (KeyboardInterrupt, SystemExit from SIGTERM) stops the task first."""
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE if capture else None,
+                            text=True, start_new_session=True, preexec_fn=_task_setup(os.getpid()))
+    try:
+        out, _ = proc.communicate()
+    except BaseException:
+        stop_task(proc)
+        raise
+    return proc.returncode, out
+
+
 def run(cfg: Config) -> int:
     todo = tasks(cfg)
     env = task_environment()
@@ -146,15 +190,13 @@ def run(cfg: Config) -> int:
     for number, (stage, command) in enumerate(todo, 1):
         print(f"\n=== [{number}/{len(todo)}] {stage}: {' '.join(command[1:])}", flush=True)
         t0 = time.monotonic()
-        if stage.startswith("analysis"):
-            result = subprocess.run(command, cwd=cfg.root, env=env, stdout=subprocess.PIPE, text=True)
-            print(result.stdout, end="", flush=True)
-            summaries.append((stage, result.stdout))
-        else:
-            result = subprocess.run(command, cwd=cfg.root, env=env)
+        returncode, out = run_task(command, cfg.root, env, capture=stage.startswith("analysis"))
+        if out is not None:
+            print(out, end="", flush=True)
+            summaries.append((stage, out))
         stage_times[stage] = stage_times.get(stage, 0.0) + time.monotonic() - t0
-        if result.returncode != 0:
-            print(f"\nFAILED: {stage} task exited with status {result.returncode}: {' '.join(command)}",
+        if returncode != 0:
+            print(f"\nFAILED: {stage} task exited with status {returncode}: {' '.join(command)}",
                   file=sys.stderr)
             return 1
         is_last_task_of_stage = number == len(todo) or todo[number][0] != stage
@@ -162,7 +204,9 @@ def run(cfg: Config) -> int:
             missing = missing_outputs(cfg, stage)
             if missing:
                 print(f"\nFAILED: {stage} finished but these outputs are missing or unusable: "
-                      f"{', '.join(missing)}",
+                      f"{', '.join(missing)}; delete the unusable ones and run the same command again "
+                      "(each stage redoes what is missing; training retrains a replica whose best "
+                      "checkpoint is lost)",
                       file=sys.stderr)
                 return 1
 
@@ -187,6 +231,7 @@ def summary_of(analysis_output: str) -> str:
     return "\n".join(lines[start:])
 
 
+@main_guard
 def main(argv: list[str] | None = None) -> int:
     parser = add_common_args(argparse.ArgumentParser(
         description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter))
@@ -196,14 +241,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true",
                         help="only check that every stage's outputs exist (exit 1 if not)")
     args = parser.parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-    except ConfigError as err:
-        print(f"config error: {err}", file=sys.stderr)
-        return 2
+    cfg = config_from_args(args)
     cfg.root.mkdir(parents=True, exist_ok=True)
     cfg = config_from_args(argparse.Namespace(**{**vars(args), "root": str(cfg.root.resolve())}))
-    return check(cfg) if args.check else run(cfg)
+    if args.check:
+        return check(cfg)
+    exit_cleanly_on_sigterm()
+    try:
+        return run(cfg)
+    except (KeyboardInterrupt, SystemExit) as stop:
+        print("\ninterrupted: the running task was stopped (training saves its state); run the same "
+              "command again to continue", file=sys.stderr)
+        return 130 if isinstance(stop, KeyboardInterrupt) else stop.code
 
 
 if __name__ == "__main__":

@@ -35,19 +35,23 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from checkpoints import ReplicaState, identity, load_state, save_checkpoint, save_state, write_history
+from checkpoints import (ReplicaState, checkpoint_problem, identity, load_state, save_checkpoint, save_state,
+                         write_history)
 from config import ConfigError, load_config
 from devices import select_device, to_device
 from io_utils import provenance
 from replica_group import ReplicaGroup, lr_factor
 from replica_streams import epoch_order, initial_model, noise_source_class, noisy_items, split_samples
-from training_runs import NeverStop, check_run
+from training_runs import NeverStop, check_run, replica_locks
 from training_sets import load_training_data
 
 
 def train_replicas(cfg, ensemble: str, sigma_gev, replicas: list[int], noise: str | None = None,
-                   device=None, stop=None, log=print) -> dict[int, str]:
-    """Train (or continue, or skip when finished) ``replicas`` of one ensemble and σ together.
+                   device=None, stop=None, log=print, wait_lock: bool = False) -> dict[int, str]:
+    """Train (or continue, or skip when finished) ``replicas`` of one ensemble and σ together,
+    holding their locks (training_runs.replica_locks: another run on them stops at once with
+    io_utils.TaskLocked, or with ``wait_lock`` waits for it).  A finished replica whose best
+    checkpoint is missing or unreadable is trained again, which rebuilds the same network.
 
     ``noise`` overrides the preset's noise mode (config.NOISE_MODES), as ``--set noise=...`` would:
     the configuration recorded in the checkpoints says which one was used.
@@ -57,6 +61,11 @@ def train_replicas(cfg, ensemble: str, sigma_gev, replicas: list[int], noise: st
     if noise is not None and noise != cfg["noise"]:
         cfg = load_config(cfg.preset, [*cfg.overrides, f"noise={noise}"], cfg.root)
     ensemble, sigma_gev, replicas = check_run(cfg, ensemble, sigma_gev, replicas)
+    with replica_locks(cfg, ensemble, sigma_gev, replicas, wait_lock, log):
+        return _train_replicas(cfg, ensemble, sigma_gev, replicas, device, stop, log)
+
+
+def _train_replicas(cfg, ensemble, sigma_gev, replicas, device, stop, log) -> dict[int, str]:
     device = select_device(device, cfg["tf32"])
     stop = stop or NeverStop()
     # Adam's second moments of tiny gradients become denormal floats (< 1e-38), whose arithmetic
@@ -98,6 +107,12 @@ class Run:
                 s = load_state(path, self.identity(r))
                 if not s.finished:
                     self.states[r] = s
+                    continue
+                best = cfg.checkpoint(sigma_gev, ensemble, r)
+                problem = checkpoint_problem(best)
+                if problem:      # every stream is keyed by the seed: a new run rebuilds the same network
+                    self.log(f"{self.where} replica {r}: finished, but its best checkpoint {best} is {problem}; "
+                             "training it again from the start rebuilds it (same seed, same network)")
                     continue
                 self.log(f"{self.where} replica {r}: already finished ({s.stop_reason}; best val loss "
                          f"{s.best_val:.6g} at epoch {s.best_epoch}); nothing to do")

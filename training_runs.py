@@ -7,13 +7,33 @@ every step; the worker then exits with EXIT_PREEMPTED.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import sys
 
 from config import ConfigError, parse_index_range, training_tasks
+from io_utils import remove_stale_temporaries, task_lock
 
 EXIT_PREEMPTED = 75                # EX_TEMPFAIL: stopped on request, state saved, run again
+
+
+@contextlib.contextmanager
+def replica_locks(cfg, ensemble: str, sigma_gev: float, replicas: list[int], wait: bool = False, log=print):
+    """Hold the lock of every replica for the block (in replica order, so two waiting runs cannot
+    deadlock): one process trains a replica.  While held, the temporaries that killed runs left
+    beside the replica's own outputs (checkpoint, state, history) are removed."""
+    with contextlib.ExitStack() as locks:
+        for r in sorted(replicas):
+            locks.enter_context(task_lock(cfg.replica_lock(sigma_gev, ensemble, r),
+                                          f"the training of {ensemble} sigma={sigma_gev} replica {r}", wait, log))
+            outputs = [cfg.checkpoint(sigma_gev, ensemble, r), cfg.state_path(sigma_gev, ensemble, r),
+                       cfg.history_path(sigma_gev, ensemble, r)]
+            stale = remove_stale_temporaries(outputs)
+            if stale:
+                log(f"{ensemble} sigma={sigma_gev} replica {r}: removed {len(stale)} temporary file(s) "
+                    f"of a killed run: {', '.join(p.name for p in stale)}")
+        yield
 
 
 class Preemption:

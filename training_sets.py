@@ -25,7 +25,6 @@ trainer moves them to its device).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import multiprocessing
 import os
@@ -38,7 +37,8 @@ import numpy as np
 from tqdm import tqdm
 
 from config import ensemble_space, generated_nrhos, target_key
-from io_utils import InputError, atomic_output, open_h5, provenance, read_dataset, write_attrs
+from io_utils import (DamagedFile, InputError, atomic_output, check_free_space, check_writable, file_sha256,
+                      open_h5, provenance, read_dataset, remove_stale_temporaries, task_lock, write_attrs)
 from noise_files import NoiseModel, covariance_cholesky, load_noise_file
 from sigma_model_utils import (add_noise, correlators_and_targets, noise_scale, quadrature_rule, rng_for,
                                sample_coefficients, space_parameters, standardise)
@@ -47,14 +47,6 @@ from sigma_model_utils import (add_noise, correlators_and_targets, noise_scale, 
 GENERATION_KEYS = ("kernel", "T", "t_min", "t_max", "a_inv_gev", "energy_min_gev", "energy_max_gev",
                    "n_energies", "sigmas_gev", "E0_min", "E0_max", "epsilon", "n_noise", "seed",
                    "rng_block")
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def generation_fingerprint(cfg, nb: int, nrho: int, noise_sha256: str, space: str = "chebyshev") -> str:
@@ -108,21 +100,34 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
+def _dataset(h5, name: str, shape=None, dtype="f8", chunks=None, data=None):
+    """A dataset of the training file, every chunk with a Fletcher-32 checksum: a damaged byte is
+    an error when it is read, not a wrong number."""
+    return h5.create_dataset(name, shape, dtype, data=data, chunks=chunks, fletcher32=True)
+
+
 def _create_datasets(h5, cfg, nb: int, nrho: int, noise) -> None:
     n_t, n_e, block = cfg.n_t, len(cfg.energies), cfg["rng_block"]
     chunk = (min(block, nrho),)
-    h5.create_dataset("E0", (nrho,), "f8", chunks=chunk)
-    h5.create_dataset("coefficients", (nrho, nb), "f8", chunks=chunk + (nb,))
-    h5.create_dataset("clean_correlators", (nrho, n_t), "f8", chunks=chunk + (n_t,))
+    _dataset(h5, "E0", (nrho,), chunks=chunk)
+    _dataset(h5, "coefficients", (nrho, nb), chunks=chunk + (nb,))
+    _dataset(h5, "clean_correlators", (nrho, n_t), chunks=chunk + (n_t,))
     for sigma in cfg["sigmas_gev"]:
-        h5.create_dataset(target_key(sigma), (nrho, n_e), "f8", chunks=chunk + (n_e,))
-    h5.create_dataset("noise_scale", (nrho,), "f8", chunks=chunk)
-    h5.create_dataset("standardized_noisy_correlators", (nrho, cfg["n_noise"], n_t), "f4",
-                      chunks=chunk + (cfg["n_noise"], n_t))
-    h5["t"] = cfg.t
-    h5["energies"] = cfg.energies
-    h5["noise_mean"] = noise.mean
-    h5["noise_cov"] = noise.cov
+        _dataset(h5, target_key(sigma), (nrho, n_e), chunks=chunk + (n_e,))
+    _dataset(h5, "noise_scale", (nrho,), chunks=chunk)
+    _dataset(h5, "standardized_noisy_correlators", (nrho, cfg["n_noise"], n_t), "f4",
+             chunks=chunk + (cfg["n_noise"], n_t))
+    for name, values in (("t", cfg.t), ("energies", cfg.energies), ("noise_mean", noise.mean),
+                         ("noise_cov", noise.cov)):
+        _dataset(h5, name, data=values)
+
+
+def training_file_bytes(cfg, nb: int, nrho: int) -> int:
+    """The size of one training file as _create_datasets lays it out (uncompressed), plus 256 kB of
+    HDF5 metadata: what generation checks the disk has room for before it starts."""
+    per_sample = 8 * (1 + nb + cfg.n_t + len(cfg["sigmas_gev"]) * cfg["n_energies"] + 1)
+    per_sample += 4 * cfg["n_noise"] * cfg.n_t
+    return nrho * per_sample + 8 * (2 * cfg.n_t + cfg["n_energies"] + cfg.n_t ** 2) + 2**18
 
 
 def _files_holding(files: dict, lo: int, block: int):
@@ -134,9 +139,25 @@ def _files_holding(files: dict, lo: int, block: int):
 
 
 def generate_training_files(cfg, nb: int, workers: int | None = None, progress: bool = True,
-                            log=print, space: str = "chebyshev") -> list[Path]:
+                            log=print, space: str = "chebyshev", wait_lock: bool = False) -> list[Path]:
     """Write (or keep) the training files of a space for this N_b, one per N_ρ of
-    ``config.generated_nrhos`` (the Chebyshev space: every N_ρ of the preset); return them."""
+    ``config.generated_nrhos`` (the Chebyshev space: every N_ρ of the preset); return them.
+
+    One process generates an N_b of a space (cfg.generation_lock; another stops with
+    io_utils.TaskLocked, or with ``wait_lock`` waits); holding the lock it first removes the
+    temporaries of its files that a killed run left.
+    """
+    outputs = [cfg.training_file(nb, nrho, space) for nrho in generated_nrhos(cfg, space)]
+    check_writable(outputs[0].parent, "training files")
+    with task_lock(cfg.generation_lock(nb, space), f"the generation of N_b={nb} ({space} space)", wait_lock, log):
+        stale = remove_stale_temporaries(outputs)
+        if stale:
+            log(f"removed {len(stale)} temporary file(s) of a killed generation: "
+                f"{', '.join(p.name for p in stale)}")
+        return _generate_training_files(cfg, nb, workers, progress, log, space)
+
+
+def _generate_training_files(cfg, nb: int, workers, progress: bool, log, space: str) -> list[Path]:
     noise_path = cfg.input_path(cfg["noise_file"])
     noise = load_noise_file(noise_path, cfg)
     noise_sha = file_sha256(noise_path)
@@ -148,6 +169,8 @@ def generate_training_files(cfg, nb: int, workers: int | None = None, progress: 
             log(f"kept   {paths[nrho]} (complete, same generation parameters)")
     if not todo:
         return list(paths.values())
+    check_free_space(paths[todo[0]].parent, sum(training_file_bytes(cfg, nb, nrho) for nrho in todo),
+                     f"{len(todo)} training file(s) of N_b={nb}")
 
     n_total, block = max(todo), cfg["rng_block"]
     n_blocks = -(-n_total // block)
@@ -163,7 +186,7 @@ def generate_training_files(cfg, nb: int, workers: int | None = None, progress: 
         files = {}
         for nrho in todo:
             tmp = stack.enter_context(atomic_output(paths[nrho]))
-            h5 = stack.enter_context(h5py.File(tmp, "w"))
+            h5 = stack.enter_context(h5py.File(tmp, "w", rdcc_nbytes=0))
             _create_datasets(h5, cfg, nb, nrho, noise)
             write_attrs(h5, dict(record, nrho=nrho, generation_fingerprint=fingerprints[nrho]))
             files[nrho] = h5
@@ -192,7 +215,8 @@ def generate_training_files(cfg, nb: int, workers: int | None = None, progress: 
         for nrho, h5 in files.items():
             clean = correlators[:nrho]
             scales[nrho] = (clean.mean(axis=0), clean.std(axis=0))
-            h5["mu_vector"], h5["gamma_vector"] = scales[nrho]
+            _dataset(h5, "mu_vector", data=scales[nrho][0])
+            _dataset(h5, "gamma_vector", data=scales[nrho][1])
         for k in tqdm(range(n_blocks), disable=not progress, desc=f"N_b={nb} noisy copies", unit="block"):
             lo = k * block
             corr = correlators[lo:lo + block]
@@ -234,9 +258,38 @@ def load_training_data(cfg, ensemble: str, sigma_gev: float, noisy: bool = True,
     nb, nrho = cfg["ensembles"][ensemble]["nb"], cfg["ensembles"][ensemble]["nrho"]
     space = ensemble_space(cfg, ensemble)
     path = cfg.training_file(nb, nrho, space)
-    what = (f"training file of ensemble {ensemble} (N_b={nb}, N_rho={nrho}, {space} space); make it with "
-            f"`python generate_full_dataset_sigma.py --preset {cfg.preset} --nb {nb} --space {space} "
-            f"--root {cfg.root}`")
+    remake = f"`{cfg.command('generate_full_dataset_sigma.py', '--nb', nb, '--space', space)}`"
+    what = f"training file of ensemble {ensemble} (N_b={nb}, N_rho={nrho}, {space} space); make it with {remake}"
+    try:
+        return _read_training_file(cfg, path, what, ensemble, sigma_gev, noisy, clean, space)
+    except DamagedFile as err:
+        raise InputError(path, err.key, f"{err.problem}; delete {path} and make it again with {remake}") from None
+
+
+def check_made_with(cfg, path, attrs, nb: int) -> None:
+    """Training takes what its file holds: a setting that shaped the file (GENERATION_KEYS but the
+    list of σ, and the noise file's content) and disagrees with it is refused, naming both values.
+    (N_noise only with the stored noise: the other noise modes draw their own copies.)"""
+    if "generation_fingerprint" not in attrs:
+        return
+    made = json.loads(attrs["generation_fingerprint"])
+    remake = cfg.command("generate_full_dataset_sigma.py", "--nb", nb)
+    free = {"sigmas_gev"} | ({"n_noise"} if cfg["noise"] != "stored" else set())
+    for key, value in made["values"].items():
+        if key not in free and key in cfg and value != cfg[key]:
+            raise InputError(path, key, f"the file was generated with {key}={value!r}, the settings say "
+                             f"{cfg[key]!r}; train with the file's value (drop the override) or make the "
+                             f"file again with `{remake}`")
+    noise_path = cfg.input_path(cfg["noise_file"])
+    if noise_path.is_file() and file_sha256(noise_path) != made["noise_sha256"]:
+        raise InputError(path, "noise_sha256", f"the file was generated with the noise file "
+                         f"{attrs.get('noise_file', '?')} (SHA-256 {made['noise_sha256'][:12]}...), not with "
+                         f"noise_file={cfg['noise_file']!r}; train with that noise file or make the file again "
+                         f"with `{remake}`")
+
+
+def _read_training_file(cfg, path, what, ensemble, sigma_gev, noisy, clean, space) -> TrainingData:
+    nb, nrho = cfg["ensembles"][ensemble]["nb"], cfg["ensembles"][ensemble]["nrho"]
     with open_h5(path, what) as h5:
         if "functional_space" in h5.attrs:
             made, want = json.loads(h5.attrs["functional_space"]), space_parameters(cfg, space)
@@ -259,6 +312,7 @@ def load_training_data(cfg, ensemble: str, sigma_gev: float, noisy: bool = True,
         if energies.shape != cfg.energies.shape or not np.allclose(energies, cfg.energies, rtol=1e-12):
             raise InputError(path, "energies", f"{len(energies)} energies; expected the preset's "
                              f"grid of {len(cfg.energies)}")
+        check_made_with(cfg, path, h5.attrs, nb)
         stored = "standardized_noisy_correlators"
         inputs = None
         if noisy:

@@ -62,9 +62,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import budget as bud  # noqa: E402
 import closure  # noqa: E402
 from analysis import load_predictions  # noqa: E402
+from cli import main_guard  # noqa: E402
 from config import ConfigError, add_common_args, config_from_args  # noqa: E402
 from figures import plt, save_png  # noqa: E402
-from io_utils import InputError, atomic_output, provenance, write_attrs  # noqa: E402
+from io_utils import atomic_output, provenance, write_attrs  # noqa: E402
 from mocks import MOCKS  # noqa: E402
 from sigma_model_utils import gaussian, kernel  # noqa: E402
 
@@ -81,7 +82,7 @@ PERIODICITY = {"laplace": "EXP", "periodic": "COSH", "rratio": "COSH"}
 def target_weight(kind: str, T: int):
     """w(ω) with b_kind = b_basis / w, b_basis lsdensities' basis; None when w = 1."""
     if kind not in PERIODICITY:
-        raise ValueError(f"kernel {kind!r}: lsdensities knows only the bases of {sorted(PERIODICITY)}")
+        raise ConfigError(f"kernel {kind!r}: lsdensities knows only the bases of {sorted(PERIODICITY)}")
     if kind != "rratio":
         return None
     # the ratio at t = 0, where the common factor 1 + e^{-Tω} never underflows
@@ -147,7 +148,7 @@ def run_hlt(cfg, samples: np.ndarray, sigma_gev: float, energies: np.ndarray, lo
     from lsdensities.utils.rhoUtils import Inputs, MatrixBundle, Obs, init_precision
 
     if cfg["t_min"] != 1:
-        raise ValueError(f"t_min = {cfg['t_min']}: lsdensities' basis starts at t = 1")
+        raise ConfigError(f"t_min = {cfg['t_min']}: lsdensities' basis starts at t = 1")
     logdir.mkdir(parents=True, exist_ok=True)
     log = io.StringIO()
     with contextlib.redirect_stdout(log), target_integrals(cfg["kernel"], int(cfg["T"])):
@@ -256,6 +257,7 @@ def plot_panel(ax_top, ax_bottom, g: pd.DataFrame, s, b, title: str) -> None:
     ax_bottom.set_xlabel("E (lattice units)")
 
 
+@main_guard
 def main(argv=None) -> int:
     parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument("--energy-stride", type=int, default=2,
@@ -270,16 +272,12 @@ def main(argv=None) -> int:
         print("error: the HLT cross-check needs the optional package lsdensities: "
               "pip install -r requirements-hlt.txt", file=sys.stderr)
         return 2
-    try:
-        cfg = config_from_args(args)
-        target_weight(cfg["kernel"], int(cfg["T"]))
-        mocks = [m for m in args.mocks.split(",") if m]
-        if set(mocks) - set(MOCKS):
-            raise ConfigError(f"unknown mocks {sorted(set(mocks) - set(MOCKS))}; expected some of {MOCKS}")
-        inputs = {(m, sg): audience_and_samples(cfg, m, sg) for m in mocks for sg in cfg["sigmas_gev"]}
-    except (ConfigError, InputError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    cfg = config_from_args(args)
+    target_weight(cfg["kernel"], int(cfg["T"]))
+    mocks = [m for m in args.mocks.split(",") if m]
+    if set(mocks) - set(MOCKS):
+        raise ConfigError(f"unknown mocks {sorted(set(mocks) - set(MOCKS))}; expected some of {MOCKS}")
+    inputs = {(m, sg): audience_and_samples(cfg, m, sg) for m in mocks for sg in cfg["sigmas_gev"]}
     pick = np.arange(0, len(cfg.energies), max(1, args.energy_stride))
     energies = cfg.energies[pick]
     out_dir = cfg.path("results") / "hlt"

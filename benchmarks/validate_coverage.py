@@ -61,10 +61,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import budget as bud  # noqa: E402
 import closure  # noqa: E402
 import validation  # noqa: E402
+from cli import main_guard  # noqa: E402
 from config import ConfigError, add_common_args, config_from_args, load_config  # noqa: E402
 from devices import select_device  # noqa: E402
 from figures import plt, save_png  # noqa: E402
-from io_utils import InputError, atomic_output, provenance, write_attrs  # noqa: E402
+from io_utils import atomic_output, provenance, write_attrs  # noqa: E402
 from noise_files import load_noise_file  # noqa: E402
 from prediction import InputSamples, find_checkpoints, predict_ensemble  # noqa: E402
 from run_pipeline import missing_outputs, task_environment, tasks  # noqa: E402
@@ -432,6 +433,7 @@ def plot_examples(cfg, inputs, results, families, sigma_gev, path: Path) -> None
     _save(fig, path)
 
 
+@main_guard
 def main(argv=None) -> int:
     parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument("--n-per-family", type=int, default=30, help="densities per family (default 30)")
@@ -444,20 +446,16 @@ def main(argv=None) -> int:
     parser.add_argument("--no-train", action="store_true", help="stop if an audience is not trained yet")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    try:
-        cfg = config_from_args(args)
-        families = [f for f in args.families.split(",") if f]
-        unknown = sorted(set(families) - set(validation.FAMILIES))
-        if unknown:
-            raise ConfigError(f"unknown families {unknown}; expected some of {validation.FAMILIES}")
-        if args.measurements < 1 or args.n_per_family < 2:
-            raise ConfigError(f"--measurements {args.measurements}, --n-per-family {args.n_per_family}: "
-                              "expected at least 1 measurement and 2 densities (the errors need a spread)")
-        audiences = audience_configs(cfg, args.audience_seeds)
-        noise = load_noise_file(cfg.input_path(cfg["noise_file"]), cfg)
-    except (ConfigError, InputError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    cfg = config_from_args(args)
+    families = [f for f in args.families.split(",") if f]
+    unknown = sorted(set(families) - set(validation.FAMILIES))
+    if unknown:
+        raise ConfigError(f"unknown families {unknown}; expected some of {validation.FAMILIES}")
+    if args.measurements < 1 or args.n_per_family < 2:
+        raise ConfigError(f"--measurements {args.measurements}, --n-per-family {args.n_per_family}: "
+                          "expected at least 1 measurement and 2 densities (the errors need a spread)")
+    audiences = audience_configs(cfg, args.audience_seeds)
+    noise = load_noise_file(cfg.input_path(cfg["noise_file"]), cfg)
     timings = {}
     for audience in audiences:
         ensure_audience(audience, train=not args.no_train)

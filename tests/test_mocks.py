@@ -117,9 +117,9 @@ def test_thermal_delta_tanh_refused(tiny_cfg):
 def test_bad_mock_parameters(tiny_cfg):
     with pytest.raises(ValueError, match="unknown mock 'O4'"):
         make_mock("O4", tiny_cfg)
-    with pytest.raises(ValueError, match="o3_threshold = -1.0"):
+    with pytest.raises(ValueError, match="o3_threshold=-1.0"):
         make_mock("O3", cfg_with(tiny_cfg, "o3_threshold=-1"))
-    with pytest.raises(ValueError, match="delta_w = 0.0"):
+    with pytest.raises(ValueError, match="delta_w=0.0"):
         make_mock("delta_tanh", cfg_with(tiny_cfg, "delta_w=0"))
 
 

@@ -158,7 +158,8 @@ def test_training_job_forwards_signal_and_requeues_on_warning(fake_slurm, tmp_pa
     (repo / "slurm_scripts").mkdir(parents=True)
     for f in ("common.sh", "cluster.env", "submit_training_sigma.sh"):
         (repo / "slurm_scripts" / f).write_text((SCRIPTS / f).read_text())
-    (repo / "config.py").write_text((REPO / "config.py").read_text())
+    for f in ("config.py", "cli.py", "io_utils.py", "sigma_model_utils.py"):   # config.py and its imports
+        (repo / f).write_text((REPO / f).read_text())
     marker = tmp_path / "worker.txt"
     (repo / "hpc_train_sigma.py").write_text(
         f"import sys; sys.argv.insert(1, {str(marker)!r})\n" + STUB_WORKER)

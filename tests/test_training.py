@@ -274,7 +274,7 @@ def test_noise_mode_is_recorded_and_checked_on_resume(make_cfg):
     assert state["identity"]["noise"] == "replica"
     with pytest.raises(InputError, match="noise='replica', this run has 'stored'"):
         train_replicas(make_cfg("max_epochs=1", "noise=stored"), "Nref_n", 0.44, [0], device="cpu", log=quiet)
-    with pytest.raises(ConfigError, match="noise 'shared': expected one of"):
+    with pytest.raises(ConfigError, match="noise='shared': expected one of"):
         make_cfg("noise=shared")
 
 

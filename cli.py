@@ -1,0 +1,40 @@
+"""The one way every script ends on bad input: one line on stderr and exit status 2.
+
+    @main_guard
+    def main(argv=None) -> int:
+        args = parser.parse_args(argv)
+        cfg = config_from_args(args)      # a ConfigError here ...
+        ...                               # ... an InputError or an OSError (full disk, read-only
+        return 0                          # root, a lock held by another run) anywhere below
+
+``main_guard`` turns ConfigError (a setting), InputError (a file's content) -- both
+io_utils.UserError -- and OSError (the file system) into ``error: <message>`` and status 2, the status the Slurm scripts and run_pipeline.py
+read as "bad input, do not retry".  Anything else is a bug and keeps its traceback (a bare
+ValueError is not caught).
+"""
+from __future__ import annotations
+
+import functools
+import sys
+
+from io_utils import UserError
+
+EXIT_BAD_INPUT = 2
+EXPECTED_ERRORS = (UserError, OSError)       # ConfigError and InputError are UserErrors
+
+
+def one_line(err: BaseException) -> str:
+    """The message of an expected error on one line."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def main_guard(main):
+    """Decorator of a script's ``main(argv=None)``: expected errors -> one line, exit status 2."""
+    @functools.wraps(main)
+    def guarded(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except EXPECTED_ERRORS as err:
+            print(f"error: {one_line(err)}", file=sys.stderr, flush=True)
+            return EXIT_BAD_INPUT
+    return guarded

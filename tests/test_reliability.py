@@ -1,0 +1,367 @@
+"""The failures a cluster produces (issue 11): bad settings, unwritable or full disks, reruns of
+finished stages, an interrupted or killed local runner."""
+import contextlib
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import analysis
+import prediction
+import run_pipeline
+import training_sets
+from benchmarks.bench_prediction import write_random_audience
+from config import ConfigError, load_config
+from io_utils import InputError, OutputError, atomic_output, save_torch
+
+REPO = Path(__file__).resolve().parents[1]
+NOISE = str(REPO / "data" / "standin_baryon_T64.h5")
+
+
+# --- item 4: one validated schema, one way to fail ----------------------------------------------
+BAD_SETTINGS = [  # (the --set of issue 11, the key the message must name)
+    ("n_noise=abc", "n_noise"), ("batch_size=0", "batch_size"), ("rng_block=0", "rng_block"),
+    ("seed=abc", "seed"), ("T=abc", "T"), ("sigmas_gev=[0]", "sigmas_gev"), ("a_inv_gev=0", "a_inv_gev"),
+    ("ensembles=3", "ensembles"), ("ensembles.Nmax.arch=arcXL", "ensembles.Nmax.arch"),
+    ("sigmas_gev=[-0.44,0.63]", "sigmas_gev"), ("batch_size=-1", "batch_size"),
+    ("max_epochs=0", "max_epochs"), ("n_replicas=0", "n_replicas"), ("n_boot=1", "n_boot"),
+    ("t_min=0", "t_min"), ("t_min=32", "t_min"), ("t_max=64", "t_max"), ("lr=NaN", "lr"),
+    ("n_noise=2.5", "n_noise"), ("val_fraction=1", "val_fraction"), ("kernel=cosh", "kernel"),
+    ('ensembles={"X": {"arch": "arcL", "nb": 32}}', "ensembles.X"), ("nrho_list=[400,200]", "nrho_list"),
+]
+
+
+@pytest.mark.parametrize("override,key", BAD_SETTINGS)
+def test_schema_refuses_each_bad_setting_naming_its_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config("tiny", [override])
+
+
+def test_every_preset_and_the_stand_in_noise_pass_the_schema():
+    for preset in ("reference", "demo", "tiny"):
+        load_config(preset)
+
+
+# every script with a command line: (module, how its main is called, extra arguments)
+SCRIPTS = [
+    ("generate_full_dataset_sigma", None, ["--nb", "16"]),
+    ("hpc_train_sigma", None, ["--task-id", "0"]),
+    ("generate_delta_mock", None, []),
+    ("make_noise_file", None, ["samples.npy"]),
+    ("predict_on_O3_mock_sigma", None, []),
+    ("predict_on_delta_tanh", None, []),
+    ("predict_on_user_data", None, ["x.h5", "--name", "mine"]),
+    ("analyze_O3_mock_sigma", None, []),
+    ("analyze_delta_tanh_mock", None, []),
+    ("analyze_user_data", None, ["--name", "mine"]),
+    ("run_pipeline", None, []),
+    ("config", None, ["show"]),
+    ("benchmarks.validate_coverage", None, ["--no-train"]),
+    ("run_etas_example", None, []),
+]
+
+
+@pytest.mark.parametrize("module,_,extra", SCRIPTS)
+def test_every_script_reports_a_bad_setting_in_one_line_with_status_2(module, _, extra, tmp_path, capsys):
+    main = importlib.import_module(module).main
+    status = main(["--preset", "tiny", "--root", str(tmp_path), "--set", "batch_size=0", *extra])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.count("\n") == 1 and err.startswith("error: batch_size=0: expected an integer >= 1")
+
+
+def test_a_real_bug_keeps_its_traceback(tmp_path, monkeypatch):
+    import generate_full_dataset_sigma as gen
+
+    def bug(*args, **kwargs):
+        raise ValueError("a bug, not bad input")
+    monkeypatch.setattr(gen, "generate_training_files", bug)
+    with pytest.raises(ValueError, match="a bug"):
+        gen.main(["--preset", "tiny", "--root", str(tmp_path), "--nb", "16"])
+
+
+def test_from_a_shell_a_bad_setting_is_one_line_and_status_2(tmp_path):
+    run = subprocess.run([sys.executable, str(REPO / "generate_full_dataset_sigma.py"), "--preset", "tiny",
+                          "--root", str(tmp_path), "--nb", "16", "--set", "n_noise=abc"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert run.stderr == "error: n_noise='abc': expected an integer >= 1 -- noisy copies N_noise per training sample\n"
+    assert not any(tmp_path.iterdir())
+
+
+# --- item 6: pre-flight checks, full and read-only disks ----------------------------------------
+@contextlib.contextmanager
+def tmpfs(path: Path, options: str):
+    """A tmpfs mounted at ``path`` (root only), or the test is skipped with the reason."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    path.mkdir()
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                           capture_output=True, text=True)
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mount.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+@pytest.fixture
+def read_only_root(tmp_path):
+    root = tmp_path / "ro"
+    if os.geteuid() != 0:           # permissions stop anyone but root
+        root.mkdir()
+        root.chmod(0o555)
+        yield root
+        root.chmod(0o755)
+        return
+    with tmpfs(root, "ro,size=64k"):
+        yield root
+
+
+@pytest.mark.parametrize("module,extra", [("generate_full_dataset_sigma", ["--nb", "16"]),
+                                          ("hpc_train_sigma", ["--task-id", "0"]),
+                                          ("generate_delta_mock", []),
+                                          ("predict_on_delta_tanh", []),
+                                          ("analyze_delta_tanh_mock", [])])
+def test_each_stage_checks_its_output_directory_before_computing(module, extra, read_only_root, capsys):
+    """Without the check, training would report the missing training file and prediction the
+    missing checkpoints; the read-only root is named first, in one line."""
+    main = importlib.import_module(module).main
+    status = main(["--preset", "tiny", "--root", str(read_only_root), "--set", f"noise_file={NOISE}", *extra])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1
+    assert f"error: {read_only_root}/" in err and "is not writable" in err
+
+
+def test_generation_checks_the_free_space_first(tmp_path, capsys):
+    cfg = load_config("tiny", [], tmp_path)
+    need = sum(training_sets.training_file_bytes(cfg, 32, n) for n in cfg["nrho_list"])
+    with tmpfs(tmp_path / "small", f"size={need // 2}") as root:
+        import generate_full_dataset_sigma as gen
+        assert gen.main(["--preset", "tiny", "--root", str(root), "--nb", "32"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "GB free, but the 2 training file(s) of N_b=32 need about" in err
+        assert not any(root.rglob("*.hdf5*"))
+
+
+def test_training_file_size_estimate_is_an_upper_bound_close_to_the_truth(tiny_cfg):
+    training_sets.generate_training_files(tiny_cfg, 32, workers=1, progress=False, log=lambda *a: None)
+    for nrho in tiny_cfg["nrho_list"]:
+        size = tiny_cfg.training_file(32, nrho).stat().st_size
+        assert size <= training_sets.training_file_bytes(tiny_cfg, 32, nrho) <= size + 2**18
+
+
+def test_a_disk_filling_up_while_writing_is_one_error_and_leaves_nothing(tmp_path, monkeypatch):
+    """The estimate passed but the disk fills (another job): generation, an HDF5 result and a
+    torch file each end in one OutputError naming the file; no temporary is left."""
+    with tmpfs(tmp_path / "full", "size=400k") as root:
+        monkeypatch.setattr(training_sets, "check_free_space", lambda *args: None)
+        cfg = load_config("tiny", [], root)
+        with pytest.raises(OutputError, match=r"training_data_Nb32_Nrho\d+\.hdf5: cannot write: the disk is full"):
+            training_sets.generate_training_files(cfg, 32, workers=1, progress=False, log=lambda *a: None)
+        with pytest.raises(OutputError, match="x.hdf5: cannot write: the disk is full"):
+            with atomic_output(root / "x.hdf5") as tmp, h5py.File(tmp, "w") as h5:
+                h5["a"] = np.zeros(100_000)
+        import torch
+        with pytest.raises(OutputError, match="x.pth: cannot write: the disk is full"):
+            save_torch({"w": torch.zeros(200_000)}, root / "x.pth")
+        assert [p for p in root.rglob("*") if p.is_file() and p.parent.name != "locks"] == []
+
+
+# --- item 8: up-to-date outputs are kept and said so ----------------------------------------------
+def test_prediction_and_analysis_keep_up_to_date_outputs(tmp_path, capsys):
+    cfg = load_config("tiny", [f"noise_file={NOISE}", "n_boot=20"], tmp_path)
+    inputs = prediction.mock_inputs(cfg, "delta_tanh")
+    write_random_audience(cfg, inputs.clean, inputs.samples.std(axis=0))
+    args = ["--preset", "tiny", "--root", str(tmp_path), "--set", f"noise_file={NOISE}", "--set", "n_boot=20"]
+
+    def predict(*extra):
+        assert prediction.mock_main("delta_tanh", "predict", args + list(extra)) == 0
+        return capsys.readouterr().out
+
+    def analyze(*extra):
+        assert analysis.main("analyze", "delta_tanh", args + list(extra)) == 0
+        return capsys.readouterr().out
+
+    files = [cfg.prediction_file("delta_tanh", e, s) for s in cfg["sigmas_gev"] for e in cfg["ensembles"]]
+    assert predict().count("wrote ") == len(files)
+    stamps = {p: p.stat().st_mtime_ns for p in files}
+    again = predict()
+    assert "wrote " not in again and again.count("up to date: ") == len(files)
+    assert {p: p.stat().st_mtime_ns for p in files} == stamps
+    assert predict("--force").count("wrote ") == len(files)
+
+    # one changed checkpoint: only its ensemble and σ is redone; a missing file is made again
+    import torch
+    sigma = cfg["sigmas_gev"][0]
+    changed = cfg.checkpoint(sigma, "Nref_b", 1)
+    record = torch.load(changed, weights_only=True)
+    record["state_dict"]["fc2.bias"] += 1.0
+    save_torch(record, changed)
+    cfg.prediction_file("delta_tanh", "Nmax", cfg["sigmas_gev"][1]).unlink()
+    out = predict()
+    assert out.count("wrote ") == 2 and out.count("up to date: ") == len(files) - 2
+    assert f"wrote {cfg.prediction_file('delta_tanh', 'Nref_b', sigma)}" in out
+
+    first = analyze()
+    assert "wrote " in first and "up to date" not in first
+    table = cfg.results_file("delta_tanh", sigma, "budget.csv")
+    stamp = table.stat().st_mtime_ns
+    second = analyze()
+    assert "wrote " not in second and second.count("  up to date: ") == len(cfg["sigmas_gev"])
+    assert table.stat().st_mtime_ns == stamp
+    assert first.split("Summary")[1] == second.split("Summary")[1]     # the same summary is printed
+    assert "wrote " in analyze("--force")
+    predict("--force")                                # new prediction files: the analysis is redone
+    assert "wrote " in analyze()
+
+
+# --- the local runner: tasks in their own process group, never outliving the runner --------------
+CHILD = """
+import os, signal, sys, time
+marker = sys.argv[1]
+def stop(signum, frame):
+    with open(marker, "a") as fh:
+        fh.write(f" {signal.Signals(signum).name}")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+with open(marker, "w") as fh:
+    fh.write(f"{os.getpid()} {os.getpgid(0)}")
+time.sleep(60)
+"""
+RUNNER = """
+import sys
+sys.path.insert(0, {repo!r})
+import io_utils, run_pipeline
+io_utils.exit_cleanly_on_sigterm()
+run_pipeline.run_task([sys.executable, "-c", {child!r}, {marker!r}], ".", None)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+def test_a_task_is_stopped_with_its_runner(sig, tmp_path):
+    if sig == signal.SIGKILL and not sys.platform.startswith("linux"):
+        pytest.skip("the parent-death signal (prctl) exists on Linux only")
+    marker = tmp_path / "task.txt"
+    runner = subprocess.Popen([sys.executable, "-c", RUNNER.format(repo=str(REPO), child=CHILD,
+                                                                   marker=str(marker))], cwd=tmp_path)
+    for _ in range(600):
+        if marker.exists() and marker.read_text():
+            break
+        time.sleep(0.05)
+    pid, group = map(int, marker.read_text().split()[:2])
+    assert group == pid != runner.pid                 # its own process group
+    runner.send_signal(sig)
+    runner.wait(timeout=30)
+    for _ in range(200):
+        if marker.read_text().endswith("SIGTERM"):
+            break
+        time.sleep(0.05)
+    assert marker.read_text() == f"{pid} {group} SIGTERM"   # told to stop, once, and it did
+
+
+# --- items 1 and 7: one process per training task; its stale temporaries removed under the lock --
+def test_two_runs_of_one_training_task_exactly_one_trains(tmp_path):
+    import torch
+    from checkpoints import load_checkpoint
+    cfg = load_config("tiny", [f"noise_file={NOISE}", "max_epochs=40", "patience=40"], tmp_path)
+    training_sets.generate_training_files(cfg, 32, workers=1, progress=False, log=lambda *a: None)
+    command = [sys.executable, str(REPO / "hpc_train_sigma.py"), "--task-id", "0-1", *cfg.options()]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    runs = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for _ in range(2)]
+    results = [run.communicate(timeout=600) + (run.returncode,) for run in runs]
+    assert sorted(status for _, _, status in results) == [0, 2], results
+    out, err, _ = next(r for r in results if r[2] == 2)
+    assert err.count("\n") == 1 and "is being run by another process (host " in err and ", PID " in err
+    assert "epoch 1" not in out                               # it stopped before training anything
+    for r in (0, 1):                                          # one run's files, consistent
+        state = torch.load(cfg.state_path(0.44, "Nmax", r), weights_only=True)
+        _, meta = load_checkpoint(cfg.checkpoint(0.44, "Nmax", r))
+        history = cfg.history_path(0.44, "Nmax", r).read_text().splitlines()
+        assert state["finished"] and len(history) == 1 + len(state["history"]) == 1 + state["epoch"]
+        assert meta["epoch"] == state["best_epoch"] and meta["best_val_loss"] == state["best_val"]
+    again = subprocess.run(command + ["--wait-lock"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and again.stdout.count("already finished") == 2
+
+
+def test_a_task_removes_only_its_own_stale_temporaries(tmp_path):
+    from training import train_replicas
+    cfg = load_config("tiny", [f"noise_file={NOISE}", "max_epochs=1"], tmp_path)
+    training_sets.generate_training_files(cfg, 32, workers=1, progress=False, log=lambda *a: None)
+    directory = cfg.model_dir(0.44, "Nmax")
+    directory.mkdir(parents=True)
+    mine = [directory / ".replica_0_state.pth.99999.tmp", directory / ".replica_0_best.pth.12.tmp"]
+    others = [directory / ".replica_1_state.pth.99999.tmp", directory / "notes.tmp"]
+    for path in mine + others:
+        path.write_bytes(b"half-written")
+    messages = []
+    train_replicas(cfg, "Nmax", 0.44, [0], device="cpu", log=messages.append)
+    assert not any(p.exists() for p in mine) and all(p.exists() for p in others)
+    assert any("removed 2 temporary file(s) of a killed run" in m for m in messages)
+    stale = cfg.training_file(16, 400).with_name(".training_data_Nb16_Nrho400.hdf5.4242.tmp")
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_bytes(b"half-written")
+    training_sets.generate_training_files(cfg, 16, workers=1, progress=False, log=messages.append)
+    assert not stale.exists() and "removed 1 temporary file(s) of a killed generation" in " ".join(messages)
+
+
+# --- item 11: checksums on the training files ----------------------------------------------------------
+def test_a_corrupted_byte_in_a_training_file_is_detected_and_the_remedy_named(tiny_cfg):
+    training_sets.generate_training_files(tiny_cfg, 32, workers=1, progress=False, log=lambda *a: None)
+    path = tiny_cfg.training_file(32, 400)
+    with h5py.File(path, "r") as h5:
+        assert all(h5[k].fletcher32 for k in h5)
+        offset = h5["standardized_noisy_correlators"].id.get_chunk_info(1).byte_offset
+    data = bytearray(path.read_bytes())
+    data[offset + 50] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"standardized_noisy_correlators': damaged.*delete .*Nrho400.hdf5 "
+                                         r"and make it again with `python generate_full_dataset_sigma.py "
+                                         r"--preset tiny --nb 32"):
+        training_sets.load_training_data(tiny_cfg, "Nmax", 0.44)
+
+
+# --- item 2: a lost best checkpoint of a finished replica is rebuilt ----------------------------------
+@pytest.mark.parametrize("damage", ["delete", "truncate"])
+def test_a_lost_best_checkpoint_is_rebuilt_by_training_again(damage, tmp_path):
+    import torch
+    from training import train_replicas
+    cfg = load_config("tiny", [f"noise_file={NOISE}", "max_epochs=2"], tmp_path)
+    training_sets.generate_training_files(cfg, 32, workers=1, progress=False, log=lambda *a: None)
+    assert train_replicas(cfg, "Nref_n", 0.44, [0], device="cpu", log=lambda *a: None) == {0: "finished"}
+    best = cfg.checkpoint(0.44, "Nref_n", 0)
+    weights = torch.load(best, weights_only=True)["state_dict"]
+    if damage == "delete":
+        best.unlink()
+    else:
+        best.write_bytes(best.read_bytes()[:1000])
+    messages = []
+    assert train_replicas(cfg, "Nref_n", 0.44, [0], device="cpu", log=messages.append) == {0: "finished"}
+    assert any("training it again from the start rebuilds it" in m for m in messages)
+    rebuilt = torch.load(best, weights_only=True)["state_dict"]
+    assert all(torch.equal(weights[k], rebuilt[k]) for k in weights)
+    assert train_replicas(cfg, "Nref_n", 0.44, [0], device="cpu", log=lambda *a: None) == {0: "already finished"}
+
+
+# --- item 5: training takes what its training file holds ------------------------------------------------
+@pytest.mark.parametrize("override,key", [("n_noise=7 noise=stored", "n_noise"), ("seed=5", "seed"),
+                                          ("noise_file=other.h5", "noise_sha256")])
+def test_training_refuses_settings_that_disagree_with_its_training_file(override, key, tiny_cfg):
+    import shutil
+    training_sets.generate_training_files(tiny_cfg, 32, workers=1, progress=False, log=lambda *a: None)
+    other = tiny_cfg.root / "other.h5"
+    shutil.copy(NOISE, other)
+    with h5py.File(other, "a") as h5:
+        h5.attrs["source"] = "a copy with other bytes"
+    cfg = load_config("tiny", tiny_cfg.overrides + override.split(), tiny_cfg.root)
+    with pytest.raises(InputError, match=f"key '{key}': the file was generated with"):
+        training_sets.load_training_data(cfg, "Nmax", 0.44)
