@@ -10,6 +10,12 @@ measurement, so the coverage is uncertain by about ±20 % (SPEC §9; validate_co
 Outputs made from the same prediction files (their SHA-256) with the same settings are up to date
 (the ``fingerprint`` attribute of the .hdf5): they are kept and reported, ``--force`` redoes them.
 
+Provenance records what was used: the analysis' own settings (ANALYSIS_KEYS, and only the overrides
+of those keys) and each prediction file's stored configuration (its N_boot, seed, closure level,
+...: what the numbers came from).  A setting that shaped the prediction files and disagrees with
+what they hold (e.g. ``--set n_boot=...`` given to the analysis alone) is refused, naming the file,
+the key and both values: the analysis cannot change it, so it must not claim it.
+
 With the prior systematic (SPEC §8 "Beyond the paper", preset option ``prior_systematic``) the
 audience has Nref_prior, and both files get two more columns after ``total``: ``sys_prior`` and
 ``total_with_prior`` (the HDF5 also ``delta_prior``, ``delta_error_prior``, ``pulls_with_prior``);
@@ -44,6 +50,11 @@ from mocks import user_data_name
 CSV_COLUMNS = ("E", "central", "stat", "rep", "sys_b", "sys_rho", "sys_n", "total")
 MOCK_COLUMNS = ("truth", "closure_level")   # mocks only: the exact truth, and how it was measured
 PRIOR_COLUMNS = ("sys_prior", "total_with_prior")     # SPEC §8 "Beyond the paper", after total
+# The settings the analysis itself uses: which ensembles and σ it reads, and 1/a for σ in lattice units.
+ANALYSIS_KEYS = ("a_inv_gev", "ensembles", "prior_systematic", "sigmas_gev")
+# Settings that did not shape one prediction file: the lists of σ and of generated N_b, N_ρ, and the
+# prior switch (it adds an ensemble; each file is compared with its own ensemble's entry instead).
+FREE_KEYS = ("sigmas_gev", "nb_list", "nrho_list", "prior_systematic", "ensembles")
 LABELS = {"stat": r"$\sigma_{\rm stat}$", "rep": r"$\sigma_{\rm rep}$", "sys_b": r"$\Sigma_b$",
           "sys_rho": r"$\Sigma_\rho$", "sys_n": r"$\Sigma_n$", "total": r"$\sigma_{\rm tot}$",
           "sys_prior": r"$\Sigma_{\rm prior}$", "total_with_prior": r"$\sigma_{\rm tot,prior}$"}
@@ -60,6 +71,33 @@ class PredictionSet:
     kind: str
     files: dict
     closure_level: int | None = None    # mocks: 1 (measured once) or 0 (diagnostic); None for data
+    made_with: dict | None = None       # {ensemble: the stored configuration of its file, or None}
+
+
+def analysis_settings(cfg) -> dict:
+    """What the analysis itself used: the values of ANALYSIS_KEYS and the overrides of those keys
+    (an override of another key changed nothing here; the prediction files record their own)."""
+    used = [item for item in cfg.overrides if item.partition("=")[0].split(".")[0] in ANALYSIS_KEYS]
+    return {"preset": cfg.preset, "overrides": used, "values": {key: cfg[key] for key in ANALYSIS_KEYS}}
+
+
+def check_made_with(cfg, path, attrs, ensemble: str) -> dict | None:
+    """The stored configuration of one prediction file (None if it has none); a setting that shaped
+    the file (every key but FREE_KEYS, and the file's own ensemble) and disagrees with it is refused,
+    naming both values."""
+    if "config" not in attrs:
+        return None
+    made = json.loads(attrs["config"])
+    values = made.get("values", {})
+    shaped = {key: (value, cfg[key]) for key, value in values.items() if key not in FREE_KEYS and key in cfg}
+    shaped[f"ensembles.{ensemble}"] = (values.get("ensembles", {}).get(ensemble), cfg["ensembles"][ensemble])
+    for key, (value, want) in shaped.items():
+        if value is not None and value != want:
+            raise InputError(path, key, f"the predictions were made with {key}={value!r}, the settings say "
+                             f"{want!r}; the analysis cannot change it: analyse with the prediction's "
+                             f"settings (preset {made.get('preset')!r}, overrides {made.get('overrides')}) or "
+                             f"run the prediction again with these settings")
+    return made
 
 
 def load_predictions(cfg, mock: str, sigma_gev: float) -> PredictionSet:
@@ -68,13 +106,13 @@ def load_predictions(cfg, mock: str, sigma_gev: float) -> PredictionSet:
     Checks that the files agree on energies, truth, sample kind, closure level and the input samples
     themselves: the systematic differences of SPEC §8 are only meaningful on the same samples.
     """
-    predictions, files = {}, {}
+    predictions, files, made_with = {}, {}, {}
     ref = None   # (path, energies, truth, kind, samples, closure level) of the first file read
     for ens in cfg["ensembles"]:
         path = cfg.prediction_file(mock, ens, sigma_gev)
         files[ens] = str(path)
         if not path.is_file():
-            predictions[ens] = None
+            predictions[ens] = made_with[ens] = None
             print(f"  missing: {path} (ensemble {ens}, sigma {sigma_gev})")
             continue
         with open_h5(path, f"prediction file of {mock}, ensemble {ens}, σ = {sigma_gev}") as h5:
@@ -85,6 +123,7 @@ def load_predictions(cfg, mock: str, sigma_gev: float) -> PredictionSet:
                      if "true_smeared_rho" in h5 else None)
             kind = str(h5.attrs.get("sample_kind", "bootstrap"))
             level = int(h5.attrs["closure_level"]) if "closure_level" in h5.attrs else None
+            made_with[ens] = check_made_with(cfg, path, h5.attrs, ens)
         if truth is not None and level is None:
             raise InputError(path, "closure_level", "missing: a mock's prediction file must say how the "
                              "mock was measured (made by an older version? rerun the prediction)")
@@ -104,7 +143,7 @@ def load_predictions(cfg, mock: str, sigma_gev: float) -> PredictionSet:
     if ref is None:
         raise InputError(cfg.prediction_file(mock, bud.REFERENCE, sigma_gev), None,
                          f"no prediction file for {mock} at σ = {sigma_gev}; run the prediction first")
-    return PredictionSet(mock, sigma_gev, predictions, ref[1], ref[2], ref[3], files, ref[5])
+    return PredictionSet(mock, sigma_gev, predictions, ref[1], ref[2], ref[3], files, ref[5], made_with)
 
 
 # --- tables ------------------------------------------------------------------------------------
@@ -152,8 +191,10 @@ def summarise(b: bud.Budget, s: PredictionSet) -> Summary:
 
 def budget_record(cfg, s: PredictionSet, frame: pd.DataFrame, record: dict) -> dict:
     """The budget of one σ as one JSON object: every column of the table (energies, central,
-    each component, total, ...; NaN as null), the settings and the provenance ``record``."""
-    settings = json.loads(record.pop("config"))
+    each component, total, ...; NaN as null), the settings (the analysis' own, and each prediction
+    file's) and the provenance ``record``."""
+    settings = {"analysis": json.loads(record.pop("config")),
+                "prediction_files": json.loads(record.pop("prediction_config"))}
     for key in ("overrides", "package_versions", "prediction_files", "warnings"):
         record[key] = json.loads(record[key])
     columns = {c: [None if not np.isfinite(v) else float(v) for v in frame[c]] for c in frame.columns}
@@ -167,7 +208,10 @@ def write_results(cfg, s: PredictionSet, b: bud.Budget, summary: Summary | None,
     """CSV, JSON and HDF5 of the budget, atomically; returns the paths written."""
     frame = budget_frame(b, s)
     level = {} if s.closure_level is None else {"closure_level": int(s.closure_level)}
-    record = provenance(cfg, mock=s.mock, sigma_gev=s.sigma_gev, sample_kind=s.kind, **level,
+    settings = analysis_settings(cfg)
+    record = provenance(cfg, config=json.dumps(settings, sort_keys=True), overrides=json.dumps(settings["overrides"]),
+                        prediction_config=json.dumps(s.made_with, sort_keys=True),
+                        mock=s.mock, sigma_gev=s.sigma_gev, sample_kind=s.kind, **level,
                         prediction_files=json.dumps(s.files), warnings=json.dumps(b.warnings),
                         summary=summary.line() if summary else "no truth (user data)", fingerprint=made_of)
     csv_path = cfg.results_file(s.mock, s.sigma_gev, "budget.csv")
@@ -304,7 +348,7 @@ def analyze_sigma(cfg, mock: str, sigma_gev: float, force: bool = False) -> tupl
         plots["pulls"] = plot_pulls
     outputs = ([cfg.results_file(mock, sigma_gev, suffix) for suffix in ("budget.hdf5", "budget.csv", "budget.json")]
                + [cfg.results_file(mock, sigma_gev, f"{suffix}.png") for suffix in plots])
-    made_of = fingerprint({"values": cfg.values_json(),
+    made_of = fingerprint({"values": analysis_settings(cfg)["values"],
                            "prediction_files": {ens: file_sha256(path) if s.predictions[ens] is not None else None
                                                 for ens, path in s.files.items()}})
     if not force and recorded_fingerprint(outputs[0]) == made_of and all(p.is_file() for p in outputs):

@@ -416,9 +416,65 @@ def test_budget_json_holds_every_column_settings_and_provenance(trained):
                 values = np.array([np.nan if v is None else v for v in record[column]])
                 np.testing.assert_array_equal(values, h5[column][()], err_msg=column)
         assert record["sigma_gev"] == sigma and record["sigma"] == cfg.sigma(sigma)
-        assert record["settings"] == json.loads(cfg.to_json())
+        # what was used (issue 11 item 5): the analysis' own few settings, none of its overrides
+        # (max_epochs, noise_file changed nothing here), and each prediction file's own configuration
+        own = record["settings"]["analysis"]
+        assert own == {"preset": "tiny", "overrides": [], "values": {
+            "a_inv_gev": cfg["a_inv_gev"], "ensembles": cfg["ensembles"], "prior_systematic": False,
+            "sigmas_gev": cfg["sigmas_gev"]}}
+        assert record["provenance"]["overrides"] == []
+        for ens in cfg["ensembles"]:
+            with h5py.File(cfg.prediction_file("O3", ens, sigma), "r") as h5:
+                made = json.loads(h5.attrs["config"])
+            assert record["settings"]["prediction_files"][ens] == made
+            assert made["values"]["n_boot"] == cfg["n_boot"] and made["overrides"] == cfg.overrides
         assert record["provenance"]["code_version"] and record["provenance"]["seed"] == cfg["seed"]
         assert "lattice units" in record["energy_unit"]
+
+
+def copy_predictions(cfg, mock, root):
+    """The prediction files of ``mock`` under another root (the same settings)."""
+    for sigma in cfg["sigmas_gev"]:
+        for ens in cfg["ensembles"]:
+            target = cfg.prediction_file(mock, ens, sigma)
+            copy = root / target.relative_to(cfg.root)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(target, copy)
+    return load_config("tiny", cfg.overrides, root)
+
+
+def test_analysis_refuses_settings_its_prediction_files_were_not_made_with(trained, tmp_path, capsys):
+    """Issue 11 item 5: `--set n_boot=...` given to the analysis alone changes nothing (the
+    prediction files hold their N_boot samples), so it is refused, naming file, key and both
+    values, and never recorded; an override the analysis does use is recorded, an agreeing one not."""
+    assert predict_on_O3_mock_sigma.main(args_of(trained)) == 0
+    cfg = copy_predictions(trained, "O3", tmp_path)
+    sigma = cfg["sigmas_gev"][0]
+    capsys.readouterr()
+    assert analyze_O3_mock_sigma.main(args_of(cfg) + ["--set", "n_boot=1"]) == 2      # the schema's refusal
+    assert "n_boot" in capsys.readouterr().err
+    n_boot = cfg["n_boot"]
+    for override, key, value in ((f"n_boot={n_boot + 1}", "n_boot", n_boot), ("seed=5", "seed", cfg["seed"]),
+                                 ("closure_level=0", "closure_level", 1),
+                                 ("ensembles.Nref_n.arch=arcM", "ensembles.Nref_n", cfg["ensembles"]["Nref_n"])):
+        with pytest.raises(SystemExit, match="analysis failed"):
+            analyze_O3_mock_sigma.main(args_of(cfg) + ["--set", override])
+        out = capsys.readouterr().out
+        first = "Nref_n" if key.startswith("ensembles") else "Nmax"      # the first file that disagrees
+        wanted = load_config("tiny", cfg.overrides + [override], tmp_path)
+        wanted = wanted["ensembles"]["Nref_n"] if first == "Nref_n" else wanted[key]
+        assert (f"{cfg.prediction_file('O3', first, sigma)}, key '{key}': the predictions were made with "
+                f"{key}={value!r}, the settings say {wanted!r}") in out
+        assert not cfg.results_file("O3", sigma, "budget.json").exists()
+    # agreeing and used overrides: only the one the analysis used is recorded as its own
+    assert analyze_O3_mock_sigma.main(args_of(cfg) + ["--set", f"n_boot={n_boot}", "--set",
+                                                      f"sigmas_gev=[{sigma}]"]) == 0
+    record = json.loads(cfg.results_file("O3", sigma, "budget.json").read_text())
+    assert record["settings"]["analysis"]["overrides"] == [f"sigmas_gev=[{sigma}]"]
+    assert record["settings"]["analysis"]["values"]["sigmas_gev"] == [sigma]
+    assert "n_boot" not in record["settings"]["analysis"]["values"]
+    assert {made["values"]["n_boot"] for made in record["settings"]["prediction_files"].values()} == {n_boot}
+    assert not cfg.results_file("O3", cfg["sigmas_gev"][1], "budget.json").exists()
 
 
 @pytest.mark.parametrize("script", [predict_on_user_data, analyze_user_data])
