@@ -251,8 +251,11 @@ def test_a_task_is_stopped_with_its_runner(sig, tmp_path):
     if sig == signal.SIGKILL and not sys.platform.startswith("linux"):
         pytest.skip("the parent-death signal (prctl) exists on Linux only")
     marker = tmp_path / "task.txt"
+    # SIGINT at its default in the runner, as in an interactive shell (Ctrl-C): a runner started
+    # from a non-interactive shell's background job inherits SIGINT ignored, and keeps ignoring it
     runner = subprocess.Popen([sys.executable, "-c", RUNNER.format(repo=str(REPO), child=CHILD,
-                                                                   marker=str(marker))], cwd=tmp_path)
+                                                                   marker=str(marker))], cwd=tmp_path,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for _ in range(600):
         if marker.exists() and marker.read_text():
             break
