@@ -233,7 +233,7 @@ def over_audiences(per_audience: dict) -> pd.DataFrame:
             row[f"{name}_mean"] = float(values.mean())
             row[f"{name}_spread"] = float(values.std(ddof=1)) if len(values) > 1 else np.nan
         verdicts = pd.Series([m["verdict"] for m in ms]).value_counts()
-        row["verdicts"] = ", ".join(f"{v} {c}/{len(ms)}" if len(ms) > 1 else v for v, c in verdicts.items())
+        row["verdicts"] = "; ".join(f"{c}/{len(ms)}: {v}" if len(ms) > 1 else v for v, c in verdicts.items())
         row["complete"] = all(m["complete"] for m in ms)
         rows.append(row)
     return pd.DataFrame(rows)
