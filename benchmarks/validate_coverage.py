@@ -32,7 +32,9 @@
    10% of that density's maximum, the median share of σ_tot² carried by Σ_b² + Σ_ρ² + Σ_n², and,
    among the misses (|ρ̄ - truth| > σ_tot), the share that every ensemble makes on the same side by
    more than σ_tot: a bias common to the audience, which no Σ_X (a difference of ensembles) can
-   see.  Over the K audiences: the mean and the spread (standard deviation, ddof = 1) of each.
+   see (with the prior systematic Nref_prior is one of the ensembles, so the share then counts the
+   misses that even the second space's networks make: those Σ_prior cannot see either).  Over the
+   K audiences: the mean and the spread (standard deviation, ddof = 1) of each.
 
 Writes under --root, in results/validation/: coverage.csv (one row per audience, family, σ and
 level), coverage_summary.csv (mean and spread over the audiences), coverage.md (the tables),
