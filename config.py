@@ -31,7 +31,7 @@ import numpy as np
 
 from cli import main_guard
 from io_utils import UserError
-from sigma_model_utils import KERNELS
+from sigma_model_utils import KERNELS, SPACES
 
 M_MUON_GEV = 0.10566  # SPEC §5: the energy grid is linspace(m_mu, 24 m_mu, 47)
 # SPEC §7: the noise a replica trains on (replica_streams.py): its own noise instance, the training
@@ -158,8 +158,7 @@ PRESETS = {
 # the demo with the prior systematic (SPEC §8): one more ensemble, Nref_prior
 PRESETS["demo_prior"] = _derived(PRESETS["demo"], prior_systematic=True)
 
-PRIOR_ENSEMBLE = "Nref_prior"      # the ensemble of the prior systematic
-SPACES = ("chebyshev", "prior")    # the training spaces (sigma_model_utils.space_parameters)
+PRIOR_ENSEMBLE = "Nref_prior"      # the ensemble of the prior systematic (budget.PRIOR_SYSTEMATIC)
 
 
 class ConfigError(UserError):
