@@ -2,8 +2,9 @@
 
 Nothing half-written is ever left behind: every output is written to a temporary name beside its
 final one and renamed into place only when complete (``atomic_output``).  Every output records how
-it was made (``provenance``): the resolved configuration, the seed, the code version and the
-versions of the packages that computed it.
+it was made (``provenance``): the resolved configuration, the seed, the software version
+(``version``, from version.py), the code version (``code_version``, git describe) and the versions
+of the packages that computed it.
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+
+from version import __version__
 
 REPO_DIR = Path(__file__).resolve().parent
 
@@ -266,6 +269,7 @@ def provenance(cfg, **extra) -> dict:
         "preset": cfg.preset,
         "overrides": json.dumps(cfg.overrides),
         "seed": int(cfg["seed"]),
+        "version": __version__,
         "code_version": code_version(),
         "package_versions": json.dumps(package_versions(), sort_keys=True),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
