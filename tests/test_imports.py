@@ -1,5 +1,6 @@
 """The project's modules import each other without a circle (issue 12), and the physics core
-imports nothing of the project.  Walks the import statements with ast, so it needs no imports."""
+imports nothing of the project.  Walks the import statements with ast, so it needs no imports.
+The manual names every module, script, preset and preset key."""
 import ast
 from pathlib import Path
 
@@ -65,9 +66,41 @@ def test_physics_core_and_devices_import_nothing_of_the_project():
     assert graph["devices"] == set()
 
 
-def test_readme_map_names_every_module():
-    readme = (REPO / "README.md").read_text()
-    layout = readme[readme.index("## Repository layout"):]
-    unnamed = ([p.name for p in sorted(REPO.glob("*.py")) if p.name not in layout]
-               + [p.name for p in sorted((REPO / "benchmarks").glob("*.py")) if p.stem not in layout])
-    assert unnamed == [], f"add them to the README's repository layout: {unnamed}"
+def _manual(page: str) -> str:
+    return (REPO / "docs" / page).read_text()
+
+
+def test_manual_map_names_every_module_and_script():
+    """docs/files.md, the repository map, names every module, script and benchmark, every Slurm
+    script, every data tool and every CI script."""
+    layout = _manual("files.md")
+    paths = (sorted(REPO.glob("*.py")) + sorted((REPO / "benchmarks").glob("*"))
+             + sorted((REPO / "slurm_scripts").glob("*")) + sorted((REPO / "data").glob("*.py"))
+             + sorted((REPO / "data").glob("*.sh")) + sorted((REPO / ".ci").glob("*")))
+    paths = [p for p in paths if p.is_file() and p.suffix in (".py", ".sh", ".env", "")]
+    assert {"config.py", "submit_all.sh", "cluster.env", "bench_gpu.py", "run"} <= {p.name for p in paths}
+    unnamed = [str(p.relative_to(REPO)) for p in paths
+               if f"`{p.name}`" not in layout and f"`{p.relative_to(REPO).as_posix()}`" not in layout]
+    assert unnamed == [], f"add them to the repository map, docs/files.md: {unnamed}"
+
+
+def test_manual_names_every_preset_and_preset_key():
+    """docs/local.md names every preset and every key of config.SCHEMA (and of its nested
+    tables), so a key added to the code without its line in the manual fails here."""
+    from config import ENSEMBLE_SCHEMA, PRESETS, PRIOR_SPACE_SCHEMA, SCHEMA
+    page = _manual("local.md")
+    missing = ([f"preset {name}" for name in PRESETS if f"`{name}`" not in page]
+               + [key for key in SCHEMA if f"| `{key}` |" not in page]
+               + [f"ensembles.<label>.{key}" for key in ENSEMBLE_SCHEMA
+                  if f"`ensembles.<label>.{key}`" not in page]
+               + [f"prior_space.{key}" for key in PRIOR_SPACE_SCHEMA if f"`prior_space.{key}`" not in page])
+    assert missing == [], f"add them to docs/local.md (the table is generated from config.SCHEMA): {missing}"
+
+
+def test_every_manual_page_is_in_the_navigation():
+    """mkdocs build --strict (CI) fails on a broken link; this catches a page left out of the nav
+    without needing mkdocs installed."""
+    nav = (REPO / "mkdocs.yml").read_text()
+    pages = [p.relative_to(REPO / "docs").as_posix() for p in (REPO / "docs").rglob("*.md")]
+    assert "method.md" in pages
+    assert [p for p in pages if p not in nav] == []
