@@ -78,10 +78,11 @@ def test_manual_map_names_every_module_and_script():
              + sorted((REPO / "slurm_scripts").glob("*")) + sorted((REPO / "data").glob("*.py"))
              + sorted((REPO / "data").glob("*.sh")) + sorted((REPO / ".ci").glob("*")))
     paths = [p for p in paths if p.is_file() and p.suffix in (".py", ".sh", ".env", "")]
-    assert {"config.py", "submit_all.sh", "cluster.env", "bench_gpu.py", "run"} <= {p.name for p in paths}
+    expected = {"config.py", "submit_all.sh", "cluster.env", "bench_gpu.py", "run"}
+    assert expected <= {p.name for p in paths}
     unnamed = [str(p.relative_to(REPO)) for p in paths
                if f"`{p.name}`" not in layout and f"`{p.relative_to(REPO).as_posix()}`" not in layout]
-    assert unnamed == [], f"add them to the repository map, docs/files.md: {unnamed}"
+    assert unnamed == [], f"add them to the map in docs/files.md: {unnamed}"
 
 
 def test_manual_names_every_preset_and_preset_key():
@@ -93,8 +94,9 @@ def test_manual_names_every_preset_and_preset_key():
                + [key for key in SCHEMA if f"| `{key}` |" not in page]
                + [f"ensembles.<label>.{key}" for key in ENSEMBLE_SCHEMA
                   if f"`ensembles.<label>.{key}`" not in page]
-               + [f"prior_space.{key}" for key in PRIOR_SPACE_SCHEMA if f"`prior_space.{key}`" not in page])
-    assert missing == [], f"add them to docs/local.md (the table is generated from config.SCHEMA): {missing}"
+               + [f"prior_space.{key}" for key in PRIOR_SPACE_SCHEMA
+                  if f"`prior_space.{key}`" not in page])
+    assert missing == [], f"add them to docs/local.md (its table comes from config.SCHEMA): {missing}"
 
 
 def test_every_manual_page_is_in_the_navigation():

@@ -24,10 +24,13 @@ def _mathml(tex: str, display: str, page) -> str:
     try:
         return convert(source, display=display)
     except Exception as err:  # latex2mathml raises several kinds; any of them is a bad formula
-        raise PluginError(f"{page.file.src_uri}: cannot render the formula {source!r}: {err}") from err
+        where = page.file.src_uri
+        raise PluginError(f"{where}: cannot render the formula {source!r}: {err}") from err
 
 
 def on_page_content(content: str, page, **kwargs) -> str:
-    content = DISPLAY.sub(lambda m: f'<div class="math-display">{_mathml(m.group(1), "block", page)}</div>',
-                          content)
+    def display(m):
+        return f'<div class="math-display">{_mathml(m.group(1), "block", page)}</div>'
+
+    content = DISPLAY.sub(display, content)
     return INLINE.sub(lambda m: _mathml(m.group(1), "inline", page), content)
