@@ -96,7 +96,7 @@ def test_manual_names_every_preset_and_preset_key():
                   if f"`ensembles.<label>.{key}`" not in page]
                + [f"prior_space.{key}" for key in PRIOR_SPACE_SCHEMA
                   if f"`prior_space.{key}`" not in page])
-    assert missing == [], f"add them to docs/local.md (its table comes from config.SCHEMA): {missing}"
+    assert missing == [], f"add them to docs/local.md (table from config.SCHEMA): {missing}"
 
 
 def test_every_manual_page_is_in_the_navigation():
