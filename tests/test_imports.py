@@ -81,7 +81,8 @@ def test_manual_map_names_every_module_and_script():
     expected = {"config.py", "submit_all.sh", "cluster.env", "bench_gpu.py", "run"}
     assert expected <= {p.name for p in paths}
     unnamed = [str(p.relative_to(REPO)) for p in paths
-               if f"`{p.name}`" not in layout and f"`{p.relative_to(REPO).as_posix()}`" not in layout]
+               if f"`{p.name}`" not in layout
+               and f"`{p.relative_to(REPO).as_posix()}`" not in layout]
     assert unnamed == [], f"add them to the map in docs/files.md: {unnamed}"
 
 
