@@ -132,8 +132,18 @@ def checkpoint_problem(path, record: dict | None = None) -> str | None:
     return None
 
 
+GEOMETRY_KEYS = ("t_min", "t_max", "kernel", "T", "a_inv_gev", "energy_min_gev", "energy_max_gev", "n_energies")
+
+
 def check_geometry(meta: dict, cfg, path) -> None:
-    """The checkpoint was trained for the preset's inputs and outputs, or an InputError says how not."""
+    """The checkpoint was trained for the preset's inputs and outputs, or an InputError says how
+    not: first the setting that differs (GEOMETRY_KEYS, with both values), then the arrays."""
+    made = json.loads(meta["config"]).get("values", {})
+    for key in GEOMETRY_KEYS:
+        if key in made and made[key] != cfg[key]:
+            raise InputError(path, key, f"the network was trained with {key}={made[key]!r}, this run has "
+                             f"{cfg[key]!r} (another time geometry or energy grid); use the setting it was "
+                             "trained with")
     if meta["t"].shape != cfg.t.shape or not np.array_equal(meta["t"], cfg.t):
         raise InputError(path, "t", f"trained on time slices {meta['t'].astype(int).tolist()}, but the "
                          f"preset uses t={cfg['t_min']}..{cfg['t_max']} (another time geometry)")

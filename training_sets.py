@@ -291,6 +291,7 @@ def check_made_with(cfg, path, attrs, nb: int) -> None:
 def _read_training_file(cfg, path, what, ensemble, sigma_gev, noisy, clean, space) -> TrainingData:
     nb, nrho = cfg["ensembles"][ensemble]["nb"], cfg["ensembles"][ensemble]["nrho"]
     with open_h5(path, what) as h5:
+        check_made_with(cfg, path, h5.attrs, nb)     # first: it names the setting that differs
         if "functional_space" in h5.attrs:
             made, want = json.loads(h5.attrs["functional_space"]), space_parameters(cfg, space)
             if made != want:
@@ -312,7 +313,6 @@ def _read_training_file(cfg, path, what, ensemble, sigma_gev, noisy, clean, spac
         if energies.shape != cfg.energies.shape or not np.allclose(energies, cfg.energies, rtol=1e-12):
             raise InputError(path, "energies", f"{len(energies)} energies; expected the preset's "
                              f"grid of {len(cfg.energies)}")
-        check_made_with(cfg, path, h5.attrs, nb)
         stored = "standardized_noisy_correlators"
         inputs = None
         if noisy:

@@ -442,7 +442,8 @@ def test_a_kill_or_full_disk_while_a_group_saves_its_states_resumes_bitwise(tmp_
 
 # --- item 5: training takes what its training file holds ------------------------------------------------
 @pytest.mark.parametrize("override,key", [("n_noise=7 noise=stored", "n_noise"), ("seed=5", "seed"),
-                                          ("noise_file=other.h5", "noise_sha256")])
+                                          ("noise_file=other.h5", "noise_sha256"),
+                                          ("a_inv_gev=2.0", "a_inv_gev")])     # issue 22 item 8
 def test_training_refuses_settings_that_disagree_with_its_training_file(override, key, tiny_cfg):
     import shutil
     training_sets.generate_training_files(tiny_cfg, 32, workers=1, progress=False, log=lambda *a: None)
