@@ -38,7 +38,8 @@ from tqdm import tqdm
 
 from config import ensemble_space, generated_nrhos, target_key
 from io_utils import (DamagedFile, InputError, atomic_output, check_free_space, check_writable, file_sha256,
-                      open_h5, provenance, read_dataset, remove_stale_temporaries, task_lock, write_attrs)
+                      open_h5, provenance, raise_if_locked, read_dataset, remove_stale_temporaries, task_lock,
+                      write_attrs)
 from noise_files import NoiseModel, covariance_cholesky, load_noise_file
 from sigma_model_utils import (add_noise, correlators_and_targets, noise_scale, quadrature_rule, rng_for,
                                sample_coefficients, space_parameters, standardise)
@@ -59,13 +60,15 @@ def generation_fingerprint(cfg, nb: int, nrho: int, noise_sha256: str, space: st
 
 
 def is_complete(path: Path, fingerprint: str) -> bool:
-    """A file at ``path`` exists (so it was renamed into place complete) and was made the same way."""
+    """A file at ``path`` exists (so it was renamed into place complete) and was made the same way.
+    A file another process holds open for writing raises io_utils.TaskLocked (never remade)."""
     if not path.is_file():
         return False
     try:
         with h5py.File(path, "r") as h5:
             return h5.attrs.get("generation_fingerprint") == fingerprint
-    except OSError:
+    except OSError as err:
+        raise_if_locked(path, err)
         return False
 
 

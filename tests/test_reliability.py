@@ -333,6 +333,29 @@ def test_a_corrupted_byte_in_a_training_file_is_detected_and_the_remedy_named(ti
         training_sets.load_training_data(tiny_cfg, "Nmax", 0.44)
 
 
+# --- issue 22 item 6: a training file held open by another process is named so, never remade ---------
+def test_a_training_file_open_for_writing_elsewhere_is_reported_and_kept(tiny_cfg, monkeypatch):
+    from io_utils import TaskLocked
+    monkeypatch.setenv("HDF5_USE_FILE_LOCKING", "TRUE")          # HDF5's default, whatever the caller set
+    training_sets.generate_training_files(tiny_cfg, 32, workers=1, progress=False, log=lambda *a: None)
+    path = tiny_cfg.training_file(32, 400)
+    holder = subprocess.Popen([sys.executable, "-c", f"import h5py, sys, time; f = h5py.File({str(path)!r}, 'a'); "
+                               "print('open', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "open\n"
+        inode = path.stat().st_ino
+        message = rf"{path}: open for writing by another process \(PID {holder.pid}: .*python.*\): HDF5 lets no one"
+        with pytest.raises(TaskLocked, match=message):
+            training_sets.load_training_data(tiny_cfg, "Nmax", 0.44)
+        with pytest.raises(TaskLocked, match=message):
+            training_sets.generate_training_files(tiny_cfg, 32, workers=1, progress=False, log=lambda *a: None)
+        assert path.stat().st_ino == inode                  # not made again
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 # --- item 2, issue 22 item 9: a lost best checkpoint is written again from the state, exactly -----------
 @pytest.mark.parametrize("damage", ["delete", "truncate"])
 def test_a_lost_best_checkpoint_is_rebuilt_exactly_from_the_state(damage, tmp_path):
