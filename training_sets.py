@@ -38,7 +38,8 @@ from tqdm import tqdm
 
 from config import ensemble_space, generated_nrhos, target_key
 from io_utils import (DamagedFile, InputError, atomic_output, check_free_space, check_writable, file_sha256,
-                      open_h5, provenance, read_dataset, remove_stale_temporaries, task_lock, write_attrs)
+                      open_h5, provenance, raise_if_locked, read_dataset, remove_stale_temporaries, task_lock,
+                      write_attrs)
 from noise_files import NoiseModel, covariance_cholesky, load_noise_file
 from sigma_model_utils import (add_noise, correlators_and_targets, noise_scale, quadrature_rule, rng_for,
                                sample_coefficients, space_parameters, standardise)
@@ -59,13 +60,15 @@ def generation_fingerprint(cfg, nb: int, nrho: int, noise_sha256: str, space: st
 
 
 def is_complete(path: Path, fingerprint: str) -> bool:
-    """A file at ``path`` exists (so it was renamed into place complete) and was made the same way."""
+    """A file at ``path`` exists (so it was renamed into place complete) and was made the same way.
+    A file another process holds open for writing raises io_utils.TaskLocked (never remade)."""
     if not path.is_file():
         return False
     try:
         with h5py.File(path, "r") as h5:
             return h5.attrs.get("generation_fingerprint") == fingerprint
-    except OSError:
+    except OSError as err:
+        raise_if_locked(path, err)
         return False
 
 
@@ -291,6 +294,7 @@ def check_made_with(cfg, path, attrs, nb: int) -> None:
 def _read_training_file(cfg, path, what, ensemble, sigma_gev, noisy, clean, space) -> TrainingData:
     nb, nrho = cfg["ensembles"][ensemble]["nb"], cfg["ensembles"][ensemble]["nrho"]
     with open_h5(path, what) as h5:
+        check_made_with(cfg, path, h5.attrs, nb)     # first: it names the setting that differs
         if "functional_space" in h5.attrs:
             made, want = json.loads(h5.attrs["functional_space"]), space_parameters(cfg, space)
             if made != want:
@@ -312,7 +316,6 @@ def _read_training_file(cfg, path, what, ensemble, sigma_gev, noisy, clean, spac
         if energies.shape != cfg.energies.shape or not np.allclose(energies, cfg.energies, rtol=1e-12):
             raise InputError(path, "energies", f"{len(energies)} energies; expected the preset's "
                              f"grid of {len(cfg.energies)}")
-        check_made_with(cfg, path, h5.attrs, nb)
         stored = "standardized_noisy_correlators"
         inputs = None
         if noisy:
