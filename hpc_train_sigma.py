@@ -5,7 +5,7 @@
     python hpc_train_sigma.py --task-id $SLURM_ARRAY_TASK_ID                  # one run of the array
     python hpc_train_sigma.py --task-id 0-4                                   # a range: batched groups
 
-Array index -> (ensemble, replica, σ) is config.training_tasks (the one place; `python config.py
+Array index -> (ensemble, replica, σ) is tasks.training_tasks (the one place; `python config.py
 --preset P array-size training` gives the array size): i = (σ_index·N_ensembles + ensemble_index)·N_r
 + replica, so i = 0..N_r−1 are the replicas of the first ensemble at the first σ.
 
@@ -23,9 +23,11 @@ import argparse
 import sys
 
 from cli import main_guard
-from config import NOISE_MODES, add_common_args, config_from_args, parse_index_range
+from config import add_common_args, config_from_args
 from devices import configure_threads, float32_precision, select_device
 from io_utils import check_writable
+from settings import NOISE_MODES
+from tasks import parse_index_range
 from training import train_replicas
 from training_runs import EXIT_PREEMPTED, Preemption, check_run, runs_from_task_ids
 

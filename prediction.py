@@ -37,12 +37,12 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from budget import SAMPLE_KINDS
 from cli import main_guard
 from closure import closure_samples, level_label
 from config import add_common_args, config_from_args
 from checkpoints import load_replicas
 from pytorch_models_t32 import predict_replicas
+from roles import SAMPLE_KINDS
 from correlator_files import bin_samples, describe_slices, fold_correlator, read_correlator, resample
 from io_utils import (InputError, atomic_output, check_writable, file_sha256, fingerprint, provenance,
                       recorded_fingerprint, write_attrs)

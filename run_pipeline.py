@@ -7,8 +7,8 @@ The same tasks as slurm_scripts/submit_all.sh, in the same order, each Slurm arr
     python run_pipeline.py --check --preset tiny --root DIR   # only check every stage's outputs
 
 Stages: generation (one task per N_b, and one for the prior space with the prior systematic:
-config.generation_tasks) -> training (one task per
-(ensemble, σ) group of replicas, config.training_groups) -> for each mock: prediction, then its
+tasks.generation_tasks) -> training (one task per
+(ensemble, σ) group of replicas, tasks.training_groups) -> for each mock: prediction, then its
 analysis. Each task is a separate process with the pipeline's --preset/--set/--root, exactly as a
 Slurm job runs it. Finished work is kept by the stages themselves (a complete training file or a
 finished replica is not redone), so a rerun after an interruption continues. The run stops at the
@@ -38,10 +38,10 @@ import pandas as pd
 
 from analysis import CSV_COLUMNS, MOCK_COLUMNS, PRIOR_COLUMNS
 from cli import main_guard
-from config import (Config, add_common_args, config_from_args, generated_nrhos, generation_tasks,
-                    training_groups, training_tasks)
+from config import Config, add_common_args, config_from_args
 from io_utils import exit_cleanly_on_sigterm
 from mocks import MOCK_TABLE, MOCKS
+from tasks import generated_nrhos, generation_tasks, training_groups, training_tasks
 
 REPO = Path(__file__).resolve().parent
 

@@ -53,7 +53,7 @@ def train_replicas(cfg, ensemble: str, sigma_gev, replicas: list[int], noise: st
     io_utils.TaskLocked, or with ``wait_lock`` waits for it).  A finished replica whose best
     checkpoint is missing or unreadable is trained again, which rebuilds the same network.
 
-    ``noise`` overrides the preset's noise mode (config.NOISE_MODES), as ``--set noise=...`` would:
+    ``noise`` overrides the preset's noise mode (settings.NOISE_MODES), as ``--set noise=...`` would:
     the configuration recorded in the checkpoints says which one was used.
     Returns {replica: 'finished' | 'already finished' | 'preempted'}.  ``stop`` is an object whose
     ``requested`` attribute is polled after every step (``Preemption`` in the worker).
