@@ -5,7 +5,7 @@ returns a ``Correlator``: rows ``values`` [N, n] over time slices ``t`` [n] (per
 measurements, or bootstrap / jackknife samples), or a ``mean`` [n] with the covariance of the mean
 ``cov`` [n, n], plus whatever the file states about the kernel and T.  Both user tools read through
 it: make_noise_file.py (a noise file from per-configuration data) and predict_on_user_data.py (the
-networks' inputs, ``prediction.read_user_samples``).
+networks' inputs, ``user_correlators.read_user_samples``).
 
     format       detected from                 what it holds
     hdf5         .h5, .hdf5                    the project's layout: ``t`` [n] and either a 2-D dataset

@@ -11,8 +11,9 @@ Array index -> (ensemble, replica, σ) is tasks.training_tasks (the one place; `
 
 Writes under --root: trained_models_sigma{100σ}/{ensemble}/replica_{r}_best.pth (the best network,
 self-contained), replica_{r}_best_history.csv (epoch, train_loss, val_loss, lr) and
-replica_{r}_state.pth (resumable state).  On SIGTERM or SIGUSR1 (Slurm: --signal=USR1@120, or its
-SIGTERM before the kill) the state is saved after the current step and the worker exits with
+replica_{r}_state.pth (resumable state).  On SIGTERM or SIGUSR1 (Slurm: the time-limit warning,
+SPECTRAL_TRAINING_SIGNAL = B:USR1@300 in slurm_scripts/cluster.env, passed on by the job script; or
+Slurm's SIGTERM before the kill) the state is saved after the current step and the worker exits with
 status 75; run it again with the same arguments to continue.  A finished run does nothing.
 One process trains a replica: a second run on the same replicas stops at once (status 2), naming
 the holder of replica_{r}.lock (host, PID, Slurm job), or waits for it with --wait-lock.

@@ -26,9 +26,10 @@ from config import add_common_args, config_from_args
 from correlator_files import FORMATS
 from devices import configure_threads
 from mocks import user_data_name
-from prediction import add_force_arg, describe_inputs, predict_all, print_report, read_user_samples
+from prediction import add_force_arg, predict_all, print_report
 from roles import ROW_KINDS, SAMPLE_KINDS
 from sigma_model_utils import KERNELS
+from user_correlators import describe_inputs, read_user_samples
 
 
 @main_guard

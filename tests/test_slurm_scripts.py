@@ -12,6 +12,7 @@ import pytest
 
 import run_pipeline
 from config import ConfigError, load_config
+from result_files import budget_columns
 from tasks import generation_tasks, training_groups, training_tasks
 
 REPO = Path(__file__).resolve().parents[1]
@@ -210,7 +211,7 @@ def test_check_reports_missing_outputs(tmp_path, capsys):
 
 def test_budget_table_check(tmp_path):
     cfg = load_config("tiny", [], tmp_path)
-    columns = run_pipeline.BUDGET_COLUMNS
+    columns = budget_columns("mock")
     rows = [[0.1 * (k + 1)] * len(columns) for k in range(cfg["n_energies"])]
     good = tmp_path / "good.csv"
     good.write_text(",".join(columns) + "\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
