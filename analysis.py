@@ -1,10 +1,10 @@
 """Stage 4: from prediction files to the result with its error budget (SPEC §8-10).
 
-For one input (a mock, or the user's data) and each σ: read every ensemble's prediction file,
-check they predicted the same samples, compute the budget (``budget.error_budget``), write it as
-``results/{mock}_sigma{σ}_budget.csv`` (pandas; SPEC §10 columns, plus ``closure_level`` for a
-mock) and ``.hdf5`` (every component, the Δ_X and σ_ΔX, each ensemble's own values, the pulls, the
-closure level, the provenance), draw the plots and summarise a mock per σ with closure.py's
+For one input (a mock, or the user's data) and each σ: read every ensemble's prediction file
+(prediction_files.load_predictions, which checks they predicted the same samples), compute the
+budget (``budget.error_budget``), write it as ``results/{mock}_sigma{σ}_budget.csv``, ``.json`` and
+``.hdf5`` (result_files.py: the SPEC §10 columns, plus ``closure_level`` for a mock; the HDF5 also
+the Δ_X and σ_ΔX, each ensemble's own values, the pulls, the provenance), draw the plots and summarise a mock per σ with closure.py's
 statistics: coverage (share of energies with |ρ̄ - truth| ≤ σ_tot), mean |pull| and R_bv -- of ONE
 measurement, so the coverage is uncertain by about ±20 % (SPEC §9; validate_coverage.py repeats it).
 Outputs made from the same prediction files (their SHA-256) with the same settings are up to date
