@@ -5,7 +5,7 @@ returns a ``Correlator``: rows ``values`` [N, n] over time slices ``t`` [n] (per
 measurements, or bootstrap / jackknife samples), or a ``mean`` [n] with the covariance of the mean
 ``cov`` [n, n], plus whatever the file states about the kernel and T.  Both user tools read through
 it: make_noise_file.py (a noise file from per-configuration data) and predict_on_user_data.py (the
-networks' inputs, ``prediction.read_user_samples``).
+networks' inputs, ``user_correlators.read_user_samples``).
 
     format       detected from                 what it holds
     hdf5         .h5, .hdf5                    the project's layout: ``t`` [n] and either a 2-D dataset
@@ -43,12 +43,10 @@ import h5py
 import numpy as np
 
 from io_utils import InputError, open_h5, read_dataset
+from roles import ROW_KINDS, SAMPLE_KINDS
 
 FORMATS = ("hdf5", "pyerrors", "gvar", "lsdensities", "text", "npy")
-KINDS = ("configurations", "bootstrap", "jackknife")   # what the rows of Correlator.values are
-RESAMPLINGS = ("bootstrap", "jackknife")
 TEXT_SUFFIXES = (".txt", ".dat", ".data", ".csv", ".gvar")
-OPTIONAL_PACKAGES = {"pyerrors": "pyerrors", "gvar": "gvar"}
 REQUIREMENTS = "requirements-formats.txt"
 
 
@@ -59,7 +57,7 @@ class Correlator:
     fmt: str
     key: str | None                   # the dataset or tag read (None: the file has one)
     values: np.ndarray | None         # [N, n] float64 rows (None for the mean + cov layout)
-    kind: str | None                  # one of KINDS; None: the file does not say (hdf5 only)
+    kind: str | None                  # one of ROW_KINDS; None: the file does not say (hdf5 only)
     t: np.ndarray | None              # [n] integer time slices; None: the file does not say (hdf5)
     mean: np.ndarray | None = None    # [n] and the covariance of the mean [n, n] (hdf5 only)
     cov: np.ndarray | None = None
@@ -238,8 +236,8 @@ def _read_hdf5(path: Path, tag: str | None) -> Correlator:
     if t is not None and len(t) != n:
         raise InputError(path, "t", f"{len(t)} time slices for {n} columns of '{key}'")
     kind = _text(attrs["sample_kind"]) if "sample_kind" in attrs else None
-    if kind is not None and kind not in KINDS:
-        raise InputError(path, "sample_kind", f"{kind!r}; expected one of {KINDS}")
+    if kind is not None and kind not in ROW_KINDS:
+        raise InputError(path, "sample_kind", f"{kind!r}; expected one of {ROW_KINDS}")
     if values is None:
         kind = None
     return Correlator(str(path), "hdf5", key if values is not None else "mean+cov", values, kind, t,
@@ -440,4 +438,4 @@ def resample(values: np.ndarray, method: str, n_boot: int, rng: np.random.Genera
         return values[rng.integers(0, n, size=(n_boot, n))].mean(axis=1)
     if method == "jackknife":
         return (values.sum(axis=0) - values) / (n - 1)
-    raise ValueError(f"resampling {method!r}: expected one of {RESAMPLINGS}")
+    raise ValueError(f"resampling {method!r}: expected one of {SAMPLE_KINDS}")

@@ -56,7 +56,7 @@ def train_replicas(cfg, ensemble: str, sigma_gev, replicas: list[int], noise: st
     io_utils.TaskLocked, or with ``wait_lock`` waits for it).  A best checkpoint that is missing,
     unreadable or not the state's best network is written again from the state, byte for byte.
 
-    ``noise`` overrides the preset's noise mode (config.NOISE_MODES), as ``--set noise=...`` would:
+    ``noise`` overrides the preset's noise mode (settings.NOISE_MODES), as ``--set noise=...`` would:
     the configuration recorded in the checkpoints says which one was used.
     Returns {replica: 'finished' | 'already finished' | 'preempted'}.  ``stop`` is an object whose
     ``requested`` attribute is polled after every step (``Preemption`` in the worker).

@@ -1,6 +1,6 @@
 """Which training runs a worker does, and how it is asked to stop (SPEC §7, §10).
 
-Slurm array indices map to (ensemble, σ, [replicas]) through config.training_tasks, the one
+Slurm array indices map to (ensemble, σ, [replicas]) through tasks.training_tasks, the one
 definition shared with the Slurm scripts and the local runner.  ``Preemption`` turns SIGTERM or
 SIGUSR1 (what Slurm sends before a kill, or with --signal) into a flag the trainer polls after
 every step; the worker then exits with EXIT_PREEMPTED.
@@ -13,8 +13,9 @@ import signal
 import sys
 
 from checkpoints import finish_saving_states
-from config import ConfigError, parse_index_range, training_tasks
 from io_utils import remove_stale_temporaries, task_lock
+from settings import ConfigError
+from tasks import parse_index_range, training_tasks
 
 EXIT_PREEMPTED = 75                # EX_TEMPFAIL: stopped on request, state saved, run again
 

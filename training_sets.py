@@ -36,13 +36,19 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from config import ensemble_space, generated_nrhos, target_key
 from io_utils import (DamagedFile, InputError, atomic_output, check_free_space, check_writable, file_sha256,
                       open_h5, provenance, raise_if_locked, read_dataset, remove_stale_temporaries, task_lock,
                       write_attrs)
 from noise_files import NoiseModel, covariance_cholesky, load_noise_file
 from sigma_model_utils import (add_noise, correlators_and_targets, noise_scale, quadrature_rule, rng_for,
                                sample_coefficients, space_parameters, standardise)
+from tasks import ensemble_space, generated_nrhos
+
+
+def target_key(sigma_gev: float) -> str:
+    """The training-file dataset of the smeared targets for σ as written in the preset (SPEC §10)."""
+    return f"clean_smeared_rho_sigma_{sigma_gev}"
+
 
 # The preset values a training file depends on (besides N_b, N_ρ and the noise file's content).
 GENERATION_KEYS = ("kernel", "T", "t_min", "t_max", "a_inv_gev", "energy_min_gev", "energy_max_gev",
@@ -144,7 +150,7 @@ def _files_holding(files: dict, lo: int, block: int):
 def generate_training_files(cfg, nb: int, workers: int | None = None, progress: bool = True,
                             log=print, space: str = "chebyshev", wait_lock: bool = False) -> list[Path]:
     """Write (or keep) the training files of a space for this N_b, one per N_ρ of
-    ``config.generated_nrhos`` (the Chebyshev space: every N_ρ of the preset); return them.
+    ``tasks.generated_nrhos`` (the Chebyshev space: every N_ρ of the preset); return them.
 
     One process generates an N_b of a space (cfg.generation_lock; another stops with
     io_utils.TaskLocked, or with ``wait_lock`` waits); holding the lock it first removes the

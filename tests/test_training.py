@@ -15,12 +15,13 @@ import torch
 
 import training_runs
 from checkpoints import load_checkpoint
-from config import ConfigError, load_config, training_groups
+from config import ConfigError, load_config
 from io_utils import InputError
 from pytorch_models_t32 import predict_replicas
 from devices import configure_threads
 from replica_group import lr_factor
 from replica_streams import ReplicaNoise, StoredNoise, initial_model, noisy_items, split_samples
+from tasks import training_groups
 from training import train_replicas
 from training_runs import Preemption, runs_from_task_ids
 from training_sets import generate_training_files, load_training_data
