@@ -66,7 +66,12 @@ def checkpoint_record(model: SpectralNet, **meta) -> dict:
 
 def save_checkpoint(path, model: SpectralNet, **meta) -> Path:
     """Write ``model`` and ``meta`` (``checkpoint_record``) atomically."""
-    return save_torch(checkpoint_record(model, **meta), path)
+    return write_checkpoint_record(path, checkpoint_record(model, **meta))
+
+
+def write_checkpoint_record(path, record: dict) -> Path:
+    """Write a ``checkpoint_record`` (as kept in a training state) atomically."""
+    return save_torch(record, path)
 
 
 def _read(path: Path, map_location) -> dict:
@@ -326,3 +331,8 @@ def write_history(path: Path, history) -> None:
     """The history as CSV (``history_csv``), written atomically."""
     with atomic_output(path) as tmp:
         tmp.write_text(history_csv(history))
+
+
+def history_differs(path: Path, history) -> bool:
+    """Whether the history CSV at ``path`` is missing or is not ``history``."""
+    return not path.is_file() or path.read_text() != history_csv(history)

@@ -38,11 +38,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from checkpoints import (ReplicaState, checkpoint_problem, checkpoint_record, history_csv, identity, load_state,
-                         save_states, write_history)
+from checkpoints import (ReplicaState, checkpoint_problem, checkpoint_record, history_differs, identity, load_state,
+                         save_states, write_checkpoint_record, write_history)
 from config import ConfigError, load_config
 from devices import select_device, to_device
-from io_utils import provenance, save_torch
+from io_utils import provenance
 from replica_group import ReplicaGroup, lr_factor
 from replica_streams import epoch_order, initial_model, noise_source_class, noisy_items, split_samples
 from training_runs import NeverStop, check_run, replica_locks
@@ -225,7 +225,7 @@ class Run:
         self.save_states()
         for r in replicas:          # the files derived from the saved states, written after them
             if self.states[r].best_epoch == epoch + 1:
-                save_torch(self.states[r].best, cfg.checkpoint(self.sigma_gev, self.ensemble, r))
+                write_checkpoint_record(cfg.checkpoint(self.sigma_gev, self.ensemble, r), self.states[r].best)
             write_history(cfg.history_path(self.sigma_gev, self.ensemble, r), self.states[r].history)
         self.log(" | ".join(line))
         stopped = [r for r in replicas if self.states[r].finished]
@@ -251,11 +251,11 @@ class Run:
         path = self.cfg.checkpoint(self.sigma_gev, self.ensemble, r)
         problem = s.best is not None and checkpoint_problem(path, s.best)
         if problem:
-            save_torch(s.best, path)
+            write_checkpoint_record(path, s.best)
             self.log(f"{self.where} replica {r}: its best checkpoint {path} was {problem}; "
                      f"written again from the saved state (the best network of epoch {s.best_epoch})")
         history = self.cfg.history_path(self.sigma_gev, self.ensemble, r)
-        if not history.is_file() or history.read_text() != history_csv(s.history):
+        if history_differs(history, s.history):
             write_history(history, s.history)
 
     def stop_here(self) -> dict[int, str]:
