@@ -33,6 +33,8 @@ from cli import main_guard
 from io_utils import UserError
 from sigma_model_utils import KERNELS, SPACES
 
+AUDIENCE_SPACES = ("chebyshev", "physical", "mixture")     # the `space` a whole audience may train on
+
 M_MUON_GEV = 0.10566  # SPEC §5: the energy grid is linspace(m_mu, 24 m_mu, 47)
 # SPEC §7: the noise a replica trains on (replica_streams.py): its own noise instance, the training
 # file's shared copies, or new noise every epoch
@@ -58,11 +60,15 @@ _REFERENCE = {
     "epsilon": 1e-7,
     "nb_list": [16, 32, 64, 128],
     "nrho_list": [25_000, 50_000, 100_000, 200_000, 400_000],
+    # the training space of the whole audience: chebyshev (SPEC §3, the paper's), physical (the
+    # physical space P, physical_space.py) or mixture (half each, training_sets.py)
+    "space": "chebyshev",
     # SPEC §8 "Beyond the paper": the prior systematic, off by default (the paper's budget).
     # On, it adds the ensemble Nref_prior (Nmax's network, N_b and N_rho, derived from Nmax in
     # load_config) trained on a second space, ``prior_space``: the Chebyshev construction of
     # SPEC §3 with x(E) = 1 - 2 exp(-E / x_scale) and its own E0 range and ε; chosen by
     # measurement: the same map, thresholds E0 ~ U(0.05, 2.5) (README, "The prior systematic").
+    # ``prior_space="physical"`` trains Nref_prior on the physical space P instead.
     "prior_systematic": False,
     "prior_space": {"x_scale": 1.0, "E0_min": 0.05, "E0_max": 2.5, "epsilon": 1e-7},
     # SPEC §4: noise
@@ -229,10 +235,11 @@ class Config(dict):
         shipped = Path(__file__).resolve().parent / relative
         return under_root if under_root.exists() or not shipped.exists() else shipped
 
-    def training_file(self, nb: int, nrho: int, space: str = "chebyshev") -> Path:
-        """SPEC §10's training file; the second space of the prior systematic has its own name."""
-        name = "" if space == "chebyshev" else f"{space}_"
-        return self.root / f"training_datasets_T{self.n_t}" / f"training_data_{name}Nb{nb}_Nrho{nrho}.hdf5"
+    def training_file(self, nb: int | None, nrho: int, space: str = "chebyshev") -> Path:
+        """SPEC §10's training file; the other spaces have their own names, the physical space's
+        without N_b (it has no basis: ``nb`` is ignored)."""
+        name = {"chebyshev": f"Nb{nb}", "physical": "physical"}.get(space, f"{space}_Nb{nb}")
+        return self.root / f"training_datasets_T{self.n_t}" / f"training_data_{name}_Nrho{nrho}.hdf5"
 
     def model_dir(self, sigma_gev: float, ensemble: str) -> Path:
         return self.root / f"trained_models_sigma{sigma_tag(sigma_gev)}" / ensemble
@@ -254,7 +261,8 @@ class Config(dict):
 
     def generation_lock(self, nb: int, space: str = "chebyshev") -> Path:
         """Held by the one process generating the training files of this N_b and space."""
-        return self.root / "locks" / f"generation_T{self.n_t}_{space}_Nb{nb}.lock"
+        name = "physical" if space == "physical" else f"{space}_Nb{nb}"
+        return self.root / "locks" / f"generation_T{self.n_t}_{name}.lock"
 
     def prediction_file(self, mock: str, ensemble: str, sigma_gev: float) -> Path:
         return (self.root / f"mock_predictions_sigma{sigma_tag(sigma_gev)}"
@@ -280,24 +288,29 @@ def sigma_tag(sigma_gev: float) -> int:
 
 # --- array index -> task mappings (the only place they are defined) -------------------------
 def ensemble_space(cfg: Config, ensemble: str) -> str:
-    """The training space of an ensemble: ``chebyshev`` (SPEC §3), or ``prior`` for Nref_prior."""
+    """The training space of an ensemble: ``chebyshev`` (SPEC §3) unless the ensemble names
+    another (load_config writes the preset's ``space`` into every ensemble when it is not
+    chebyshev, and Nref_prior's from ``prior_space``)."""
     return cfg["ensembles"][ensemble].get("space", "chebyshev")
 
 
-def generation_tasks(cfg: Config) -> list[tuple[str, int]]:
-    """Slurm array index i of the generation stage -> the (space, N_b) it generates: one task per
-    N_b of the Chebyshev space, then, with the prior systematic, one for the second space."""
-    tasks = [("chebyshev", nb) for nb in cfg["nb_list"]]
-    prior_nbs = sorted({ens["nb"] for ens in cfg["ensembles"].values() if ens.get("space") == "prior"})
-    return tasks + [("prior", nb) for nb in prior_nbs]
+def generation_tasks(cfg: Config) -> list[tuple[str, int | None]]:
+    """Slurm array index i of the generation stage -> the (space, N_b) it generates: with the
+    paper's training space one task per N_b of the Chebyshev space, then one per N_b that the
+    ensembles of each other space use (one task without N_b for the physical space)."""
+    tasks = [("chebyshev", nb) for nb in cfg["nb_list"]] if cfg["space"] == "chebyshev" else []
+    for space in SPACES[1:]:
+        nbs = sorted({ens["nb"] for name, ens in cfg["ensembles"].items() if ensemble_space(cfg, name) == space})
+        tasks += [(space, None)] if space == "physical" and nbs else [(space, nb) for nb in nbs]
+    return tasks
 
 
 def generated_nrhos(cfg: Config, space: str) -> list[int]:
     """The N_ρ of the files a generation task writes: every nrho_list entry for the Chebyshev
-    space, only what the ensembles use for the prior space (prefixes of one stream either way)."""
+    space, only what the ensembles use for the others (prefixes of one stream either way)."""
     if space == "chebyshev":
         return list(cfg["nrho_list"])
-    return sorted({ens["nrho"] for ens in cfg["ensembles"].values() if ens.get("space") == space})
+    return sorted({ens["nrho"] for name, ens in cfg["ensembles"].items() if ensemble_space(cfg, name) == space})
 
 
 def training_tasks(cfg: Config) -> list[tuple[str, int, float]]:
@@ -399,8 +412,11 @@ SCHEMA = {
                           "by make_noise_file.py)", lambda p: p.strip() != ""),
     "prior_systematic": Setting("bool", "whether the prior systematic Σ_prior is computed (ensemble "
                                 "Nref_prior, SPEC §8)"),
-    "prior_space": Setting("table", "the second training space of Nref_prior: {x_scale, E0_min, E0_max, "
-                           "epsilon}"),
+    "space": Setting("str", "the training space of the whole audience (default chebyshev, the paper's)",
+                     f"one of {AUDIENCE_SPACES}", lambda s: s in AUDIENCE_SPACES),
+    "prior_space": Setting("prior space", "the second training space of Nref_prior: a table {x_scale, E0_min, "
+                           "E0_max, epsilon} (the Chebyshev construction with these parameters; default the "
+                           "wide-E0 one) or \"physical\" (the physical space P)"),
     "tf32": Setting("bool", "CUDA only: TF32 in float32 matrix products and convolutions (off: IEEE float32)"),
     "noise": Setting("str", "the noise a replica trains on (SPEC §7)", f"one of {NOISE_MODES}",
                      lambda m: m in NOISE_MODES),
@@ -460,7 +476,8 @@ PRIOR_SPACE_SCHEMA = {
 
 _TYPE_WORDS = {"int": "an integer", "float": "a finite number", "str": "a string", "bool": "true or false",
                "int list": "a list of integers", "float list": "a list of finite numbers",
-               "ensembles": "a table label -> {arch, nb, nrho}", "table": "a table"}
+               "ensembles": "a table label -> {arch, nb, nrho}",
+               "prior space": 'a table {x_scale, E0_min, E0_max, epsilon} or "physical"'}
 
 
 def _has_type(kind: str, value) -> bool:
@@ -475,7 +492,7 @@ def _has_type(kind: str, value) -> bool:
         return isinstance(value, list) and all(one(x) for x in value)
     return {"int": is_int, "float": is_float, "str": lambda x: isinstance(x, str),
             "bool": lambda x: isinstance(x, bool), "ensembles": lambda x: isinstance(x, dict),
-            "table": lambda x: isinstance(x, dict)}[kind](value)
+            "prior space": lambda x: isinstance(x, dict) or x == "physical"}[kind](value)
 
 
 def _check_setting(name: str, setting: Setting, value) -> None:
@@ -508,10 +525,14 @@ def _validate(cfg: Config) -> None:
                               f"{sorted(required)} (and optionally {list(ENSEMBLE_OPTIONAL)})")
         for key in ens:
             _check_setting(f"ensembles.{label}.{key}", ENSEMBLE_SCHEMA[key], ens[key])
-    if set(cfg["prior_space"]) != set(PRIOR_SPACE_SCHEMA):
-        raise ConfigError(f"prior_space = {cfg['prior_space']!r}: expected the keys {list(PRIOR_SPACE_SCHEMA)}")
-    for key, setting in PRIOR_SPACE_SCHEMA.items():
-        _check_setting(f"prior_space.{key}", setting, cfg["prior_space"][key])
+    prior = cfg["prior_space"]
+    if isinstance(prior, dict):
+        if set(prior) != set(PRIOR_SPACE_SCHEMA):
+            raise ConfigError(f"prior_space = {prior!r}: expected the keys {list(PRIOR_SPACE_SCHEMA)}")
+        for key, setting in PRIOR_SPACE_SCHEMA.items():
+            _check_setting(f"prior_space.{key}", setting, prior[key])
+        if not prior["E0_min"] < prior["E0_max"]:
+            raise ConfigError(f"prior_space {prior}: expected E0_min < E0_max")
     if not cfg["t_min"] < cfg["t_max"]:
         raise ConfigError(f"time slices t_min={cfg['t_min']}, t_max={cfg['t_max']}: "
                           "expected 1 <= t_min < t_max (t = 0 is never an input, SPEC §2)")
@@ -524,9 +545,9 @@ def _validate(cfg: Config) -> None:
         if ens["nb"] not in cfg["nb_list"] or ens["nrho"] not in cfg["nrho_list"]:
             raise ConfigError(f"ensemble {name}: N_b={ens['nb']}, N_rho={ens['nrho']} is not among "
                               f"the generated sets nb_list={cfg['nb_list']}, nrho_list={cfg['nrho_list']}")
-    prior = cfg["prior_space"]
-    if not prior["E0_min"] < prior["E0_max"]:
-        raise ConfigError(f"prior_space {prior}: expected E0_min < E0_max")
+    if PRIOR_ENSEMBLE in cfg["ensembles"] and ensemble_space(cfg, PRIOR_ENSEMBLE) == ensemble_space(cfg, "Nmax"):
+        raise ConfigError(f"prior_space={prior!r} with space={cfg['space']!r}: Nref_prior would train on "
+                          "Nmax's own space; the prior systematic needs a second space")
     if len({sigma_tag(s) for s in cfg["sigmas_gev"]}) != len(cfg["sigmas_gev"]):
         raise ConfigError(f"sigmas_gev {cfg['sigmas_gev']}: two widths share a directory tag 100·σ")
 
@@ -546,7 +567,12 @@ def load_config(preset: str = "reference", overrides: list[str] | None = None,
     if values.get("prior_systematic") is True:    # SPEC §8: Nmax's network, N_b and N_rho
         if not isinstance(ensembles, dict) or not isinstance(ensembles.get("Nmax"), dict):
             raise ConfigError("prior_systematic=true needs the ensemble Nmax (Nref_prior is derived from it)")
-        ensembles[PRIOR_ENSEMBLE] = dict(ensembles["Nmax"], space="prior")
+        ensembles[PRIOR_ENSEMBLE] = dict(ensembles["Nmax"],
+                                         space="physical" if values.get("prior_space") == "physical" else "prior")
+    if values.get("space") != "chebyshev" and isinstance(ensembles, dict):   # recorded where it is not the paper's
+        for ens in ensembles.values():
+            if isinstance(ens, dict):
+                ens.setdefault("space", values.get("space"))
     cfg = Config(values, preset, overrides or [], Path(root))
     _validate(cfg)
     return cfg
