@@ -32,7 +32,7 @@ from cli import main_guard
 from paths import STANDIN_NOISE_FILE, OutputPaths
 from roles import PRIOR_ENSEMBLE, REFERENCE
 from settings import ConfigError, apply_override, validate
-from tasks import generation_tasks, training_groups, training_tasks
+from tasks import ensemble_space, generation_tasks, training_groups, training_tasks
 
 M_MUON_GEV = 0.10566  # SPEC §5: the energy grid is linspace(m_mu, 24 m_mu, 47)
 
@@ -54,11 +54,15 @@ _REFERENCE = {
     "epsilon": 1e-7,
     "nb_list": [16, 32, 64, 128],
     "nrho_list": [25_000, 50_000, 100_000, 200_000, 400_000],
+    # the training space of the whole audience: chebyshev (SPEC §3, the paper's), physical (the
+    # physical space P, physical_space.py) or mixture (half each, training_sets.py)
+    "space": "chebyshev",
     # SPEC §8 "Beyond the paper": the prior systematic, off by default (the paper's budget).
     # On, it adds the ensemble Nref_prior (Nmax's network, N_b and N_rho, derived from Nmax in
     # load_config) trained on a second space, ``prior_space``: the Chebyshev construction of
     # SPEC §3 with x(E) = 1 - 2 exp(-E / x_scale) and its own E0 range and ε; chosen by
     # measurement: the same map, thresholds E0 ~ U(0.05, 2.5) (README, "The prior systematic").
+    # ``prior_space="physical"`` trains Nref_prior on the physical space P instead.
     "prior_systematic": False,
     "prior_space": {"x_scale": 1.0, "E0_min": 0.05, "E0_max": 2.5, "epsilon": 1e-7},
     # SPEC §4: noise
@@ -224,9 +228,17 @@ def load_config(preset: str = "reference", overrides: list[str] | None = None,
         if not isinstance(ensembles, dict) or not isinstance(ensembles.get(REFERENCE), dict):
             raise ConfigError(f"prior_systematic=true needs the ensemble {REFERENCE} ({PRIOR_ENSEMBLE} is derived "
                               "from it)")
-        ensembles[PRIOR_ENSEMBLE] = dict(ensembles[REFERENCE], space="prior")
+        ensembles[PRIOR_ENSEMBLE] = dict(ensembles[REFERENCE],
+                                         space="physical" if values.get("prior_space") == "physical" else "prior")
+    if values.get("space") != "chebyshev" and isinstance(ensembles, dict):   # recorded where it is not the paper's
+        for ens in ensembles.values():
+            if isinstance(ens, dict):
+                ens.setdefault("space", values.get("space"))
     cfg = Config(values, preset, overrides or [], Path(root))
     validate(cfg)
+    if PRIOR_ENSEMBLE in cfg["ensembles"] and ensemble_space(cfg, PRIOR_ENSEMBLE) == ensemble_space(cfg, REFERENCE):
+        raise ConfigError(f"prior_space={cfg['prior_space']!r} with space={cfg['space']!r}: {PRIOR_ENSEMBLE} would "
+                          f"train on {REFERENCE}'s own space; the prior systematic needs a second space")
     return cfg
 
 

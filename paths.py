@@ -33,10 +33,11 @@ class OutputPaths:
         shipped = REPO_DIR / relative
         return under_root if under_root.exists() or not shipped.exists() else shipped
 
-    def training_file(self, nb: int, nrho: int, space: str = "chebyshev") -> Path:
-        """SPEC §10's training file; the second space of the prior systematic has its own name."""
-        name = "" if space == "chebyshev" else f"{space}_"
-        return self.root / f"training_datasets_T{self.n_t}" / f"training_data_{name}Nb{nb}_Nrho{nrho}.hdf5"
+    def training_file(self, nb: int | None, nrho: int, space: str = "chebyshev") -> Path:
+        """SPEC §10's training file; the other spaces have their own names, the physical space's
+        without N_b (it has no basis: ``nb`` is ignored)."""
+        name = {"chebyshev": f"Nb{nb}", "physical": "physical"}.get(space, f"{space}_Nb{nb}")
+        return self.root / f"training_datasets_T{self.n_t}" / f"training_data_{name}_Nrho{nrho}.hdf5"
 
     def model_dir(self, sigma_gev: float, ensemble: str) -> Path:
         return self.root / f"trained_models_sigma{sigma_tag(sigma_gev)}" / ensemble
@@ -55,9 +56,10 @@ class OutputPaths:
         """Held by the one process training this replica (io_utils.task_lock)."""
         return self.root / "locks" / f"training_sigma{sigma_tag(sigma_gev)}_{ensemble}_replica_{replica}.lock"
 
-    def generation_lock(self, nb: int, space: str = "chebyshev") -> Path:
+    def generation_lock(self, nb: int | None, space: str = "chebyshev") -> Path:
         """Held by the one process generating the training files of this N_b and space."""
-        return self.root / "locks" / f"generation_T{self.n_t}_{space}_Nb{nb}.lock"
+        name = "physical" if space == "physical" else f"{space}_Nb{nb}"
+        return self.root / "locks" / f"generation_T{self.n_t}_{name}.lock"
 
     def prediction_file(self, mock: str, ensemble: str, sigma_gev: float) -> Path:
         return (self.root / f"mock_predictions_sigma{sigma_tag(sigma_gev)}"

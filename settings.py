@@ -20,6 +20,8 @@ from sigma_model_utils import KERNELS, SPACES
 # SPEC §7: the noise a replica trains on (replica_streams.py): its own noise instance, the training
 # file's shared copies, or new noise every epoch
 NOISE_MODES = ("replica", "stored", "fresh")
+# the ``space`` a whole audience may train on (sigma_model_utils.SPACES less the prior systematic's)
+AUDIENCE_SPACES = ("chebyshev", "physical", "mixture")
 
 
 class ConfigError(UserError):
@@ -54,8 +56,9 @@ def apply_override(values: dict, item: str) -> None:
 # --- the schema: type, range and meaning of every setting ---------------------------------------
 @dataclass(frozen=True)
 class Setting:
-    """One preset key: its type ('int', 'float', 'str', 'int list', 'float list', 'ensembles'),
-    the range its values must lie in (a predicate and the words for it) and what it means."""
+    """One preset key: its type ('int', 'float', 'str', 'bool', 'int list', 'float list', 'ensembles',
+    'prior space'), the range its values must lie in (a predicate and the words for it) and what it
+    means."""
     kind: str
     meaning: str
     expected: str = ""
@@ -96,8 +99,11 @@ SCHEMA = {
                           "by make_noise_file.py)", lambda p: p.strip() != ""),
     "prior_systematic": Setting("bool", "whether the prior systematic Σ_prior is computed (ensemble "
                                 "Nref_prior, SPEC §8)"),
-    "prior_space": Setting("table", "the second training space of Nref_prior: {x_scale, E0_min, E0_max, "
-                           "epsilon}"),
+    "space": Setting("str", "the training space of the whole audience (default chebyshev, the paper's)",
+                     f"one of {AUDIENCE_SPACES}", lambda s: s in AUDIENCE_SPACES),
+    "prior_space": Setting("prior space", "the second training space of Nref_prior: a table {x_scale, E0_min, "
+                           "E0_max, epsilon} (the Chebyshev construction with these parameters; default the "
+                           "wide-E0 one) or \"physical\" (the physical space P)"),
     "tf32": Setting("bool", "CUDA only: TF32 in float32 matrix products and convolutions (off: IEEE float32)"),
     "noise": Setting("str", "the noise a replica trains on (SPEC §7)", f"one of {NOISE_MODES}",
                      lambda m: m in NOISE_MODES),
@@ -157,7 +163,8 @@ PRIOR_SPACE_SCHEMA = {
 
 _TYPE_WORDS = {"int": "an integer", "float": "a finite number", "str": "a string", "bool": "true or false",
                "int list": "a list of integers", "float list": "a list of finite numbers",
-               "ensembles": "a table label -> {arch, nb, nrho}", "table": "a table"}
+               "ensembles": "a table label -> {arch, nb, nrho}",
+               "prior space": 'a table {x_scale, E0_min, E0_max, epsilon} or "physical"'}
 
 
 def _has_type(kind: str, value) -> bool:
@@ -172,7 +179,7 @@ def _has_type(kind: str, value) -> bool:
         return isinstance(value, list) and all(one(x) for x in value)
     return {"int": is_int, "float": is_float, "str": lambda x: isinstance(x, str),
             "bool": lambda x: isinstance(x, bool), "ensembles": lambda x: isinstance(x, dict),
-            "table": lambda x: isinstance(x, dict)}[kind](value)
+            "prior space": lambda x: isinstance(x, dict) or x == "physical"}[kind](value)
 
 
 def _check_setting(name: str, setting: Setting, value) -> None:
@@ -205,10 +212,14 @@ def validate(cfg: dict) -> None:
                               f"{sorted(required)} (and optionally {list(ENSEMBLE_OPTIONAL)})")
         for key in ens:
             _check_setting(f"ensembles.{label}.{key}", ENSEMBLE_SCHEMA[key], ens[key])
-    if set(cfg["prior_space"]) != set(PRIOR_SPACE_SCHEMA):
-        raise ConfigError(f"prior_space = {cfg['prior_space']!r}: expected the keys {list(PRIOR_SPACE_SCHEMA)}")
-    for key, setting in PRIOR_SPACE_SCHEMA.items():
-        _check_setting(f"prior_space.{key}", setting, cfg["prior_space"][key])
+    prior = cfg["prior_space"]
+    if isinstance(prior, dict):
+        if set(prior) != set(PRIOR_SPACE_SCHEMA):
+            raise ConfigError(f"prior_space = {prior!r}: expected the keys {list(PRIOR_SPACE_SCHEMA)}")
+        for key, setting in PRIOR_SPACE_SCHEMA.items():
+            _check_setting(f"prior_space.{key}", setting, prior[key])
+        if not prior["E0_min"] < prior["E0_max"]:
+            raise ConfigError(f"prior_space {prior}: expected E0_min < E0_max")
     if not cfg["t_min"] < cfg["t_max"]:
         raise ConfigError(f"time slices t_min={cfg['t_min']}, t_max={cfg['t_max']}: "
                           "expected 1 <= t_min < t_max (t = 0 is never an input, SPEC §2)")
@@ -221,8 +232,5 @@ def validate(cfg: dict) -> None:
         if ens["nb"] not in cfg["nb_list"] or ens["nrho"] not in cfg["nrho_list"]:
             raise ConfigError(f"ensemble {name}: N_b={ens['nb']}, N_rho={ens['nrho']} is not among "
                               f"the generated sets nb_list={cfg['nb_list']}, nrho_list={cfg['nrho_list']}")
-    prior = cfg["prior_space"]
-    if not prior["E0_min"] < prior["E0_max"]:
-        raise ConfigError(f"prior_space {prior}: expected E0_min < E0_max")
     if len({sigma_tag(s) for s in cfg["sigmas_gev"]}) != len(cfg["sigmas_gev"]):
         raise ConfigError(f"sigmas_gev {cfg['sigmas_gev']}: two widths share a directory tag 100·σ")

@@ -54,7 +54,9 @@ def gaussian(x, sigma: float):
 
 
 # --- SPEC §3: the Chebyshev functional space (and the second space of SPEC §8) -----------------
-SPACES = ("chebyshev", "prior")
+# the training spaces: SPEC §3, the second Chebyshev space of the prior systematic, the physical space
+# P (physical_space.py) and the mixture of SPEC §3 and P (training_sets.py)
+SPACES = ("chebyshev", "prior", "physical", "mixture")
 
 
 def space_parameters(cfg, space: str = "chebyshev") -> dict:
@@ -68,7 +70,7 @@ def space_parameters(cfg, space: str = "chebyshev") -> dict:
         p = cfg["prior_space"]
         return {"space": space, "x_scale": float(p["x_scale"]), "E0_min": float(p["E0_min"]),
                 "E0_max": float(p["E0_max"]), "epsilon": float(p["epsilon"])}
-    raise ValueError(f"unknown training space {space!r}; expected one of {SPACES}")
+    raise ValueError(f"{space!r} is not a Chebyshev training space; expected chebyshev or prior")
 
 
 def x_of_energy(E, x_scale: float = 1.0):

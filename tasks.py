@@ -6,27 +6,33 @@ Each takes a resolved configuration (config.Config).
 from __future__ import annotations
 
 from settings import ConfigError
+from sigma_model_utils import SPACES
 
 
 def ensemble_space(cfg, ensemble: str) -> str:
-    """The training space of an ensemble: ``chebyshev`` (SPEC §3), or ``prior`` for Nref_prior."""
+    """The training space of an ensemble: ``chebyshev`` (SPEC §3) unless the ensemble names
+    another (config.load_config writes the preset's ``space`` into every ensemble when it is not
+    chebyshev, and Nref_prior's from ``prior_space``)."""
     return cfg["ensembles"][ensemble].get("space", "chebyshev")
 
 
-def generation_tasks(cfg) -> list[tuple[str, int]]:
-    """Slurm array index i of the generation stage -> the (space, N_b) it generates: one task per
-    N_b of the Chebyshev space, then, with the prior systematic, one for the second space."""
-    tasks = [("chebyshev", nb) for nb in cfg["nb_list"]]
-    prior_nbs = sorted({ens["nb"] for ens in cfg["ensembles"].values() if ens.get("space") == "prior"})
-    return tasks + [("prior", nb) for nb in prior_nbs]
+def generation_tasks(cfg) -> list[tuple[str, int | None]]:
+    """Slurm array index i of the generation stage -> the (space, N_b) it generates: with the
+    paper's training space one task per N_b of the Chebyshev space, then one per N_b that the
+    ensembles of each other space use (one task without N_b for the physical space)."""
+    tasks = [("chebyshev", nb) for nb in cfg["nb_list"]] if cfg["space"] == "chebyshev" else []
+    for space in SPACES[1:]:
+        nbs = sorted({ens["nb"] for name, ens in cfg["ensembles"].items() if ensemble_space(cfg, name) == space})
+        tasks += [(space, None)] if space == "physical" and nbs else [(space, nb) for nb in nbs]
+    return tasks
 
 
 def generated_nrhos(cfg, space: str) -> list[int]:
     """The N_ρ of the files a generation task writes: every nrho_list entry for the Chebyshev
-    space, only what the ensembles use for the prior space (prefixes of one stream either way)."""
+    space, only what the ensembles use for the others (prefixes of one stream either way)."""
     if space == "chebyshev":
         return list(cfg["nrho_list"])
-    return sorted({ens["nrho"] for ens in cfg["ensembles"].values() if ens.get("space") == space})
+    return sorted({ens["nrho"] for name, ens in cfg["ensembles"].items() if ensemble_space(cfg, name) == space})
 
 
 def training_tasks(cfg) -> list[tuple[str, int, float]]:

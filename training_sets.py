@@ -7,10 +7,23 @@ does not depend on N_ρ, on the chunking or on the number of worker processes.  
 standardisation differs between the files: μ and γ are those of each file's own clean correlators
 (SPEC §5; std with ddof = 0).
 
-The second space of the prior systematic (SPEC §8, ``space='prior'``) is made the same way, from
-its own streams ``'training-space-prior'`` and ``'training-noise-prior'``, into its own files
-(``training_data_prior_Nb{NB}_Nrho{NRHO}.hdf5``, only the N_ρ its ensemble uses); every file
-records its space and the space's parameters in the attribute ``functional_space``.
+The other training spaces (sigma_model_utils.SPACES) are made the same way, each from its own
+streams ``'training-space-<space>'`` and ``'training-noise-<space>'``, into its own files, only
+for the N_ρ their ensembles use:
+  prior     the second Chebyshev space of the prior systematic (SPEC §8):
+            ``training_data_prior_Nb{NB}_Nrho{NRHO}.hdf5``, datasets E0 and coefficients;
+  physical  the physical space P (physical_space.py): ``training_data_physical_Nrho{NRHO}.hdf5``.
+            P has no basis, so its files and streams carry no N_b: every ensemble of P with the
+            same N_ρ trains on the same file.  Each sample is stored as P's parameter tables
+            (datasets states, resonances, thresholds, continuum; their columns in the attribute
+            ``parameter_columns``) instead of E0 and coefficients;
+  mixture   half Chebyshev (SPEC §3, N_b basis functions), half P, interleaved: in every block the
+            samples at even positions are Chebyshev, those at odd positions P, all drawn from the
+            one stream ``'training-space-mixture'`` (Chebyshev coefficients first, then P's
+            parameters): ``training_data_mixture_Nb{NB}_Nrho{NRHO}.hdf5``, with both kinds of
+            parameter datasets (NaN in the rows of the other kind) and ``sample_space`` [N_ρ]
+            (0: Chebyshev, 1: P).
+Every file records its space and the space's parameters in the attribute ``functional_space``.
 
 Two passes, memory bounded by the clean correlators (N_ρ · n_t · 8 bytes) and a few blocks:
   1. E0, coefficients, exact correlators and targets, block by block (in worker processes),
@@ -40,8 +53,9 @@ from io_utils import (DamagedFile, InputError, atomic_output, check_free_space, 
                       open_h5, provenance, raise_if_locked, read_dataset, remove_stale_temporaries, task_lock,
                       write_attrs)
 from noise_files import NoiseModel, covariance_cholesky, load_noise_file
-from sigma_model_utils import (add_noise, correlators_and_targets, noise_scale, quadrature_rule, rng_for,
-                               sample_coefficients, space_parameters, standardise)
+import physical_space
+from sigma_model_utils import (add_noise, correlators_and_targets, noise_scale, rng_for, sample_coefficients,
+                               space_parameters, standardise)
 from tasks import ensemble_space, generated_nrhos
 
 
@@ -56,12 +70,39 @@ GENERATION_KEYS = ("kernel", "T", "t_min", "t_max", "a_inv_gev", "energy_min_gev
                    "rng_block")
 
 
-def generation_fingerprint(cfg, nb: int, nrho: int, noise_sha256: str, space: str = "chebyshev") -> str:
+# the mixture's sample_space codes
+CHEBYSHEV_SAMPLE, PHYSICAL_SAMPLE = 0, 1
+
+
+def space_record(cfg, space: str) -> dict:
+    """A training space and the parameters that define it (the attribute ``functional_space``)."""
+    if space == "physical":
+        return json.loads(json.dumps({"space": space, **physical_space.RANGES}))
+    if space == "mixture":
+        return {"space": space, "chebyshev": space_parameters(cfg, "chebyshev"),
+                "physical": space_record(cfg, "physical"),
+                "interleaving": "even positions of each block chebyshev, odd positions physical"}
+    return space_parameters(cfg, space)
+
+
+def parameter_datasets(cfg, nb: int | None, space: str) -> dict:
+    """The datasets that store each sample's parameters: {name: (shape after N_ρ, dtype)}."""
+    chebyshev = {"E0": ((), "f8"), "coefficients": ((nb,), "f8")}
+    physical = {kind: (((physical_space.SLOTS[kind],) if kind != "continuum" else ())
+                       + (len(physical_space.COLUMNS[kind]),), "f8") for kind in physical_space.PARAMETER_TABLES}
+    if space == "physical":
+        return physical
+    if space == "mixture":
+        return {**chebyshev, **physical, "sample_space": ((), "i1")}
+    return chebyshev
+
+
+def generation_fingerprint(cfg, nb: int | None, nrho: int, noise_sha256: str, space: str = "chebyshev") -> str:
     """What makes two training files interchangeable: equal fingerprints, equal contents."""
     values = {key: cfg[key] for key in GENERATION_KEYS}
     record = {"values": values, "nb": nb, "nrho": nrho, "noise_sha256": noise_sha256}
     if space != "chebyshev":
-        record["space"] = space_parameters(cfg, space)
+        record["space"] = space_record(cfg, space)
     return json.dumps(record, sort_keys=True)
 
 
@@ -83,23 +124,51 @@ def _stream(purpose: str, space: str) -> str:
     return purpose if space == "chebyshev" else f"{purpose}-{space}"
 
 
-def clean_block(cfg, nb: int, block: int, rule=None, space: str = "chebyshev"):
-    """Block ``block`` of the stream: E0 [n], c [n, N_b], C [n, n_t], {σ: ρ_σ [n, N_E]}."""
-    rng = rng_for(cfg, _stream("training-space", space), nb, block)
-    E0, c = sample_coefficients(rng, cfg["rng_block"], nb, cfg, space)
-    correlators, targets = correlators_and_targets(E0, c, cfg, rule, space)
-    return E0, c, correlators, targets
+def _keys(nb: int | None, block: int, space: str) -> tuple:
+    """The keys of a block's generators: (N_b, block), or (block,) for P, which has no N_b."""
+    return (block,) if space == "physical" else (nb, block)
 
 
-def noisy_block(cfg, nb: int, block: int, correlators: np.ndarray, noise, space: str = "chebyshev") -> np.ndarray:
+def clean_block(cfg, nb: int | None, block: int, space: str = "chebyshev"):
+    """Block ``block`` of the stream: its parameters {dataset: [n, ...]} (parameter_datasets),
+    C [n, n_t] and {σ: ρ_σ [n, N_E]}."""
+    n = cfg["rng_block"]
+    rng = rng_for(cfg, _stream("training-space", space), *_keys(nb, block, space))
+    if space == "physical":
+        params = physical_space.sample_parameters(rng, n)
+        return (params, *physical_space.correlators_and_targets(params, cfg))
+    if space != "mixture":
+        E0, c = sample_coefficients(rng, n, nb, cfg, space)
+        return ({"E0": E0, "coefficients": c}, *correlators_and_targets(E0, c, cfg, space=space))
+    kind = np.arange(n) % 2                      # CHEBYSHEV_SAMPLE at even positions, P at odd
+    cheb, phys = kind == CHEBYSHEV_SAMPLE, kind == PHYSICAL_SAMPLE
+    E0, c = sample_coefficients(rng, cheb.sum(), nb, cfg)
+    tables = physical_space.sample_parameters(rng, phys.sum())
+    parts = [(cheb, correlators_and_targets(E0, c, cfg)), (phys, physical_space.correlators_and_targets(tables, cfg))]
+    params = {name: np.full((n, *shape), np.nan) for name, (shape, _) in parameter_datasets(cfg, nb, space).items()}
+    params["sample_space"] = kind.astype(np.int8)
+    params["E0"][cheb], params["coefficients"][cheb] = E0, c
+    for name, table in tables.items():
+        params[name][phys] = table
+    correlators = np.empty((n, cfg.n_t))
+    targets = {s: np.empty((n, len(cfg.energies))) for s in cfg["sigmas_gev"]}
+    for rows, (corr, targ) in parts:
+        correlators[rows] = corr
+        for s in targets:
+            targets[s][rows] = targ[s]
+    return params, correlators, targets
+
+
+def noisy_block(cfg, nb: int | None, block: int, correlators: np.ndarray, noise,
+                space: str = "chebyshev") -> np.ndarray:
     """The N_noise noisy copies [n, N_noise, n_t] (float64, not standardised) of block ``block``."""
-    rng = rng_for(cfg, _stream("training-noise", space), nb, block)
+    rng = rng_for(cfg, _stream("training-noise", space), *_keys(nb, block, space))
     return add_noise(correlators, noise, rng, cfg["n_noise"])
 
 
 def _clean_worker(job):
     cfg, nb, block, space = job
-    return block, clean_block(cfg, nb, block, quadrature_rule(cfg, nb, space), space)
+    return block, clean_block(cfg, nb, block, space)
 
 
 def default_workers() -> int:
@@ -115,11 +184,11 @@ def _dataset(h5, name: str, shape=None, dtype="f8", chunks=None, data=None):
     return h5.create_dataset(name, shape, dtype, data=data, chunks=chunks, fletcher32=True)
 
 
-def _create_datasets(h5, cfg, nb: int, nrho: int, noise) -> None:
+def _create_datasets(h5, cfg, nb: int | None, nrho: int, noise, space: str) -> None:
     n_t, n_e, block = cfg.n_t, len(cfg.energies), cfg["rng_block"]
     chunk = (min(block, nrho),)
-    _dataset(h5, "E0", (nrho,), chunks=chunk)
-    _dataset(h5, "coefficients", (nrho, nb), chunks=chunk + (nb,))
+    for name, (shape, dtype) in parameter_datasets(cfg, nb, space).items():
+        _dataset(h5, name, (nrho, *shape), dtype, chunks=chunk + shape)
     _dataset(h5, "clean_correlators", (nrho, n_t), chunks=chunk + (n_t,))
     for sigma in cfg["sigmas_gev"]:
         _dataset(h5, target_key(sigma), (nrho, n_e), chunks=chunk + (n_e,))
@@ -131,10 +200,12 @@ def _create_datasets(h5, cfg, nb: int, nrho: int, noise) -> None:
         _dataset(h5, name, data=values)
 
 
-def training_file_bytes(cfg, nb: int, nrho: int) -> int:
+def training_file_bytes(cfg, nb: int | None, nrho: int, space: str = "chebyshev") -> int:
     """The size of one training file as _create_datasets lays it out (uncompressed), plus 256 kB of
     HDF5 metadata: what generation checks the disk has room for before it starts."""
-    per_sample = 8 * (1 + nb + cfg.n_t + len(cfg["sigmas_gev"]) * cfg["n_energies"] + 1)
+    per_sample = sum(int(np.prod(shape)) * np.dtype(dtype).itemsize
+                     for shape, dtype in parameter_datasets(cfg, nb, space).values())
+    per_sample += 8 * (cfg.n_t + len(cfg["sigmas_gev"]) * cfg["n_energies"] + 1)
     per_sample += 4 * cfg["n_noise"] * cfg.n_t
     return nrho * per_sample + 8 * (2 * cfg.n_t + cfg["n_energies"] + cfg.n_t ** 2) + 2**18
 
@@ -147,18 +218,31 @@ def _files_holding(files: dict, lo: int, block: int):
             yield h5, lo, hi, hi - lo
 
 
-def generate_training_files(cfg, nb: int, workers: int | None = None, progress: bool = True,
+def _label(nb: int | None, space: str) -> str:
+    return "P" if space == "physical" else f"N_b={nb}"
+
+
+def generation_command(cfg, nb: int | None, space: str) -> str:
+    """The command that makes the training files of (N_b, space) (P: no N_b)."""
+    which = ("--space", space) if space == "physical" else ("--nb", nb, "--space", space)
+    return cfg.command("generate_full_dataset_sigma.py", *which)
+
+
+def generate_training_files(cfg, nb: int | None, workers: int | None = None, progress: bool = True,
                             log=print, space: str = "chebyshev", wait_lock: bool = False) -> list[Path]:
     """Write (or keep) the training files of a space for this N_b, one per N_ρ of
     ``tasks.generated_nrhos`` (the Chebyshev space: every N_ρ of the preset); return them.
+    The physical space has no N_b (``nb`` is ignored there).
 
     One process generates an N_b of a space (cfg.generation_lock; another stops with
     io_utils.TaskLocked, or with ``wait_lock`` waits); holding the lock it first removes the
     temporaries of its files that a killed run left.
     """
+    nb = None if space == "physical" else nb
     outputs = [cfg.training_file(nb, nrho, space) for nrho in generated_nrhos(cfg, space)]
     check_writable(outputs[0].parent, "training files")
-    with task_lock(cfg.generation_lock(nb, space), f"the generation of N_b={nb} ({space} space)", wait_lock, log):
+    with task_lock(cfg.generation_lock(nb, space), f"the generation of {_label(nb, space)} ({space} space)",
+                   wait_lock, log):
         stale = remove_stale_temporaries(outputs)
         if stale:
             log(f"removed {len(stale)} temporary file(s) of a killed generation: "
@@ -166,7 +250,8 @@ def generate_training_files(cfg, nb: int, workers: int | None = None, progress: 
         return _generate_training_files(cfg, nb, workers, progress, log, space)
 
 
-def _generate_training_files(cfg, nb: int, workers, progress: bool, log, space: str) -> list[Path]:
+def _generate_training_files(cfg, nb: int | None, workers, progress: bool, log, space: str) -> list[Path]:
+    label = _label(nb, space)
     noise_path = cfg.input_path(cfg["noise_file"])
     noise = load_noise_file(noise_path, cfg)
     noise_sha = file_sha256(noise_path)
@@ -178,8 +263,8 @@ def _generate_training_files(cfg, nb: int, workers, progress: bool, log, space: 
             log(f"kept   {paths[nrho]} (complete, same generation parameters)")
     if not todo:
         return list(paths.values())
-    check_free_space(paths[todo[0]].parent, sum(training_file_bytes(cfg, nb, nrho) for nrho in todo),
-                     f"{len(todo)} training file(s) of N_b={nb}")
+    check_free_space(paths[todo[0]].parent, sum(training_file_bytes(cfg, nb, nrho, space) for nrho in todo),
+                     f"{len(todo)} training file(s) of {label}")
 
     n_total, block = max(todo), cfg["rng_block"]
     n_blocks = -(-n_total // block)
@@ -188,15 +273,17 @@ def _generate_training_files(cfg, nb: int, workers, progress: bool, log, space: 
     record = provenance(cfg, kernel=cfg["kernel"], T=cfg["T"], nb=nb, n_noise=cfg["n_noise"],
                         noise_file=str(noise_path), noise_sha256=noise_sha,
                         noise_source=noise.source,
-                        functional_space=json.dumps(space_parameters(cfg, space), sort_keys=True),
+                        functional_space=json.dumps(space_record(cfg, space), sort_keys=True),
                         standardisation="mu = mean, gamma = std (ddof=0) "
                         "of this file's clean correlators")
+    if space in ("physical", "mixture"):
+        record["parameter_columns"] = json.dumps(physical_space.COLUMNS)
     with contextlib.ExitStack() as stack:
         files = {}
         for nrho in todo:
             tmp = stack.enter_context(atomic_output(paths[nrho]))
             h5 = stack.enter_context(h5py.File(tmp, "w", rdcc_nbytes=0))
-            _create_datasets(h5, cfg, nb, nrho, noise)
+            _create_datasets(h5, cfg, nb, nrho, noise, space)
             write_attrs(h5, dict(record, nrho=nrho, generation_fingerprint=fingerprints[nrho]))
             files[nrho] = h5
 
@@ -208,13 +295,13 @@ def _generate_training_files(cfg, nb: int, workers, progress: bool, log, space: 
                 if workers > 1 else contextlib.nullcontext())
         with pool as workers_pool:          # None for a single process
             results = workers_pool.imap(_clean_worker, jobs) if workers_pool else map(_clean_worker, jobs)
-            for k, (E0, c, corr, targets) in tqdm(results, total=n_blocks, disable=not progress,
-                                                  desc=f"N_b={nb} exact correlators", unit="block"):
+            for k, (params, corr, targets) in tqdm(results, total=n_blocks, disable=not progress,
+                                                   desc=f"{label} exact correlators", unit="block"):
                 lo = k * block
                 correlators[lo:lo + block] = corr
                 for h5, lo, hi, n in _files_holding(files, lo, block):
-                    h5["E0"][lo:hi] = E0[:n]
-                    h5["coefficients"][lo:hi] = c[:n]
+                    for name, values in params.items():
+                        h5[name][lo:hi] = values[:n]
                     h5["clean_correlators"][lo:hi] = corr[:n]
                     for sigma in cfg["sigmas_gev"]:
                         h5[target_key(sigma)][lo:hi] = targets[sigma][:n]
@@ -226,7 +313,7 @@ def _generate_training_files(cfg, nb: int, workers, progress: bool, log, space: 
             scales[nrho] = (clean.mean(axis=0), clean.std(axis=0))
             _dataset(h5, "mu_vector", data=scales[nrho][0])
             _dataset(h5, "gamma_vector", data=scales[nrho][1])
-        for k in tqdm(range(n_blocks), disable=not progress, desc=f"N_b={nb} noisy copies", unit="block"):
+        for k in tqdm(range(n_blocks), disable=not progress, desc=f"{label} noisy copies", unit="block"):
             lo = k * block
             corr = correlators[lo:lo + block]
             noisy = noisy_block(cfg, nb, k, corr, noise, space)
@@ -267,7 +354,7 @@ def load_training_data(cfg, ensemble: str, sigma_gev: float, noisy: bool = True,
     nb, nrho = cfg["ensembles"][ensemble]["nb"], cfg["ensembles"][ensemble]["nrho"]
     space = ensemble_space(cfg, ensemble)
     path = cfg.training_file(nb, nrho, space)
-    remake = f"`{cfg.command('generate_full_dataset_sigma.py', '--nb', nb, '--space', space)}`"
+    remake = f"`{generation_command(cfg, nb, space)}`"
     what = f"training file of ensemble {ensemble} (N_b={nb}, N_rho={nrho}, {space} space); make it with {remake}"
     try:
         return _read_training_file(cfg, path, what, ensemble, sigma_gev, noisy, clean, space)
@@ -302,7 +389,7 @@ def _read_training_file(cfg, path, what, ensemble, sigma_gev, noisy, clean, spac
     with open_h5(path, what) as h5:
         check_made_with(cfg, path, h5.attrs, nb)     # first: it names the setting that differs
         if "functional_space" in h5.attrs:
-            made, want = json.loads(h5.attrs["functional_space"]), space_parameters(cfg, space)
+            made, want = json.loads(h5.attrs["functional_space"]), space_record(cfg, space)
             if made != want:
                 raise InputError(path, "functional_space", f"{made}, but ensemble {ensemble} "
                                  f"trains on {want}")

@@ -5,7 +5,8 @@
     python benchmarks/bench_generation.py --nrho 400000 --nb 128   # the reference-size task
 
 Ours: ``training_sets.generate_training_files`` end to end (exact correlators, both σ, N_noise
-noisy copies, standardisation, HDF5 writes), on ``--workers`` processes.
+noisy copies, standardisation, HDF5 writes), on ``--workers`` processes; then the same for the
+physical space P (physical_space.py, no N_b), with its cost per sample against each N_b's.
 Baseline: what a straightforward implementation does per sample: ρ on a fixed 4000-point grid
 (numpy's chebval), trapezoid rule for every C(t) and every ρ_σ(E_k), and N_noise calls of
 ``numpy.random.multivariate_normal``; one process.  Its error against the exact values is
@@ -41,6 +42,17 @@ def baseline_sample(E0, c, cfg, noise, rng, grid):
     return corr, targets, noisy
 
 
+def generation_rate(overrides: list[str], nb, space: str, nrho: int, workers: int) -> tuple[float, float]:
+    """(samples/s, wall s) of generate_training_files for one file of ``nrho`` samples."""
+    with tempfile.TemporaryDirectory() as root:
+        cfg = load_config("reference", [f"nrho_list=[{nrho}]", "n_noise=20", *overrides], root)
+        start = time.perf_counter()
+        training_sets.generate_training_files(cfg, nb, workers=workers, progress=False, log=lambda m: None,
+                                              space=space)
+        wall = time.perf_counter() - start
+    return nrho / wall, wall
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--nb", type=int, nargs="+", default=[16, 128])
@@ -51,15 +63,11 @@ def main() -> int:
 
     print(f"{'N_b':>5} {'ours [samples/s]':>17} {'per core':>9} {'baseline/core':>14} {'ratio/core':>10} "
           f"{'wall':>7} {'peak RSS':>9} {'baseline max rel err':>21}")
+    chebyshev_rates = {}
     for nb in args.nb:
-        with tempfile.TemporaryDirectory() as root:
-            cfg = load_config("reference", [f"nrho_list=[{args.nrho}]", f"nb_list=[{nb}]",
-                                            "ensembles={}", "n_noise=20"], root)
-            start = time.perf_counter()
-            training_sets.generate_training_files(cfg, nb, workers=args.workers, progress=False,
-                                                  log=lambda m: None)
-            wall = time.perf_counter() - start
-        rate = args.nrho / wall
+        rate, wall = generation_rate([f"nb_list=[{nb}]", "ensembles={}"], nb, "chebyshev", args.nrho, args.workers)
+        chebyshev_rates[nb] = rate
+        cfg = load_config("reference")
         peak_gb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                       resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024**2
 
@@ -77,6 +85,14 @@ def main() -> int:
               f"{wall:>6.1f}s {peak_gb:>8.2f}G {err:>21.1e}")
     print(f"(ours: {args.nrho} samples per N_b, N_noise=20, 2 sigmas, HDF5 written, {args.workers} "
           f"worker processes; baseline: {args.baseline_samples} samples, one process, CPU time)")
+
+    nb = args.nb[-1]
+    audience = f'ensembles={{"Nmax": {{"arch": "arcL", "nb": {nb}, "nrho": {args.nrho}}}}}'
+    rate, wall = generation_rate(["space=physical", f"nb_list=[{nb}]", audience], None, "physical",
+                                 args.nrho, args.workers)
+    versus = ", ".join(f"{chebyshev_rates[n] / rate:.2f}x N_b={n}'s" for n in args.nb)
+    print(f"physical space P: {rate:.0f} samples/s ({rate / args.workers:.0f} per core), {wall:.1f}s; "
+          f"cost per sample {versus} (same run, same settings)")
     return 0
 
 

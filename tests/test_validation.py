@@ -114,7 +114,7 @@ def test_streams_are_seeded_and_not_the_training_stream(tmp_path):
     control = val.draw_family(cfg, val.CONTROL, 20)
     nb = cfg["ensembles"]["Nmax"]["nb"]
     assert all(len(d.parameters["coefficients"]) == nb for d in control)
-    E0_train = clean_block(cfg, nb, 0)[0]
+    E0_train = clean_block(cfg, nb, 0)[0]["E0"]
     assert not set(d.parameters["E0"] for d in control) & set(E0_train.tolist())
     assert all(cfg["E0_min"] <= d.parameters["E0"] <= cfg["E0_max"] for d in control)
 
