@@ -65,6 +65,10 @@ _REFERENCE = {
     # measurement: the same map, thresholds E0 ~ U(0.05, 2.5) (README, "The prior systematic").
     "prior_systematic": False,
     "prior_space": {"x_scale": 1.0, "E0_min": 0.05, "E0_max": 2.5, "epsilon": 1e-7},
+    # Beyond the paper, the posterior width: the interval networks (interval_networks.py), one per
+    # replica of Nmax, trained on a file of the calibration space (CALIBRATION_SPACES)
+    "interval_networks": True,
+    "calibration_space": "training",
     # SPEC §4: noise
     "noise_file": "data/standin_baryon_T64.h5",
     "n_noise": 20,
@@ -159,6 +163,14 @@ PRESETS = {
 PRESETS["demo_prior"] = _derived(PRESETS["demo"], prior_systematic=True)
 
 PRIOR_ENSEMBLE = "Nref_prior"      # the ensemble of the prior systematic (budget.PRIOR_SYSTEMATIC)
+# The training-run name of the interval networks (interval_networks.py): Nmax's network,
+# N_b and N_rho on the calibration space.  Not an ensemble of the audience (never predicted with it);
+# its files are trained_models_sigma{100σ}/Nmax/interval_{r}_* and its streams are keyed by this name.
+INTERVAL_RUN = "Nmax_interval"
+# The one place where a calibration space (preset key calibration_space) names the training space
+# whose file (Config.training_file with Nmax's N_b and N_rho) the interval networks train on:
+# ``training`` is the paper's Chebyshev training space.
+CALIBRATION_SPACES = {"training": "chebyshev"}
 
 
 class ConfigError(UserError):
@@ -235,17 +247,24 @@ class Config(dict):
         return self.root / f"training_datasets_T{self.n_t}" / f"training_data_{name}Nb{nb}_Nrho{nrho}.hdf5"
 
     def model_dir(self, sigma_gev: float, ensemble: str) -> Path:
-        return self.root / f"trained_models_sigma{sigma_tag(sigma_gev)}" / ensemble
+        """The folder of an ensemble's networks; the interval networks (INTERVAL_RUN) live in Nmax's."""
+        folder = "Nmax" if ensemble == INTERVAL_RUN else ensemble
+        return self.root / f"trained_models_sigma{sigma_tag(sigma_gev)}" / folder
+
+    @staticmethod
+    def _network(ensemble: str, replica: int) -> str:
+        """The start of a trained network's file names: replica_{r}, or interval_{r}."""
+        return f"{'interval' if ensemble == INTERVAL_RUN else 'replica'}_{replica}"
 
     def checkpoint(self, sigma_gev: float, ensemble: str, replica: int) -> Path:
-        return self.model_dir(sigma_gev, ensemble) / f"replica_{replica}_best.pth"
+        return self.model_dir(sigma_gev, ensemble) / f"{self._network(ensemble, replica)}_best.pth"
 
     def state_path(self, sigma_gev: float, ensemble: str, replica: int) -> Path:
         """The resumable training state of a replica (checkpoints.save_state)."""
-        return self.model_dir(sigma_gev, ensemble) / f"replica_{replica}_state.pth"
+        return self.model_dir(sigma_gev, ensemble) / f"{self._network(ensemble, replica)}_state.pth"
 
     def history_path(self, sigma_gev: float, ensemble: str, replica: int) -> Path:
-        return self.model_dir(sigma_gev, ensemble) / f"replica_{replica}_best_history.csv"
+        return self.model_dir(sigma_gev, ensemble) / f"{self._network(ensemble, replica)}_best_history.csv"
 
     def replica_lock(self, sigma_gev: float, ensemble: str, replica: int) -> Path:
         """Held by the one process training this replica (io_utils.task_lock); the lock files live
@@ -279,9 +298,20 @@ def sigma_tag(sigma_gev: float) -> int:
 
 
 # --- array index -> task mappings (the only place they are defined) -------------------------
+def training_runs_table(cfg: Config) -> dict[str, dict]:
+    """What is trained, name -> {arch, nb, nrho[, space]}: the ensembles, then with
+    interval_networks the interval networks (INTERVAL_RUN: Nmax's arch, N_b and N_rho on the
+    training space of the calibration space, CALIBRATION_SPACES)."""
+    table = dict(cfg["ensembles"])
+    if cfg["interval_networks"]:
+        table[INTERVAL_RUN] = dict(cfg["ensembles"]["Nmax"], space=CALIBRATION_SPACES[cfg["calibration_space"]])
+    return table
+
+
 def ensemble_space(cfg: Config, ensemble: str) -> str:
-    """The training space of an ensemble: ``chebyshev`` (SPEC §3), or ``prior`` for Nref_prior."""
-    return cfg["ensembles"][ensemble].get("space", "chebyshev")
+    """The training space of an ensemble (or of INTERVAL_RUN): ``chebyshev`` (the paper's), ``prior``
+    for Nref_prior."""
+    return training_runs_table(cfg)[ensemble].get("space", "chebyshev")
 
 
 def generation_tasks(cfg: Config) -> list[tuple[str, int]]:
@@ -305,9 +335,14 @@ def training_tasks(cfg: Config) -> list[tuple[str, int, float]]:
 
     i = (σ_index · N_ensembles + ensemble_index) · N_r + replica, so the replicas of one
     (ensemble, σ) are a contiguous range of indices and can be trained in one batched process.
+    With interval_networks, the interval networks (INTERVAL_RUN) follow, N_r per σ, so the
+    ensembles' indices are the same with and without them.
     """
-    return [(ens, r, s) for s in cfg["sigmas_gev"] for ens in cfg["ensembles"]
-            for r in range(cfg["n_replicas"])]
+    tasks = [(ens, r, s) for s in cfg["sigmas_gev"] for ens in cfg["ensembles"]
+             for r in range(cfg["n_replicas"])]
+    if cfg["interval_networks"]:
+        tasks += [(INTERVAL_RUN, r, s) for s in cfg["sigmas_gev"] for r in range(cfg["n_replicas"])]
+    return tasks
 
 
 def training_groups(cfg: Config) -> list[tuple[str, float, list[int]]]:
@@ -401,6 +436,12 @@ SCHEMA = {
                                 "Nref_prior, SPEC §8)"),
     "prior_space": Setting("table", "the second training space of Nref_prior: {x_scale, E0_min, E0_max, "
                            "epsilon}"),
+    "interval_networks": Setting("bool", "whether the interval networks are trained: per replica of Nmax, "
+                                 "one network of its architecture giving the quantiles at Φ(-1), 0.5, Φ(1) "
+                                 "of ρ_σ(E) (pinball loss; interval_networks.py)"),
+    "calibration_space": Setting("str", "the space the interval networks train on and the calibration "
+                                 "draws from; training: the paper's Chebyshev training space",
+                                 f"one of {tuple(CALIBRATION_SPACES)}", lambda s: s in CALIBRATION_SPACES),
     "tf32": Setting("bool", "CUDA only: TF32 in float32 matrix products and convolutions (off: IEEE float32)"),
     "noise": Setting("str", "the noise a replica trains on (SPEC §7)", f"one of {NOISE_MODES}",
                      lambda m: m in NOISE_MODES),
@@ -524,6 +565,9 @@ def _validate(cfg: Config) -> None:
         if ens["nb"] not in cfg["nb_list"] or ens["nrho"] not in cfg["nrho_list"]:
             raise ConfigError(f"ensemble {name}: N_b={ens['nb']}, N_rho={ens['nrho']} is not among "
                               f"the generated sets nb_list={cfg['nb_list']}, nrho_list={cfg['nrho_list']}")
+    if cfg["interval_networks"] and "Nmax" not in cfg["ensembles"]:
+        raise ConfigError("interval_networks=true needs the ensemble Nmax (the interval networks take its "
+                          "network, N_b and N_rho); set interval_networks=false")
     prior = cfg["prior_space"]
     if not prior["E0_min"] < prior["E0_max"]:
         raise ConfigError(f"prior_space {prior}: expected E0_min < E0_max")

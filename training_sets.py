@@ -36,7 +36,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from config import ensemble_space, generated_nrhos, target_key
+from config import ensemble_space, generated_nrhos, target_key, training_runs_table
 from io_utils import (DamagedFile, InputError, atomic_output, check_free_space, check_writable, file_sha256,
                       open_h5, provenance, read_dataset, remove_stale_temporaries, task_lock, write_attrs)
 from noise_files import NoiseModel, covariance_cholesky, load_noise_file
@@ -255,7 +255,8 @@ def load_training_data(cfg, ensemble: str, sigma_gev: float, noisy: bool = True,
                        clean: bool = False) -> TrainingData:
     """Read and check the training file of ``ensemble`` (SPEC §10) for the target of σ: with
     ``noisy`` the stored noisy copies, with ``clean`` the clean correlators and the noise model."""
-    nb, nrho = cfg["ensembles"][ensemble]["nb"], cfg["ensembles"][ensemble]["nrho"]
+    run = training_runs_table(cfg)[ensemble]
+    nb, nrho = run["nb"], run["nrho"]
     space = ensemble_space(cfg, ensemble)
     path = cfg.training_file(nb, nrho, space)
     remake = f"`{cfg.command('generate_full_dataset_sigma.py', '--nb', nb, '--space', space)}`"
@@ -289,7 +290,8 @@ def check_made_with(cfg, path, attrs, nb: int) -> None:
 
 
 def _read_training_file(cfg, path, what, ensemble, sigma_gev, noisy, clean, space) -> TrainingData:
-    nb, nrho = cfg["ensembles"][ensemble]["nb"], cfg["ensembles"][ensemble]["nrho"]
+    run = training_runs_table(cfg)[ensemble]
+    nb, nrho = run["nb"], run["nrho"]
     with open_h5(path, what) as h5:
         if "functional_space" in h5.attrs:
             made, want = json.loads(h5.attrs["functional_space"]), space_parameters(cfg, space)

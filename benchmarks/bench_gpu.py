@@ -171,6 +171,8 @@ def audience_steps(cfg) -> dict[str, dict[str, int]]:
     its runs (one network per process), 'stacked' over its (ensemble, σ) groups."""
     out: dict[str, dict[str, int]] = {}
     for ensemble, sigma, ids in training_groups(cfg):
+        if ensemble not in cfg["ensembles"]:          # the interval networks are not the audience
+            continue
         spec = cfg["ensembles"][ensemble]
         n_train = len(split_samples(cfg, ensemble, sigma, 0, spec["nrho"])[0])
         steps = math.ceil(n_train * cfg["n_noise"] / cfg["batch_size"])
