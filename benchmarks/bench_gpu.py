@@ -249,7 +249,7 @@ def main(argv=None):
     if set(args.archs) < set(audience_steps(cfg)):
         print(f"\nno projection: the reference audience needs {sorted(audience_steps(cfg))}, measured {args.archs}")
         return
-    runs_total = sum(len(ids) for _, _, ids in training_groups(cfg))
+    runs_total = sum(len(ids) for ens, _, ids in training_groups(cfg) if ens in cfg["ensembles"])
     print(f"\nthe reference audience ({runs_total} runs, {cfg['max_epochs']} epochs each, training steps only) "
           f"on this device, one process at a time:")
     hours = {}
