@@ -36,6 +36,7 @@ import torch
 
 from io_utils import InputError, OutputError, atomic_output, save_torch
 from pytorch_models_t32 import ARCHITECTURES, SpectralNet
+from tasks import training_runs_table
 
 FORMAT = "spectral-net-checkpoint/1"
 ARRAY_KEYS = ("mu", "gamma", "t", "energies")           # stored as float64 tensors, read as numpy
@@ -194,7 +195,7 @@ def identity(cfg, arch, ensemble, sigma_gev, replica, noise_mode) -> dict:
     """What a saved state must have been started with to be continued: the run, its noise mode
     and the preset values of TRAINING_KEYS."""
     values = {k: cfg[k] for k in TRAINING_KEYS}
-    values["ensemble"] = cfg["ensembles"][ensemble]
+    values["ensemble"] = training_runs_table(cfg)[ensemble]
     if values["ensemble"].get("space") == "prior":      # Nref_prior (SPEC §8): its space too
         values["prior_space"] = cfg["prior_space"]
     return {"arch": arch, "ensemble": ensemble, "sigma_gev": float(sigma_gev),

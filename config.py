@@ -65,6 +65,10 @@ _REFERENCE = {
     # ``prior_space="physical"`` trains Nref_prior on the physical space P instead.
     "prior_systematic": False,
     "prior_space": {"x_scale": 1.0, "E0_min": 0.05, "E0_max": 2.5, "epsilon": 1e-7},
+    # Beyond the paper, the posterior width: the interval networks (interval_networks.py), one per
+    # replica of Nmax, trained on a file of the calibration space (settings.CALIBRATION_SPACES)
+    "interval_networks": True,
+    "calibration_space": "training",
     # SPEC §4: noise
     "noise_file": STANDIN_NOISE_FILE,
     "n_noise": 20,

@@ -11,9 +11,11 @@ Array index -> (ensemble, replica, σ) is tasks.training_tasks (the one place; `
 
 Writes under --root: trained_models_sigma{100σ}/{ensemble}/replica_{r}_best.pth (the best network,
 self-contained), replica_{r}_best_history.csv (epoch, train_loss, val_loss, lr) and
-replica_{r}_state.pth (resumable state).  On SIGTERM or SIGUSR1 (Slurm: the time-limit warning,
-SPECTRAL_TRAINING_SIGNAL = B:USR1@300 in slurm_scripts/cluster.env, passed on by the job script; or
-Slurm's SIGTERM before the kill) the state is saved after the current step and the worker exits with
+replica_{r}_state.pth (resumable state); for the interval networks (--ensemble Nmax_interval, the
+array's last tasks with interval_networks=true) the same files as Nmax/interval_{r}_*.  On SIGTERM
+or SIGUSR1 (Slurm: the time-limit warning, SPECTRAL_TRAINING_SIGNAL = B:USR1@300 in
+slurm_scripts/cluster.env, passed on by the job script; or Slurm's SIGTERM before the kill) the
+state is saved after the current step and the worker exits with
 status 75; run it again with the same arguments to continue.  A finished run does nothing.
 One process trains a replica: a second run on the same replicas stops at once (status 2), naming
 the holder of replica_{r}.lock (host, PID, Slurm job), or waits for it with --wait-lock.
@@ -38,7 +40,8 @@ def parse_args(argv=None):
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--task-id", help="Slurm array index or range (e.g. 7, 0-4, 0,5-9)")
     which.add_argument("--ensemble",
-                       help="ensemble label of the preset (e.g. Nmax, Nref_b, Nref_n, Nref_rho)")
+                       help="ensemble label of the preset (e.g. Nmax, Nref_b, Nref_n, Nref_rho), or "
+                            "Nmax_interval for the interval networks")
     parser.add_argument("--replica", "--replicas", dest="replicas",
                         help="replica index or range with --ensemble (e.g. 0 or 0-4)")
     parser.add_argument("--sigma", type=float,

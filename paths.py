@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from io_utils import REPO_DIR
+from roles import INTERVAL_RUN, REFERENCE
 
 STANDIN_NOISE_FILE = "data/standin_baryon_T64.h5"   # the noise file shipped here (SPEC §4)
 
@@ -40,17 +41,24 @@ class OutputPaths:
         return self.root / f"training_datasets_T{self.n_t}" / f"training_data_{name}_Nrho{nrho}.hdf5"
 
     def model_dir(self, sigma_gev: float, ensemble: str) -> Path:
-        return self.root / f"trained_models_sigma{sigma_tag(sigma_gev)}" / ensemble
+        """The folder of an ensemble's networks; the interval networks (INTERVAL_RUN) live in Nmax's."""
+        folder = REFERENCE if ensemble == INTERVAL_RUN else ensemble
+        return self.root / f"trained_models_sigma{sigma_tag(sigma_gev)}" / folder
+
+    @staticmethod
+    def _network(ensemble: str, replica: int) -> str:
+        """The start of a trained network's file names: replica_{r}, or interval_{r}."""
+        return f"{'interval' if ensemble == INTERVAL_RUN else 'replica'}_{replica}"
 
     def checkpoint(self, sigma_gev: float, ensemble: str, replica: int) -> Path:
-        return self.model_dir(sigma_gev, ensemble) / f"replica_{replica}_best.pth"
+        return self.model_dir(sigma_gev, ensemble) / f"{self._network(ensemble, replica)}_best.pth"
 
     def state_path(self, sigma_gev: float, ensemble: str, replica: int) -> Path:
         """The resumable training state of a replica (checkpoints.save_state)."""
-        return self.model_dir(sigma_gev, ensemble) / f"replica_{replica}_state.pth"
+        return self.model_dir(sigma_gev, ensemble) / f"{self._network(ensemble, replica)}_state.pth"
 
     def history_path(self, sigma_gev: float, ensemble: str, replica: int) -> Path:
-        return self.model_dir(sigma_gev, ensemble) / f"replica_{replica}_best_history.csv"
+        return self.model_dir(sigma_gev, ensemble) / f"{self._network(ensemble, replica)}_best_history.csv"
 
     def replica_lock(self, sigma_gev: float, ensemble: str, replica: int) -> Path:
         """Held by the one process training this replica (io_utils.task_lock)."""

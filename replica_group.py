@@ -1,5 +1,5 @@
-"""The optimisation of a batch of replicas (SPEC §6): the learning-rate schedule, and the active
-replicas of one (ensemble, σ) as one stacked model with one Adam.
+"""The optimisation of a batch of replicas (SPEC §6): the learning-rate schedule, the losses, and the
+active replicas of one (ensemble, σ) as one stacked model with one Adam.
 
 Several replicas in one process are trained as one batched model (``StackedReplicas``:
 parameters stacked along a replica axis, each layer one batched matrix product; see
@@ -7,6 +7,9 @@ pytorch_models_t32.py).  Adam is element-wise, so one Adam over the stacked para
 Adam per replica.  A replica that stops is removed by building a new group of the others.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -25,16 +28,36 @@ def lr_factor(cfg, epoch_index: int) -> float:
     return 1.0 / (1.0 + (epoch_index - (start - 1)) * cfg["lr_decay_rate"])
 
 
+def l1_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """|ŷ − ρ_σ| element by element: outputs and targets [..., N_E], the paper's loss."""
+    return (outputs - targets).abs()
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What a network is trained for: ``loss(outputs [..., width·N_E], targets [..., N_E])`` gives the
+    loss element by element [..., k], whose mean over the batch and the last axis is minimised and
+    early-stopped on; ``meta`` is recorded in the checkpoints (nothing for the paper's networks)."""
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    width: int = 1
+    meta: dict = field(default_factory=dict)
+
+
+L1 = Objective(l1_loss)            # the audience's networks
+
+
 class ReplicaGroup:
     """The active replicas of one (ensemble, σ) as one stacked model with one Adam.
 
     ``weights`` and ``adam`` hold, per replica, its state_dict and its Adam state (None before
     the first step, else {"step", "exp_avg": {name: tensor}, "exp_avg_sq": {...}}), as
-    ``export`` gives them and checkpoints.ReplicaState stores them."""
+    ``export`` gives them and checkpoints.ReplicaState stores them.  ``loss`` is the element-wise
+    loss of an Objective (default: the paper's L1)."""
 
     def __init__(self, replicas: list[int], weights: list[dict], adam: list[dict | None], arch: str,
-                 n_t: int, n_out: int, leaky_slope: float, lr: float, device):
+                 n_t: int, n_out: int, leaky_slope: float, lr: float, device, loss=l1_loss):
         self.replicas = list(replicas)
+        self.loss = loss
         models = []
         for state_dict in weights:
             model = SpectralNet(arch, n_t, n_out, leaky_slope)
@@ -59,23 +82,23 @@ class ReplicaGroup:
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One Adam step of every replica on its own batch: x [N_r, B, n_t], y [N_r, B, N_E];
-        returns the per-replica L1 losses (detached, on the device)."""
-        loss = (self.stack.forward_each(x) - y).abs().mean(dim=(1, 2))
+        returns the per-replica mean losses (detached, on the device)."""
+        loss = self.loss(self.stack.forward_each(x), y).mean(dim=(1, 2))
         self.optimizer.zero_grad(set_to_none=True)
         loss.sum().backward()          # replicas share no parameters: each gets its own gradient
         self.optimizer.step()
         return loss.detach()
 
     @torch.no_grad()
-    def l1_losses(self, rows, targets, items: torch.Tensor, n_noise: int, chunk: int = 8192) -> np.ndarray:
-        """Mean L1 loss of each replica on its item rows ``items`` [N_r, M]; ``rows(idx)`` gives
+    def mean_losses(self, rows, targets, items: torch.Tensor, n_noise: int, chunk: int = 8192) -> np.ndarray:
+        """Mean loss of each replica on its item rows ``items`` [N_r, M]; ``rows(idx)`` gives
         the inputs [N_r, m, n_t] of item rows idx [N_r, m] (a noise source's ``rows``)."""
         total = torch.zeros(len(self.replicas), dtype=torch.float64, device=items.device)
         for i in range(0, items.shape[1], chunk):
             idx = items[:, i:i + chunk]
-            err = (self.stack.forward_each(rows(idx)) - targets[idx // n_noise]).abs()
+            err = self.loss(self.stack.forward_each(rows(idx)), targets[idx // n_noise])
             total += err.sum(dim=(1, 2)).double()
-        return (total / (items.shape[1] * targets.shape[1])).cpu().numpy()
+        return (total / (items.shape[1] * err.shape[2])).cpu().numpy()
 
     def export(self, position: int) -> tuple[dict, dict]:
         """(model state_dict, Adam state) of the replica at ``position`` of the stack, on the CPU."""

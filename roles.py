@@ -1,5 +1,6 @@
 """The names every stage shares, each named once: the ensembles' roles in the error budget
-(SPEC §7-8) and what the rows of a correlator are (SPEC §8, §10).  Imports nothing."""
+(SPEC §7-8), the training run of the interval networks and what the rows of a correlator are
+(SPEC §8, §10).  Imports nothing."""
 
 REFERENCE = "Nmax"              # the result's ensemble: ρ̄_Nmax and its σ_stat, σ_rep
 # SPEC §7-8: the systematic X and the reference ensemble Nref_X it is measured against
@@ -8,6 +9,10 @@ SYSTEMATICS = {"sys_b": "Nref_b", "sys_rho": "Nref_rho", "sys_n": "Nref_n"}
 # trained on the second space; derived from Nmax by config.load_config)
 PRIOR_ENSEMBLE = "Nref_prior"
 PRIOR_SYSTEMATIC = ("sys_prior", PRIOR_ENSEMBLE)
+# the training run of the interval networks (interval_networks.py): Nmax's network, N_b and N_ρ on
+# the calibration space.  Not an ensemble of the audience (never predicted with it); its files are
+# trained_models_sigma{100σ}/Nmax/interval_{r}_* (paths.py) and its streams are keyed by this name.
+INTERVAL_RUN = "Nmax_interval"
 
 # bootstrap or jackknife samples of the mean: their errors differ (budget.sample_std); the
 # resampling of per-configuration data gives one or the other (correlator_files.resample)

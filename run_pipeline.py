@@ -8,7 +8,8 @@ The same tasks as slurm_scripts/submit_all.sh, in the same order, each Slurm arr
 
 Stages: generation (one task per N_b, and one for the prior space with the prior systematic:
 tasks.generation_tasks) -> training (one task per
-(ensemble, σ) group of replicas, tasks.training_groups) -> for each mock: prediction, then its
+(ensemble, σ) group of replicas, then with interval_networks one per σ for the interval networks:
+tasks.training_groups) -> for each mock: prediction, then its
 analysis. Each task is a separate process with the pipeline's --preset/--set/--root, exactly as a
 Slurm job runs it. Finished work is kept by the stages themselves (a complete training file or a
 finished replica is not redone), so a rerun after an interruption continues. The run stops at the

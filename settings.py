@@ -15,6 +15,7 @@ from typing import Callable
 from io_utils import UserError
 from paths import STANDIN_NOISE_FILE, sigma_tag
 from pytorch_models_t32 import ARCHITECTURES
+from roles import INTERVAL_RUN, REFERENCE
 from sigma_model_utils import KERNELS, SPACES
 
 # SPEC §7: the noise a replica trains on (replica_streams.py): its own noise instance, the training
@@ -22,6 +23,12 @@ from sigma_model_utils import KERNELS, SPACES
 NOISE_MODES = ("replica", "stored", "fresh")
 # the ``space`` a whole audience may train on (sigma_model_utils.SPACES less the prior systematic's)
 AUDIENCE_SPACES = ("chebyshev", "physical", "mixture")
+# The one place where a calibration space (the key ``calibration_space``) names the training space
+# whose file (with Nmax's N_b and N_ρ) the interval networks train on and the calibration draws
+# from: ``training`` is Nmax's own training space (None: the run keeps Nmax's; the paper's Chebyshev
+# space unless ``space`` says otherwise), ``mixture`` the mixture of the Chebyshev space and the
+# physical space P (training_sets.py).
+CALIBRATION_SPACES = {"training": None, "mixture": "mixture"}
 
 
 class ConfigError(UserError):
@@ -104,6 +111,13 @@ SCHEMA = {
     "prior_space": Setting("prior space", "the second training space of Nref_prior: a table {x_scale, E0_min, "
                            "E0_max, epsilon} (the Chebyshev construction with these parameters; default the "
                            "wide-E0 one) or \"physical\" (the physical space P)"),
+    "interval_networks": Setting("bool", "whether the interval networks are trained: per replica of Nmax, "
+                                 "one network of its architecture giving the quantiles at Φ(-1), 0.5, Φ(1) "
+                                 "of ρ_σ(E) (pinball loss; interval_networks.py)"),
+    "calibration_space": Setting("str", "the space the interval networks train on and the calibration "
+                                 "draws from; training: Nmax's own training space; mixture: half Chebyshev, "
+                                 "half the physical space P",
+                                 f"one of {tuple(CALIBRATION_SPACES)}", lambda s: s in CALIBRATION_SPACES),
     "tf32": Setting("bool", "CUDA only: TF32 in float32 matrix products and convolutions (off: IEEE float32)"),
     "noise": Setting("str", "the noise a replica trains on (SPEC §7)", f"one of {NOISE_MODES}",
                      lambda m: m in NOISE_MODES),
@@ -212,6 +226,12 @@ def validate(cfg: dict) -> None:
                               f"{sorted(required)} (and optionally {list(ENSEMBLE_OPTIONAL)})")
         for key in ens:
             _check_setting(f"ensembles.{label}.{key}", ENSEMBLE_SCHEMA[key], ens[key])
+    if cfg["interval_networks"] and REFERENCE not in cfg["ensembles"]:
+        raise ConfigError(f"interval_networks=true needs the ensemble {REFERENCE} (the interval networks take its "
+                          "network, N_b and N_rho); set interval_networks=false")
+    if INTERVAL_RUN in cfg["ensembles"]:
+        raise ConfigError(f"ensemble {INTERVAL_RUN}: the name of the interval networks' training run; choose "
+                          "another label")
     prior = cfg["prior_space"]
     if isinstance(prior, dict):
         if set(prior) != set(PRIOR_SPACE_SCHEMA):

@@ -5,34 +5,49 @@ Each takes a resolved configuration (config.Config).
 """
 from __future__ import annotations
 
-from settings import ConfigError
+from roles import INTERVAL_RUN, REFERENCE
+from settings import CALIBRATION_SPACES, ConfigError
 from sigma_model_utils import SPACES
 
 
+def training_runs_table(cfg) -> dict[str, dict]:
+    """What is trained, name -> {arch, nb, nrho[, space]}: the ensembles, then with
+    interval_networks the interval networks (INTERVAL_RUN: Nmax's arch, N_b and N_rho on the
+    training space of the calibration space, settings.CALIBRATION_SPACES)."""
+    table = dict(cfg["ensembles"])
+    if cfg["interval_networks"]:
+        space = CALIBRATION_SPACES[cfg["calibration_space"]]
+        table[INTERVAL_RUN] = dict(cfg["ensembles"][REFERENCE], **({"space": space} if space else {}))
+    return table
+
+
 def ensemble_space(cfg, ensemble: str) -> str:
-    """The training space of an ensemble: ``chebyshev`` (SPEC §3) unless the ensemble names
-    another (config.load_config writes the preset's ``space`` into every ensemble when it is not
-    chebyshev, and Nref_prior's from ``prior_space``)."""
-    return cfg["ensembles"][ensemble].get("space", "chebyshev")
+    """The training space of an ensemble (or of INTERVAL_RUN): ``chebyshev`` (SPEC §3) unless the
+    run names another (config.load_config writes the preset's ``space`` into every ensemble when
+    it is not chebyshev, and Nref_prior's from ``prior_space``; training_runs_table the interval
+    networks' from ``calibration_space``)."""
+    return training_runs_table(cfg)[ensemble].get("space", "chebyshev")
 
 
 def generation_tasks(cfg) -> list[tuple[str, int | None]]:
     """Slurm array index i of the generation stage -> the (space, N_b) it generates: with the
     paper's training space one task per N_b of the Chebyshev space, then one per N_b that the
-    ensembles of each other space use (one task without N_b for the physical space)."""
+    training runs of each other space use (one task without N_b for the physical space): the
+    ensembles', and the interval networks' file of the calibration space."""
+    runs = training_runs_table(cfg)
     tasks = [("chebyshev", nb) for nb in cfg["nb_list"]] if cfg["space"] == "chebyshev" else []
     for space in SPACES[1:]:
-        nbs = sorted({ens["nb"] for name, ens in cfg["ensembles"].items() if ensemble_space(cfg, name) == space})
+        nbs = sorted({run["nb"] for name, run in runs.items() if ensemble_space(cfg, name) == space})
         tasks += [(space, None)] if space == "physical" and nbs else [(space, nb) for nb in nbs]
     return tasks
 
 
 def generated_nrhos(cfg, space: str) -> list[int]:
     """The N_ρ of the files a generation task writes: every nrho_list entry for the Chebyshev
-    space, only what the ensembles use for the others (prefixes of one stream either way)."""
+    space, only what the training runs use for the others (prefixes of one stream either way)."""
     if space == "chebyshev":
         return list(cfg["nrho_list"])
-    return sorted({ens["nrho"] for name, ens in cfg["ensembles"].items() if ensemble_space(cfg, name) == space})
+    return sorted({run["nrho"] for name, run in training_runs_table(cfg).items() if ensemble_space(cfg, name) == space})
 
 
 def training_tasks(cfg) -> list[tuple[str, int, float]]:
@@ -40,9 +55,14 @@ def training_tasks(cfg) -> list[tuple[str, int, float]]:
 
     i = (σ_index · N_ensembles + ensemble_index) · N_r + replica, so the replicas of one
     (ensemble, σ) are a contiguous range of indices and can be trained in one batched process.
+    With interval_networks, the interval networks (INTERVAL_RUN) follow, N_r per σ, so the
+    ensembles' indices are the same with and without them.
     """
-    return [(ens, r, s) for s in cfg["sigmas_gev"] for ens in cfg["ensembles"]
-            for r in range(cfg["n_replicas"])]
+    tasks = [(ens, r, s) for s in cfg["sigmas_gev"] for ens in cfg["ensembles"]
+             for r in range(cfg["n_replicas"])]
+    if cfg["interval_networks"]:
+        tasks += [(INTERVAL_RUN, r, s) for s in cfg["sigmas_gev"] for r in range(cfg["n_replicas"])]
+    return tasks
 
 
 def training_groups(cfg) -> list[tuple[str, float, list[int]]]:

@@ -26,6 +26,10 @@ What one replica does (SPEC §6):
   there, first writing again a best checkpoint or history that is not what the state holds (lost,
   or a kill between the writes); a finished replica is reported and skipped.
 
+The interval networks (interval_networks.py; the training run roles.INTERVAL_RUN) are trained by
+this same loop, with the pinball loss of three quantiles in place of L1 and 3·N_E outputs
+(replica_group.Objective); everything else is as above.
+
 The replicas of a group are trained as one batched model (replica_group.ReplicaGroup) and
 advance in lock-step (same epoch and step); a replica that stops is removed from the stack, the
 others go on.  Its history equals that of a separate run up to float round-off
@@ -42,9 +46,11 @@ from checkpoints import (ReplicaState, checkpoint_problem, checkpoint_record, hi
                          save_states, write_checkpoint_record, write_history)
 from config import ConfigError, load_config
 from devices import select_device, to_device
+from interval_networks import objective
 from io_utils import provenance
 from replica_group import ReplicaGroup, lr_factor
 from replica_streams import epoch_order, initial_model, noise_source_class, noisy_items, split_samples
+from tasks import training_runs_table
 from training_runs import NeverStop, check_run, replica_locks
 from training_sets import load_training_data
 
@@ -91,7 +97,8 @@ class Run:
     def __init__(self, cfg, ensemble: str, sigma_gev: float, noise: str, device, log):
         self.cfg, self.ensemble, self.sigma_gev, self.noise_mode = cfg, ensemble, sigma_gev, noise
         self.device, self.log = device, log
-        self.arch = cfg["ensembles"][ensemble]["arch"]
+        self.arch = training_runs_table(cfg)[ensemble]["arch"]
+        self.objective = objective(ensemble)          # L1, or the interval networks' pinball loss
         self.where = f"{ensemble} sigma={sigma_gev}"
         self.status: dict[int, str] = {}
         self.states: dict[int, ReplicaState] = {}
@@ -121,7 +128,7 @@ class Run:
         source = noise_source_class(self.noise_mode)
         data = load_training_data(cfg, ensemble, sigma_gev, noisy=source.needs_stored,
                                   clean=source.needs_clean)
-        self.n_t, self.n_out = len(data.t), len(data.energies)
+        self.n_t, self.n_out = len(data.t), self.objective.width * len(data.energies)
         for r in active:
             if r not in self.states:
                 model = initial_model(cfg, self.arch, ensemble, sigma_gev, r, self.n_t, self.n_out)
@@ -150,7 +157,7 @@ class Run:
                          sigma_gev=float(sigma_gev), sigma=cfg.sigma(sigma_gev), energies=data.energies,
                          config=cfg.to_json(), ensemble=ensemble, nb=data.nb, nrho=data.nrho,
                          noise=self.noise_mode, n_train_samples=len(splits[active[0]][0]),
-                         n_val_samples=len(splits[active[0]][1]))
+                         n_val_samples=len(splits[active[0]][1]), **self.objective.meta)
         self.provenance = provenance(cfg, training_file=str(data.path), ensemble=ensemble,
                                      sigma_gev=float(sigma_gev), arch=self.arch, noise=self.noise_mode)
         self.group = self._group(active)
@@ -164,7 +171,7 @@ class Run:
             return None
         return ReplicaGroup(replicas, [self.states[r].model for r in replicas],
                             [self.states[r].adam for r in replicas], self.arch, self.n_t, self.n_out,
-                            self.cfg["leaky_slope"], self.cfg["lr"], self.device)
+                            self.cfg["leaky_slope"], self.cfg["lr"], self.device, self.objective.loss)
 
     # --- one epoch ------------------------------------------------------------------------------
     def run_epoch(self, stop) -> bool:
@@ -202,7 +209,7 @@ class Run:
         lr = cfg["lr"] * lr_factor(cfg, epoch)
         train_loss = (self.loss_sum / self.n_items).cpu().numpy()
         val_items = torch.stack([self.val_items[r] for r in replicas])
-        val_loss = group.l1_losses(lambda idx: self.noise.rows(replicas, idx), self.targets,
+        val_loss = group.mean_losses(lambda idx: self.noise.rows(replicas, idx), self.targets,
                                    val_items, self.n_noise)
         line = [f"epoch {epoch + 1} lr {lr:.4g}"]
         for pos, r in enumerate(replicas):

@@ -15,7 +15,7 @@ import sys
 from checkpoints import finish_saving_states
 from io_utils import remove_stale_temporaries, task_lock
 from settings import ConfigError
-from tasks import parse_index_range, training_tasks
+from tasks import parse_index_range, training_runs_table, training_tasks
 
 EXIT_PREEMPTED = 75                # EX_TEMPFAIL: stopped on request, state saved, run again
 
@@ -104,8 +104,8 @@ def runs_from_task_ids(cfg, text: str) -> list[tuple[str, float, list[int]]]:
 
 def check_run(cfg, ensemble: str, sigma, replicas) -> tuple[str, float, list[int]]:
     """(ensemble, σ as in the preset, sorted distinct replicas), or a ConfigError."""
-    if ensemble not in cfg["ensembles"]:
-        raise ConfigError(f"ensemble {ensemble!r}: expected one of {list(cfg['ensembles'])}")
+    if ensemble not in training_runs_table(cfg):
+        raise ConfigError(f"ensemble {ensemble!r}: expected one of {list(training_runs_table(cfg))}")
     bad = [r for r in replicas if not 0 <= r < cfg["n_replicas"]]
     if bad:
         raise ConfigError(f"replicas {bad}: the preset has n_replicas={cfg['n_replicas']} "

@@ -56,7 +56,7 @@ from noise_files import NoiseModel, covariance_cholesky, load_noise_file
 import physical_space
 from sigma_model_utils import (add_noise, correlators_and_targets, noise_scale, rng_for, sample_coefficients,
                                space_parameters, standardise)
-from tasks import ensemble_space, generated_nrhos
+from tasks import ensemble_space, generated_nrhos, training_runs_table
 
 
 def target_key(sigma_gev: float) -> str:
@@ -351,7 +351,8 @@ def load_training_data(cfg, ensemble: str, sigma_gev: float, noisy: bool = True,
                        clean: bool = False) -> TrainingData:
     """Read and check the training file of ``ensemble`` (SPEC §10) for the target of σ: with
     ``noisy`` the stored noisy copies, with ``clean`` the clean correlators and the noise model."""
-    nb, nrho = cfg["ensembles"][ensemble]["nb"], cfg["ensembles"][ensemble]["nrho"]
+    run = training_runs_table(cfg)[ensemble]
+    nb, nrho = run["nb"], run["nrho"]
     space = ensemble_space(cfg, ensemble)
     path = cfg.training_file(nb, nrho, space)
     remake = f"`{generation_command(cfg, nb, space)}`"
@@ -385,7 +386,8 @@ def check_made_with(cfg, path, attrs, nb: int) -> None:
 
 
 def _read_training_file(cfg, path, what, ensemble, sigma_gev, noisy, clean, space) -> TrainingData:
-    nb, nrho = cfg["ensembles"][ensemble]["nb"], cfg["ensembles"][ensemble]["nrho"]
+    run = training_runs_table(cfg)[ensemble]
+    nb, nrho = run["nb"], run["nrho"]
     with open_h5(path, what) as h5:
         check_made_with(cfg, path, h5.attrs, nb)     # first: it names the setting that differs
         if "functional_space" in h5.attrs:

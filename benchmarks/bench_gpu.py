@@ -172,6 +172,8 @@ def audience_steps(cfg) -> dict[str, dict[str, int]]:
     its runs (one network per process), 'stacked' over its (ensemble, σ) groups."""
     out: dict[str, dict[str, int]] = {}
     for ensemble, sigma, ids in training_groups(cfg):
+        if ensemble not in cfg["ensembles"]:          # the interval networks are not the audience
+            continue
         spec = cfg["ensembles"][ensemble]
         n_train = len(split_samples(cfg, ensemble, sigma, 0, spec["nrho"])[0])
         steps = math.ceil(n_train * cfg["n_noise"] / cfg["batch_size"])
@@ -248,7 +250,7 @@ def main(argv=None):
     if set(args.archs) < set(audience_steps(cfg)):
         print(f"\nno projection: the reference audience needs {sorted(audience_steps(cfg))}, measured {args.archs}")
         return
-    runs_total = sum(len(ids) for _, _, ids in training_groups(cfg))
+    runs_total = sum(len(ids) for ens, _, ids in training_groups(cfg) if ens in cfg["ensembles"])
     print(f"\nthe reference audience ({runs_total} runs, {cfg['max_epochs']} epochs each, training steps only) "
           f"on this device, one process at a time:")
     hours = {}

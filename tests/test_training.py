@@ -110,7 +110,7 @@ def test_split_keeps_noisy_copies_of_a_sample_together():
 
 
 def test_task_ids_cover_every_run_exactly_once():
-    cfg = load_config("reference")
+    cfg = load_config("reference", ["interval_networks=false"])    # the paper's 40 runs (tests/test_intervals.py: the rest)
     expected = {(e, r, s) for e in ("Nmax", "Nref_b", "Nref_n", "Nref_rho") for r in range(5)
                 for s in (0.44, 0.63)}
     singles = []
