@@ -212,3 +212,41 @@ def test_validate_coverage_reports_a_missing_audience(tiny_cfg):
     import validate_coverage
     with pytest.raises(SystemExit, match=r"checkpoint\(s\) missing, e.g. .*replica_0_best.pth"):
         validate_coverage.ensure_audience(tiny_cfg, train=False)
+
+
+def test_state_tower_is_its_sum_of_smeared_deltas(tmp_path):
+    """The tower: C(t) = Σ A_n b(t, E_n) and ρ_σ = Σ A_n G_σ(E - E_n), rebuilt from the stored
+    parameters alone; its states are equally spaced and its amplitudes sum to A_tot."""
+    cfg = cfg_with(tmp_path)
+    d = val.draw_family_member(cfg, "state_tower", 5)
+    p = d.parameters
+    n = np.arange(1, p["n_states"] + 1)
+    A = p["A_tot"] * n**p["power"] / np.sum(n**p["power"])
+    E = p["E_1"] + p["spacing"] * (n - 1)
+    assert 4 <= p["n_states"] <= 8 and A.sum() == pytest.approx(p["A_tot"])
+    corr = sum(a * kernel(cfg.t, e, cfg["kernel"], cfg["T"]) for a, e in zip(A, E))
+    np.testing.assert_allclose(d.correlator, corr, rtol=1e-12)
+    for s in cfg["sigmas_gev"]:
+        np.testing.assert_allclose(d.truth[s], sum(a * gaussian(cfg.energies - e, cfg.sigma(s)) for a, e in zip(A, E)),
+                                   rtol=1e-12)
+
+
+def test_fano_dip_against_fixed_quadrature_and_its_zero(tmp_path):
+    """The Fano continuum vanishes at ε = -q (a dip below the continuum) and tends to the P-wave
+    continuum far from M; C(t) and ρ_σ against a fixed Gauss-Legendre rule in ω."""
+    cfg = cfg_with(tmp_path)
+    d = val.draw_family_member(cfg, "fano_dip", 1)
+    p = d.parameters
+    zero = p["M"] - p["q"] * p["Gamma"] / 2
+    args = (p["B"], p["E_c"], p["M"], p["Gamma"], p["q"])
+    assert val.fano_continuum(np.array([zero]), *args)[0] == pytest.approx(0.0, abs=1e-12)
+    far = 1e4
+    assert val.fano_continuum(np.array([far]), *args)[0] == pytest.approx(
+        val.pwave_continuum(np.array([far]), p["B"], p["E_c"])[0], rel=1e-4)
+    corr = np.array([gauss_legendre(lambda w, t=t: kernel(t, w, cfg["kernel"], cfg["T"]) * val.fano_continuum(w, *args),
+                                    p["E_c"], 60.0, 6000) for t in cfg.t])
+    np.testing.assert_allclose(d.correlator, corr, rtol=1e-8)
+    s = cfg["sigmas_gev"][0]
+    truth = np.array([gauss_legendre(lambda w, E=E: gaussian(E - w, cfg.sigma(s)) * val.fano_continuum(w, *args),
+                                     p["E_c"], 12.0, 2000) for E in cfg.energies])
+    assert np.max(np.abs(d.truth[s] - truth)) < 1e-9 * truth.max()
