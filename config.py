@@ -54,7 +54,7 @@ _REFERENCE = {
     "epsilon": 1e-7,
     "nb_list": [16, 32, 64, 128],
     "nrho_list": [25_000, 50_000, 100_000, 200_000, 400_000],
-    # the training space of the whole audience: chebyshev (SPEC §3, the paper's), physical (the
+    # the training space of the whole audience: chebyshev (the paper's), physical (the
     # physical space P, physical_space.py) or mixture (half each, training_sets.py)
     "space": "chebyshev",
     # SPEC §8 "Beyond the paper": the prior systematic, off by default (the paper's budget).

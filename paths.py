@@ -35,7 +35,7 @@ class OutputPaths:
         return under_root if under_root.exists() or not shipped.exists() else shipped
 
     def training_file(self, nb: int | None, nrho: int, space: str = "chebyshev") -> Path:
-        """SPEC §10's training file; the other spaces have their own names, the physical space's
+        """The training file; the other spaces have their own names, the physical space's
         without N_b (it has no basis: ``nb`` is ignored)."""
         name = {"chebyshev": f"Nb{nb}", "physical": "physical"}.get(space, f"{space}_Nb{nb}")
         return self.root / f"training_datasets_T{self.n_t}" / f"training_data_{name}_Nrho{nrho}.hdf5"

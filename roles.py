@@ -1,6 +1,6 @@
 """The names every stage shares, each named once: the ensembles' roles in the error budget
-(SPEC §7-8), the training run of the interval networks and what the rows of a correlator are
-(SPEC §8, §10).  Imports nothing."""
+(method §7-8), the training run of the interval networks and what the rows of a correlator are
+(method §8, §10).  Imports nothing."""
 
 REFERENCE = "Nmax"              # the result's ensemble: ρ̄_Nmax and its σ_stat, σ_rep
 # SPEC §7-8: the systematic X and the reference ensemble Nref_X it is measured against

@@ -22,7 +22,7 @@ def training_runs_table(cfg) -> dict[str, dict]:
 
 
 def ensemble_space(cfg, ensemble: str) -> str:
-    """The training space of an ensemble (or of INTERVAL_RUN): ``chebyshev`` (SPEC §3) unless the
+    """The training space of an ensemble (or of INTERVAL_RUN): ``chebyshev`` (the paper's) unless the
     run names another (config.load_config writes the preset's ``space`` into every ensemble when
     it is not chebyshev, and Nref_prior's from ``prior_space``; training_runs_table the interval
     networks' from ``calibration_space``)."""
