@@ -49,11 +49,11 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
+import physical_space
 from io_utils import (DamagedFile, InputError, atomic_output, check_free_space, check_writable, file_sha256,
                       open_h5, provenance, raise_if_locked, read_dataset, remove_stale_temporaries, task_lock,
                       write_attrs)
 from noise_files import NoiseModel, covariance_cholesky, load_noise_file
-import physical_space
 from sigma_model_utils import (add_noise, correlators_and_targets, noise_scale, rng_for, sample_coefficients,
                                space_parameters, standardise)
 from tasks import ensemble_space, generated_nrhos, training_runs_table
