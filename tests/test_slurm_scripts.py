@@ -161,7 +161,7 @@ def test_training_job_forwards_signal_and_requeues_on_warning(fake_slurm, tmp_pa
     for f in ("common.sh", "cluster.env", "submit_training_sigma.sh"):
         (repo / "slurm_scripts" / f).write_text((SCRIPTS / f).read_text())
     for f in ("config.py", "cli.py", "io_utils.py", "paths.py", "pytorch_models_t32.py", "roles.py",
-              "settings.py", "sigma_model_utils.py", "tasks.py"):   # config.py and its imports
+              "settings.py", "sigma_model_utils.py", "tasks.py", "version.py"):   # config.py and its imports
         (repo / f).write_text((REPO / f).read_text())
     marker = tmp_path / "worker.txt"
     (repo / "hpc_train_sigma.py").write_text(
