@@ -7,16 +7,31 @@ kept as strings.  Every key is checked once against its ``Setting``; the first p
 """
 from __future__ import annotations
 
+import ast
 import json
 import math
 from dataclasses import dataclass
 from typing import Callable
 
-from io_utils import UserError
+from io_utils import REPO_DIR, UserError
 from paths import STANDIN_NOISE_FILE, sigma_tag
-from pytorch_models_t32 import ARCHITECTURES
 from roles import INTERVAL_RUN, REFERENCE
 from sigma_model_utils import KERNELS, SPACES
+
+
+def architecture_names() -> tuple[str, ...]:
+    """The architectures of the network module's table ``ARCHITECTURES`` (pytorch_models_t32.py,
+    its one owner), read from its source: checking a setting must not import torch, which takes
+    seconds (more on a cluster's shared file system) for every ``python config.py`` the Slurm
+    scripts run."""
+    tree = ast.parse((REPO_DIR / "pytorch_models_t32.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["ARCHITECTURES"]:
+            return tuple(ast.literal_eval(node.value))
+    raise RuntimeError("pytorch_models_t32.py defines no ARCHITECTURES table")
+
+
+ARCHITECTURES = architecture_names()
 
 # SPEC §7: the noise a replica trains on (replica_streams.py): its own noise instance, the training
 # file's shared copies, or new noise every epoch

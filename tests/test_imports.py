@@ -92,6 +92,7 @@ OWN_FILES = {
     "compare_hlt": "its HLT comparison (results/hlt/)",
     "validate_coverage": "its coverage study (results/validation/)",
     "bench_gpu": "/proc/cpuinfo, read",
+    "settings": "the network module's source, read for its architecture table without importing torch",
 }
 # What opens a file: h5py.File, json.dump/load, pandas' read_csv and DataFrame.to_csv, torch.save/load,
 # a Path's read_text/write_text (and bytes), open, and the io_utils helpers that open the path given.
@@ -197,3 +198,14 @@ def test_every_manual_page_is_in_the_navigation():
     pages = [p.relative_to(REPO / "docs").as_posix() for p in (REPO / "docs").rglob("*.md")]
     assert "method.md" in pages
     assert [p for p in pages if p not in nav] == []
+
+
+def test_settings_read_the_network_modules_architectures_without_torch():
+    """settings.py takes the architecture names from the network module's own table, and neither it
+    nor config.py imports the network module (torch would make every `python config.py` slow)."""
+    import settings
+    from pytorch_models_t32 import ARCHITECTURES
+    assert settings.ARCHITECTURES == tuple(ARCHITECTURES)
+    graph = project_imports()
+    assert "pytorch_models_t32" not in graph["settings"] | graph["config"] | graph["tasks"] | graph["paths"]
+
