@@ -60,7 +60,7 @@ _REFERENCE = {
     "epsilon": 1e-7,
     "nb_list": [16, 32, 64, 128],
     "nrho_list": [25_000, 50_000, 100_000, 200_000, 400_000],
-    # the training space of the whole audience: chebyshev (SPEC §3, the paper's), physical (the
+    # the training space of the whole audience: chebyshev (the paper's Chebyshev space), physical (the
     # physical space P, physical_space.py) or mixture (half each, training_sets.py)
     "space": "chebyshev",
     # SPEC §8 "Beyond the paper": the prior systematic, off by default (the paper's budget).
@@ -236,7 +236,7 @@ class Config(dict):
         return under_root if under_root.exists() or not shipped.exists() else shipped
 
     def training_file(self, nb: int | None, nrho: int, space: str = "chebyshev") -> Path:
-        """SPEC §10's training file; the other spaces have their own names, the physical space's
+        """The training file; the other spaces have their own names, the physical space's
         without N_b (it has no basis: ``nb`` is ignored)."""
         name = {"chebyshev": f"Nb{nb}", "physical": "physical"}.get(space, f"{space}_Nb{nb}")
         return self.root / f"training_datasets_T{self.n_t}" / f"training_data_{name}_Nrho{nrho}.hdf5"
@@ -288,7 +288,7 @@ def sigma_tag(sigma_gev: float) -> int:
 
 # --- array index -> task mappings (the only place they are defined) -------------------------
 def ensemble_space(cfg: Config, ensemble: str) -> str:
-    """The training space of an ensemble: ``chebyshev`` (SPEC §3) unless the ensemble names
+    """The training space of an ensemble: ``chebyshev`` (the paper's) unless the ensemble names
     another (load_config writes the preset's ``space`` into every ensemble when it is not
     chebyshev, and Nref_prior's from ``prior_space``)."""
     return cfg["ensembles"][ensemble].get("space", "chebyshev")

@@ -29,7 +29,7 @@ Counts per sample, drawn independently and uniformly; a sample with no component
 again (so every sample has at least one): 0-2 states, 0-3 resonances, 0-2 thresholds, 0-1 continuum.
 
 Ranges (decided with the forms, before any validation result was looked at):
-  M, E, E_c ~ U(0.1, 2.5)       over the target window E_k ∈ [0.106, 2.54] (SPEC §5)
+  M, E, E_c ~ U(0.1, 2.5)       over the target window E_k ∈ [0.106, 2.54]
   Γ log-uniform in [0.005, 1]   from far below the narrowest σ (0.44: such a resonance smears to a
                                 δ) to above the widest (0.63)
   α ~ U(0.5, 3)                 0.5: the S-wave two-body phase space (p ∝ √(ω - E)); 1.5: P-wave

@@ -54,8 +54,8 @@ def gaussian(x, sigma: float):
 
 
 # --- SPEC §3: the Chebyshev functional space (and the second space of SPEC §8) -----------------
-# the training spaces: SPEC §3, the second Chebyshev space of the prior systematic, the physical space
-# P (physical_space.py) and the mixture of SPEC §3 and P (training_sets.py)
+# the training spaces: the paper's Chebyshev space, the second Chebyshev space of the prior
+# systematic, the physical space P (physical_space.py) and the mixture of the first and P (training_sets.py)
 SPACES = ("chebyshev", "prior", "physical", "mixture")
 
 

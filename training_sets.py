@@ -10,14 +10,14 @@ standardisation differs between the files: μ and γ are those of each file's ow
 The other training spaces (sigma_model_utils.SPACES) are made the same way, each from its own
 streams ``'training-space-<space>'`` and ``'training-noise-<space>'``, into its own files, only
 for the N_ρ their ensembles use:
-  prior     the second Chebyshev space of the prior systematic (SPEC §8):
+  prior     the second Chebyshev space of the prior systematic:
             ``training_data_prior_Nb{NB}_Nrho{NRHO}.hdf5``, datasets E0 and coefficients;
   physical  the physical space P (physical_space.py): ``training_data_physical_Nrho{NRHO}.hdf5``.
             P has no basis, so its files and streams carry no N_b: every ensemble of P with the
             same N_ρ trains on the same file.  Each sample is stored as P's parameter tables
             (datasets states, resonances, thresholds, continuum; their columns in the attribute
             ``parameter_columns``) instead of E0 and coefficients;
-  mixture   half Chebyshev (SPEC §3, N_b basis functions), half P, interleaved: in every block the
+  mixture   half Chebyshev (the paper's space, N_b functions), half P, interleaved: in every block the
             samples at even positions are Chebyshev, those at odd positions P, all drawn from the
             one stream ``'training-space-mixture'`` (Chebyshev coefficients first, then P's
             parameters): ``training_data_mixture_Nb{NB}_Nrho{NRHO}.hdf5``, with both kinds of
