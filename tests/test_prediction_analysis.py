@@ -376,7 +376,9 @@ def test_validate_coverage_end_to_end(trained, tmp_path, capsys):
         assert not np.allclose(measured[:, 0], measured[:, 1])       # measurements differ
     md = (out_dir / "coverage.md").read_text()
     assert "level 0" in md and "R_bv" in md and "Per audience" in md
-    for png in ("pulls.png", "coverage_vs_energy.png", f"examples_sigma{cfg['sigmas_gev'][0]}.png"):
+    assert np.all(table["chi2_dof_median"] >= 1) and np.all(np.isfinite(table["chi2_per_dof"]))
+    assert "χ²/k" in md
+    for png in ("pulls.png", "coverage_vs_energy.png", "chi2.png", f"examples_sigma{cfg['sigmas_gev'][0]}.png"):
         assert (out_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| training_space |" in capsys.readouterr().out
 
