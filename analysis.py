@@ -1,10 +1,10 @@
 """Stage 4: from prediction files to the result with its error budget (SPEC §8-10).
 
-For one input (a mock, or the user's data) and each σ: read every ensemble's prediction file,
-check they predicted the same samples, compute the budget (``budget.error_budget``), write it as
-``results/{mock}_sigma{σ}_budget.csv`` (pandas; SPEC §10 columns, plus ``closure_level`` for a
-mock) and ``.hdf5`` (every component, the Δ_X and σ_ΔX, each ensemble's own values, the pulls, the
-closure level, the provenance), draw the plots and summarise a mock per σ with closure.py's
+For one input (a mock, or the user's data) and each σ: read every ensemble's prediction file
+(prediction_files.load_predictions, which checks they predicted the same samples), compute the
+budget (``budget.error_budget``), write it as ``results/{mock}_sigma{σ}_budget.csv``, ``.json`` and
+``.hdf5`` (result_files.py: the SPEC §10 columns, plus ``closure_level`` for a mock; the HDF5 also
+the Δ_X and σ_ΔX, each ensemble's own values, the pulls, the provenance), draw the plots and summarise a mock per σ with closure.py's
 statistics: coverage (share of energies with |ρ̄ - truth| ≤ σ_tot), mean |pull| and R_bv -- of ONE
 measurement, so the coverage is uncertain by about ±20 % (SPEC §9; validate_coverage.py repeats it).
 Outputs made from the same prediction files (their SHA-256) with the same settings are up to date
@@ -31,47 +31,26 @@ Plots (PNG, in results/):
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass
 
-import h5py
 import numpy as np
-import pandas as pd
 
 import budget as bud
 import closure
 from cli import main_guard
 from config import add_common_args, config_from_args
 from figures import plt, save_png
-from io_utils import (InputError, atomic_output, check_writable, file_sha256, fingerprint, open_h5, provenance,
-                      read_dataset, recorded_fingerprint, write_attrs)
+from io_utils import InputError, check_writable, file_sha256, fingerprint
 from mocks import user_data_name
+from prediction_files import PredictionSet, load_predictions
+from result_files import result_paths, up_to_date, write_results
+from roles import PRIOR_SYSTEMATIC, REFERENCE, SYSTEMATICS
 
-CSV_COLUMNS = ("E", "central", "stat", "rep", "sys_b", "sys_rho", "sys_n", "total")
-MOCK_COLUMNS = ("truth", "closure_level")   # mocks only: the exact truth, and how it was measured
-PRIOR_COLUMNS = ("sys_prior", "total_with_prior")     # SPEC §8 "Beyond the paper", after total
 # The settings the analysis itself uses: which ensembles and σ it reads, and 1/a for σ in lattice units.
 ANALYSIS_KEYS = ("a_inv_gev", "ensembles", "prior_systematic", "sigmas_gev")
-# Settings that did not shape one prediction file: the lists of σ and of generated N_b, N_ρ, and the
-# prior switch (it adds an ensemble; each file is compared with its own ensemble's entry instead).
-FREE_KEYS = ("sigmas_gev", "nb_list", "nrho_list", "prior_systematic", "ensembles")
 LABELS = {"stat": r"$\sigma_{\rm stat}$", "rep": r"$\sigma_{\rm rep}$", "sys_b": r"$\Sigma_b$",
           "sys_rho": r"$\Sigma_\rho$", "sys_n": r"$\Sigma_n$", "total": r"$\sigma_{\rm tot}$",
           "sys_prior": r"$\Sigma_{\rm prior}$", "total_with_prior": r"$\sigma_{\rm tot,prior}$"}
-
-
-@dataclass
-class PredictionSet:
-    """The prediction files of one input and σ: {ensemble: P[b, r, E] or None if missing}."""
-    mock: str
-    sigma_gev: float
-    predictions: dict
-    energies: np.ndarray
-    truth: np.ndarray | None
-    kind: str
-    files: dict
-    closure_level: int | None = None    # mocks: 1 (measured once) or 0 (diagnostic); None for data
-    made_with: dict | None = None       # {ensemble: the stored configuration of its file, or None}
 
 
 def analysis_settings(cfg) -> dict:
@@ -81,82 +60,7 @@ def analysis_settings(cfg) -> dict:
     return {"preset": cfg.preset, "overrides": used, "values": {key: cfg[key] for key in ANALYSIS_KEYS}}
 
 
-def check_made_with(cfg, path, attrs, ensemble: str) -> dict | None:
-    """The stored configuration of one prediction file (None if it has none); a setting that shaped
-    the file (every key but FREE_KEYS, and the file's own ensemble) and disagrees with it is refused,
-    naming both values."""
-    if "config" not in attrs:
-        return None
-    made = json.loads(attrs["config"])
-    values = made.get("values", {})
-    shaped = {key: (value, cfg[key]) for key, value in values.items() if key not in FREE_KEYS and key in cfg}
-    shaped[f"ensembles.{ensemble}"] = (values.get("ensembles", {}).get(ensemble), cfg["ensembles"][ensemble])
-    for key, (value, want) in shaped.items():
-        if value is not None and value != want:
-            raise InputError(path, key, f"the predictions were made with {key}={value!r}, the settings say "
-                             f"{want!r}; the analysis cannot change it: analyse with the prediction's "
-                             f"settings (preset {made.get('preset')!r}, overrides {made.get('overrides')}) or "
-                             f"run the prediction again with these settings")
-    return made
-
-
-def load_predictions(cfg, mock: str, sigma_gev: float) -> PredictionSet:
-    """Read every ensemble's prediction file for (mock, σ); a missing file is reported, not fatal.
-
-    Checks that the files agree on energies, truth, sample kind, closure level and the input samples
-    themselves: the systematic differences of SPEC §8 are only meaningful on the same samples.
-    """
-    predictions, files, made_with = {}, {}, {}
-    ref = None   # (path, energies, truth, kind, samples, closure level) of the first file read
-    for ens in cfg["ensembles"]:
-        path = cfg.prediction_file(mock, ens, sigma_gev)
-        files[ens] = str(path)
-        if not path.is_file():
-            predictions[ens] = made_with[ens] = None
-            print(f"  missing: {path} (ensemble {ens}, sigma {sigma_gev})")
-            continue
-        with open_h5(path, f"prediction file of {mock}, ensemble {ens}, σ = {sigma_gev}") as h5:
-            P = read_dataset(h5, "predictions", shape=(None, None, None))
-            energies = read_dataset(h5, "energy_grid_smeared", shape=(P.shape[2],))
-            samples = read_dataset(h5, "input_samples", shape=(P.shape[0], None))
-            truth = (read_dataset(h5, "true_smeared_rho", shape=(P.shape[2],))
-                     if "true_smeared_rho" in h5 else None)
-            kind = str(h5.attrs.get("sample_kind", "bootstrap"))
-            level = int(h5.attrs["closure_level"]) if "closure_level" in h5.attrs else None
-            made_with[ens] = check_made_with(cfg, path, h5.attrs, ens)
-        if truth is not None and level is None:
-            raise InputError(path, "closure_level", "missing: a mock's prediction file must say how the "
-                             "mock was measured (made by an older version? rerun the prediction)")
-        if ref is None:
-            ref = (path, energies, truth, kind, samples, level)
-        else:
-            checks = [("energy_grid_smeared", np.array_equal(energies, ref[1])),
-                      ("true_smeared_rho", (truth is None) == (ref[2] is None)
-                       and (truth is None or np.array_equal(truth, ref[2]))),
-                      ("sample_kind", kind == ref[3]), ("closure_level", level == ref[5]),
-                      ("input_samples", samples.shape == ref[4].shape and np.array_equal(samples, ref[4]))]
-            for key, same in checks:
-                if not same:
-                    raise InputError(path, key, f"differs from {ref[0]}; every ensemble must predict the "
-                                     "same input samples (rerun the prediction for all ensembles together)")
-        predictions[ens] = P
-    if ref is None:
-        raise InputError(cfg.prediction_file(mock, bud.REFERENCE, sigma_gev), None,
-                         f"no prediction file for {mock} at σ = {sigma_gev}; run the prediction first")
-    return PredictionSet(mock, sigma_gev, predictions, ref[1], ref[2], ref[3], files, ref[5], made_with)
-
-
-# --- tables ------------------------------------------------------------------------------------
-def budget_frame(b: bud.Budget, s: PredictionSet) -> pd.DataFrame:
-    """The SPEC §10 table: E, central, stat, rep, sys_b, sys_rho, sys_n, total (, sys_prior,
-    total_with_prior with the prior systematic) (, truth, closure_level)."""
-    names = CSV_COLUMNS[1:] + (PRIOR_COLUMNS if b.has_prior else ())
-    columns = {"E": s.energies, **{c: b.component(c) for c in names}}
-    if s.truth is not None:
-        columns.update(truth=s.truth, closure_level=np.full(len(s.energies), s.closure_level))
-    return pd.DataFrame(columns)
-
-
+# --- summaries --------------------------------------------------------------------------------
 @dataclass
 class Summary:
     """How the result compares with the truth at one σ (mocks only; closure.py's statistics)."""
@@ -189,57 +93,6 @@ def summarise(b: bud.Budget, s: PredictionSet) -> Summary:
                    with_prior)
 
 
-def budget_record(cfg, s: PredictionSet, frame: pd.DataFrame, record: dict) -> dict:
-    """The budget of one σ as one JSON object: every column of the table (energies, central,
-    each component, total, ...; NaN as null), the settings (the analysis' own, and each prediction
-    file's) and the provenance ``record``."""
-    settings = {"analysis": json.loads(record.pop("config")),
-                "prediction_files": json.loads(record.pop("prediction_config"))}
-    for key in ("overrides", "package_versions", "prediction_files", "warnings"):
-        record[key] = json.loads(record[key])
-    columns = {c: [None if not np.isfinite(v) else float(v) for v in frame[c]] for c in frame.columns}
-    return {"name": s.mock, "sigma_gev": float(s.sigma_gev), "sigma": float(cfg.sigma(s.sigma_gev)),
-            "energy_unit": "lattice units (1/a); sigma_gev converted with a_inv_gev = "
-                           f"{cfg['a_inv_gev']}", "sample_kind": s.kind, "n_energies": len(frame),
-            "columns": list(frame.columns), **columns, "settings": settings, "provenance": record}
-
-
-def write_results(cfg, s: PredictionSet, b: bud.Budget, summary: Summary | None, made_of: str) -> list:
-    """CSV, JSON and HDF5 of the budget, atomically; returns the paths written."""
-    frame = budget_frame(b, s)
-    level = {} if s.closure_level is None else {"closure_level": int(s.closure_level)}
-    settings = analysis_settings(cfg)
-    record = provenance(cfg, config=json.dumps(settings, sort_keys=True), overrides=json.dumps(settings["overrides"]),
-                        prediction_config=json.dumps(s.made_with, sort_keys=True),
-                        mock=s.mock, sigma_gev=s.sigma_gev, sample_kind=s.kind, **level,
-                        prediction_files=json.dumps(s.files), warnings=json.dumps(b.warnings),
-                        summary=summary.line() if summary else "no truth (user data)", fingerprint=made_of)
-    csv_path = cfg.results_file(s.mock, s.sigma_gev, "budget.csv")
-    with atomic_output(csv_path) as tmp:
-        frame.to_csv(tmp, index=False, na_rep="nan", float_format="%.10g")
-    json_path = cfg.results_file(s.mock, s.sigma_gev, "budget.json")
-    with atomic_output(json_path) as tmp:
-        tmp.write_text(json.dumps(budget_record(cfg, s, frame, dict(record)), indent=1, allow_nan=False) + "\n")
-    h5_path = cfg.results_file(s.mock, s.sigma_gev, "budget.hdf5")
-    with atomic_output(h5_path) as tmp:
-        with h5py.File(tmp, "w") as h5:
-            for column in frame.columns:
-                h5[column] = frame[column].to_numpy()
-            h5["total_known_components"] = b.total_known
-            for name in b.deltas:        # the Σ_X, and sys_prior with the prior systematic
-                h5[f"delta_{name[4:]}"] = b.deltas[name]
-                h5[f"delta_error_{name[4:]}"] = b.delta_errors[name]
-            for ens, values in b.ensembles.items():
-                for key, value in values.items():
-                    h5[f"ensembles/{ens}/{key}"] = value
-            if s.truth is not None:
-                h5["pulls"] = bud.pulls(b.central, s.truth, b.total)
-                if b.has_prior:
-                    h5["pulls_with_prior"] = bud.pulls(b.central, s.truth, b.total_with_prior)
-            write_attrs(h5, record)
-    return [csv_path, json_path, h5_path]
-
-
 # --- plots ---------------------------------------------------------------------------------------
 def _name(s: PredictionSet) -> str:
     """The input's name in plot titles, with the closure level of a mock."""
@@ -261,9 +114,9 @@ def plot_result(s: PredictionSet, b: bud.Budget, path) -> None:
         prior = b.total_with_prior
         ax.fill_between(s.energies, b.central - prior, b.central + prior, facecolor="C1", alpha=0.2,
                         edgecolor="C1", linestyle="--", linewidth=1.0,
-                        label=f"{bud.REFERENCE} ± {LABELS['total_with_prior']} (with the prior systematic)")
+                        label=f"{REFERENCE} ± {LABELS['total_with_prior']} (with the prior systematic)")
     ax.fill_between(s.energies, b.central - err, b.central + err, color="C0", alpha=0.3,
-                    label=f"{bud.REFERENCE} ± {label}")
+                    label=f"{REFERENCE} ± {label}")
     ax.fill_between(s.energies, b.central - inner, b.central + inner, color="C0", alpha=0.5,
                     label=r"$\pm\sigma_{\rm stat}\oplus\sigma_{\rm rep}$")
     ax.plot(s.energies, b.central, color="C0", lw=1.5, label=r"result $\bar\rho_\sigma(E)$")
@@ -277,11 +130,11 @@ def plot_result(s: PredictionSet, b: bud.Budget, path) -> None:
 
 def plot_ensembles(s: PredictionSet, b: bud.Budget, path) -> None:
     err, label = _band_error(b)
-    refs = list(bud.SYSTEMATICS.items()) + ([bud.PRIOR_SYSTEMATIC] if b.has_prior else [])
+    refs = list(SYSTEMATICS.items()) + ([PRIOR_SYSTEMATIC] if b.has_prior else [])
     fig, axes = plt.subplots(1, len(refs), figsize=(5 * len(refs), 4), sharey=True, layout="constrained")
     for ax, (name, ens) in zip(axes, refs):
         ax.fill_between(s.energies, b.central - err, b.central + err, color="C0", alpha=0.3,
-                        label=f"{bud.REFERENCE} ± {label}")
+                        label=f"{REFERENCE} ± {label}")
         ax.plot(s.energies, b.central, color="C0", lw=1.2)
         values = b.ensembles.get(ens)
         if values is None:
@@ -293,7 +146,7 @@ def plot_ensembles(s: PredictionSet, b: bud.Budget, path) -> None:
                         label=rf"{ens} $\pm\sigma_{{\rm stat}}\oplus\sigma_{{\rm rep}}$")
         if s.truth is not None:
             ax.plot(s.energies, s.truth, "k--", lw=1, label="truth")
-        ax.set(xlabel="E (lattice units)", title=f"{bud.REFERENCE} vs {ens} ({LABELS[name]})")
+        ax.set(xlabel="E (lattice units)", title=f"{REFERENCE} vs {ens} ({LABELS[name]})")
         ax.legend(fontsize=7)
     axes[0].set_ylabel(r"$\rho_\sigma(E)$")
     fig.suptitle(f"{_name(s)}, σ = {s.sigma_gev}: the result against each reference ensemble")
@@ -346,14 +199,14 @@ def analyze_sigma(cfg, mock: str, sigma_gev: float, force: bool = False) -> tupl
     plots = {"result": plot_result, "ensembles": plot_ensembles, "budget": plot_budget}
     if s.truth is not None:
         plots["pulls"] = plot_pulls
-    outputs = ([cfg.results_file(mock, sigma_gev, suffix) for suffix in ("budget.hdf5", "budget.csv", "budget.json")]
-               + [cfg.results_file(mock, sigma_gev, f"{suffix}.png") for suffix in plots])
+    pictures = [cfg.results_file(mock, sigma_gev, f"{suffix}.png") for suffix in plots]
     made_of = fingerprint({"values": analysis_settings(cfg)["values"],
                            "prediction_files": {ens: file_sha256(path) if s.predictions[ens] is not None else None
                                                 for ens, path in s.files.items()}})
-    if not force and recorded_fingerprint(outputs[0]) == made_of and all(p.is_file() for p in outputs):
-        return summary, [], outputs
-    written = write_results(cfg, s, b, summary, made_of)
+    if not force and up_to_date(cfg, mock, sigma_gev, made_of) and all(p.is_file() for p in pictures):
+        return summary, [], result_paths(cfg, mock, sigma_gev) + pictures
+    written = write_results(cfg, s, b, analysis_settings(cfg), summary.line() if summary else "no truth (user data)",
+                            made_of)
     for suffix, plot in plots.items():
         path = cfg.results_file(mock, sigma_gev, f"{suffix}.png")
         plot(s, b, path)

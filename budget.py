@@ -29,15 +29,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import erf
 
-SAMPLE_KINDS = ("bootstrap", "jackknife")
+from roles import PRIOR_SYSTEMATIC, REFERENCE, SAMPLE_KINDS, SYSTEMATICS
+
 REPLICA_DDOF = 1
 BOOTSTRAP_DDOF = 1
-REFERENCE = "Nmax"
-# SPEC §7-8: the systematic X and the reference ensemble Nref_X it is measured against
-SYSTEMATICS = {"sys_b": "Nref_b", "sys_rho": "Nref_rho", "sys_n": "Nref_n"}
 COMPONENTS = ("stat", "rep", *SYSTEMATICS)
-# SPEC §8 "Beyond the paper": the prior systematic and its reference ensemble
-PRIOR_SYSTEMATIC = ("sys_prior", "Nref_prior")
 
 
 def sample_std(x: np.ndarray, axis: int = 0, kind: str = "bootstrap") -> np.ndarray:
@@ -107,11 +103,6 @@ def pulls(central: np.ndarray, truth: np.ndarray, total: np.ndarray) -> np.ndarr
     """(ρ̄ - truth) / σ_tot per energy (SPEC §9)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return (central - truth) / total
-
-
-def coverage(central: np.ndarray, truth: np.ndarray, total: np.ndarray) -> float:
-    """Share of energies with |ρ̄ - truth| ≤ σ_tot (≈ 0.68 for honest Gaussian errors)."""
-    return float(np.mean(np.abs(central - truth) <= total))
 
 
 @dataclass

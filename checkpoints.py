@@ -13,23 +13,28 @@ numbers and strings, readable with ``torch.load(weights_only=True)`` (no pickled
 
 The resumable state ``replica_{r}_state.pth`` (cfg.state_path) is a ``torch.save`` dictionary of
 format STATE_FORMAT: the fields of ``ReplicaState`` (weights, Adam moments and step, epoch and step
-counters, running train loss, early-stopping counters, history) and the ``identity`` of the run
-that started it, which a run must match to continue it.  The history (epoch, train_loss,
-val_loss, lr) is also written as CSV beside the checkpoint (cfg.history_path).
+counters, running train loss, early-stopping counters, history, and the best network's checkpoint
+record, so that a lost replica_{r}_best.pth is written again byte for byte) and the ``identity``
+of the run that started it, which a run must match to continue it.  The states of a group of
+replicas trained together are saved as one unit, all or none (``save_states``).  The history
+(epoch, train_loss, val_loss, lr) is also written as CSV beside the checkpoint (cfg.history_path).
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import glob
 import io
 import json
 import math
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from io_utils import InputError, atomic_output, save_torch
+from io_utils import InputError, OutputError, atomic_output, save_torch
 from pytorch_models_t32 import ARCHITECTURES, SpectralNet
 
 FORMAT = "spectral-net-checkpoint/1"
@@ -39,8 +44,9 @@ REQUIRED = ("arch", "n_t", "n_out", "leaky_slope", "mu", "gamma", "t", "kernel",
             "best_val_loss")
 
 
-def save_checkpoint(path, model: SpectralNet, **meta) -> Path:
-    """Write ``model`` and ``meta`` (the REQUIRED keys, plus any extra numbers/strings) atomically."""
+def checkpoint_record(model: SpectralNet, **meta) -> dict:
+    """What ``save_checkpoint`` writes: ``model`` and ``meta`` (the REQUIRED keys, plus any extra
+    numbers/strings) as one dictionary of tensors, numbers and strings."""
     missing = [k for k in REQUIRED if k not in meta and k not in ("arch", "n_t", "n_out", "leaky_slope")]
     if missing:
         raise ValueError(f"save_checkpoint: missing metadata {missing}")
@@ -55,6 +61,16 @@ def save_checkpoint(path, model: SpectralNet, **meta) -> Path:
             value = value.item()
         record[key] = value
     record["state_dict"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return record
+
+
+def save_checkpoint(path, model: SpectralNet, **meta) -> Path:
+    """Write ``model`` and ``meta`` (``checkpoint_record``) atomically."""
+    return write_checkpoint_record(path, checkpoint_record(model, **meta))
+
+
+def write_checkpoint_record(path, record: dict) -> Path:
+    """Write a ``checkpoint_record`` (as kept in a training state) atomically."""
     return save_torch(record, path)
 
 
@@ -102,8 +118,9 @@ def load_checkpoint(path, map_location="cpu", cfg=None, arch: str | None = None)
     return model.to(map_location).eval(), meta
 
 
-def checkpoint_problem(path) -> str | None:
-    """Why the checkpoint at ``path`` cannot be used ('missing', 'unreadable (...)'), or None."""
+def checkpoint_problem(path, record: dict | None = None) -> str | None:
+    """Why the checkpoint at ``path`` cannot be used ('missing', 'unreadable (...)'), or, given
+    the ``record`` it should hold (a ReplicaState's ``best``), how it differs from it; else None."""
     path = Path(path)
     if not path.is_file():
         return "missing"
@@ -111,11 +128,27 @@ def checkpoint_problem(path) -> str | None:
         load_checkpoint(path)
     except InputError as err:
         return f"unreadable ({err.problem})"
+    if record is not None:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        same = saved["state_dict"].keys() == record["state_dict"].keys() and all(
+            torch.equal(saved["state_dict"][k], record["state_dict"][k]) for k in record["state_dict"])
+        if saved["epoch"] != record["epoch"] or not same:
+            return f"the network of epoch {saved['epoch']}, not the best one of epoch {record['epoch']}"
     return None
 
 
+GEOMETRY_KEYS = ("t_min", "t_max", "kernel", "T", "a_inv_gev", "energy_min_gev", "energy_max_gev", "n_energies")
+
+
 def check_geometry(meta: dict, cfg, path) -> None:
-    """The checkpoint was trained for the preset's inputs and outputs, or an InputError says how not."""
+    """The checkpoint was trained for the preset's inputs and outputs, or an InputError says how
+    not: first the setting that differs (GEOMETRY_KEYS, with both values), then the arrays."""
+    made = json.loads(meta["config"]).get("values", {})
+    for key in GEOMETRY_KEYS:
+        if key in made and made[key] != cfg[key]:
+            raise InputError(path, key, f"the network was trained with {key}={made[key]!r}, this run has "
+                             f"{cfg[key]!r} (another time geometry or energy grid); use the setting it was "
+                             "trained with")
     if meta["t"].shape != cfg.t.shape or not np.array_equal(meta["t"], cfg.t):
         raise InputError(path, "t", f"trained on time slices {meta['t'].astype(int).tolist()}, but the "
                          f"preset uses t={cfg['t_min']}..{cfg['t_max']} (another time geometry)")
@@ -149,7 +182,7 @@ def load_replicas(paths, map_location="cpu", cfg=None):
 
 
 # --- the resumable training state of one replica ---------------------------------------------------
-STATE_FORMAT = "spectral-train-state/1"
+STATE_FORMAT = "spectral-train-state/2"
 # the preset values that shape the training data or the training (not, e.g., the prediction's n_boot)
 TRAINING_KEYS = ("kernel", "T", "t_min", "t_max", "a_inv_gev", "energy_min_gev", "energy_max_gev",
                  "n_energies", "E0_min", "E0_max", "epsilon", "noise_file", "n_noise", "seed",
@@ -184,11 +217,81 @@ class ReplicaState:
     bad_epochs: int = 0
     finished: bool = False
     stop_reason: str = ""
+    best: dict | None = None         # the best network's checkpoint_record: replica_{r}_best.pth's content
 
 
-def save_state(path: Path, state: ReplicaState) -> None:
-    record = {"format": STATE_FORMAT, **{f.name: getattr(state, f.name) for f in fields(state)}}
-    save_torch(record, path)
+def save_states(states: dict[Path, ReplicaState]) -> None:
+    """Save the states of a replica group as one unit, all or none, so that its replicas are never
+    saved at different epochs (a kill or a full disk at any moment):
+
+    1. each state is written beside its file as ``.{name}.{pid}.pending``;
+    2. the commit record ``.{first name}.commit`` (JSON: pending name -> state name) is written:
+       from here on the new states are the saved ones;
+    3. each pending file is renamed onto its state file, then the commit record is removed.
+
+    A failure before 2 removes what was written and raises an OutputError (the old states stay);
+    after a kill, ``finish_saving_states`` (under the replicas' locks) removes uncommitted pending
+    files and completes step 3 of a committed record.  All the files are in one directory."""
+    paths = sorted(states)
+    pending = {path: path.with_name(f".{path.name}.{os.getpid()}.pending") for path in paths}
+    commit = _commit_record(paths[0])
+    writing = paths[0]
+    try:
+        writing.parent.mkdir(parents=True, exist_ok=True)
+        for writing in paths:
+            buffer = io.BytesIO()
+            torch.save({"format": STATE_FORMAT, **{f.name: getattr(states[writing], f.name)
+                                                    for f in fields(ReplicaState)}}, buffer)
+            pending[writing].write_bytes(buffer.getbuffer())
+        writing = commit
+        commit.write_text(json.dumps({pending[p].name: p.name for p in paths}))
+    except OSError as err:
+        for path in [*pending.values(), commit]:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        raise OutputError(writing, err) from err
+    _complete(commit, paths)
+
+
+def _commit_record(path: Path) -> Path:
+    return path.with_name(f".{path.name}.commit")
+
+
+def _complete(commit: Path, paths) -> list[Path]:
+    """Step 3 of ``save_states`` for the state files ``paths`` among those of ``commit``; the
+    record is removed once none of its pending files is left.  Returns the state files renamed."""
+    names = {p.name for p in paths}
+    record = json.loads(commit.read_text())
+    done = []
+    for pending, name in record.items():
+        if name in names and (commit.parent / pending).exists():
+            os.replace(commit.parent / pending, commit.parent / name)
+            done.append(commit.parent / name)
+    if not any((commit.parent / pending).exists() for pending in record):
+        commit.unlink()
+    return done
+
+
+def finish_saving_states(paths) -> tuple[list[Path], list[Path]]:
+    """Complete or undo the group saves (``save_states``) that a killed run left for the state files
+    ``paths``; call it holding their replicas' locks (no live writer of them then).  A committed
+    record is completed, pending files without one are removed.  Returns (states completed,
+    pending files removed)."""
+    paths = [Path(p) for p in paths]
+    completed = []
+    for directory in sorted({p.parent for p in paths if p.parent.is_dir()}):
+        for commit in sorted(directory.glob(".*.commit")):
+            try:
+                json.loads(commit.read_text())
+            except ValueError:                    # cut short by a kill: never committed
+                if commit in map(_commit_record, paths):
+                    commit.unlink()
+                continue
+            completed += _complete(commit, paths)
+    removed = [stale for p in paths for stale in sorted(p.parent.glob(f".{glob.escape(p.name)}.*.pending"))]
+    for stale in removed:
+        stale.unlink()
+    return completed, removed
 
 
 def load_state(path: Path, ident: dict) -> ReplicaState:
@@ -199,7 +302,8 @@ def load_state(path: Path, ident: dict) -> ReplicaState:
         raise InputError(path, None, f"not a readable training state ({type(err).__name__}: {err}); "
                          "delete it to start this replica afresh") from None
     if not isinstance(record, dict) or record.get("format") != STATE_FORMAT:
-        raise InputError(path, "format", f"expected a training state of format {STATE_FORMAT!r}")
+        raise InputError(path, "format", f"expected a training state of format {STATE_FORMAT!r}; delete it "
+                         "to start this replica afresh")
     saved = record["identity"]
     for key in ("arch", "ensemble", "sigma_gev", "replica", "noise"):
         if saved[key] != ident[key]:
@@ -214,11 +318,21 @@ def load_state(path: Path, ident: dict) -> ReplicaState:
     return ReplicaState(**{f.name: record[f.name] for f in fields(ReplicaState)})
 
 
-def write_history(path: Path, history) -> None:
-    """The history rows (epoch, train_loss, val_loss, lr) as CSV, written atomically."""
+def history_csv(history) -> str:
+    """The history rows (epoch, train_loss, val_loss, lr) as CSV text."""
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["epoch", "train_loss", "val_loss", "lr"])
     writer.writerows(history)
+    return text.getvalue()
+
+
+def write_history(path: Path, history) -> None:
+    """The history as CSV (``history_csv``), written atomically."""
     with atomic_output(path) as tmp:
-        tmp.write_text(text.getvalue())
+        tmp.write_text(history_csv(history))
+
+
+def history_differs(path: Path, history) -> bool:
+    """Whether the history CSV at ``path`` is missing or is not ``history``."""
+    return not path.is_file() or path.read_text() != history_csv(history)

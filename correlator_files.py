@@ -5,7 +5,7 @@ returns a ``Correlator``: rows ``values`` [N, n] over time slices ``t`` [n] (per
 measurements, or bootstrap / jackknife samples), or a ``mean`` [n] with the covariance of the mean
 ``cov`` [n, n], plus whatever the file states about the kernel and T.  Both user tools read through
 it: make_noise_file.py (a noise file from per-configuration data) and predict_on_user_data.py (the
-networks' inputs, ``prediction.read_user_samples``).
+networks' inputs, ``user_correlators.read_user_samples``).
 
     format       detected from                 what it holds
     hdf5         .h5, .hdf5                    the project's layout: ``t`` [n] and either a 2-D dataset
@@ -18,10 +18,12 @@ networks' inputs, ``prediction.read_user_samples``).
                                                --tag picks the correlator
     lsdensities  text whose first line is       lsdensities' format: header 'N_ms T ...', then for each
                  'N T ...' and then 't value'  measurement T lines 't C(t)', t = 0..T-1
-    text         .txt, .dat, .data, .csv       one row per configuration, columns t = 0, 1, ...
+    text         .txt, .dat, .data, .csv       one row per configuration, columns t = 0, 1, ...; a
+                                               header row (names, or the indices 0, 1, ...) is skipped
     npy          .npy                          a 2-D array [N_cfg, n], columns t = 0, 1, ...
 
-Text files (.txt, .dat, .data, .csv, .gvar) are told apart by their content.  Every format but
+Text files (.txt, .dat, .data, .csv) are told apart by their first two lines (``_sniff_text``
+states the rule; a header row of names is never taken for gvar's tags).  Every format but
 hdf5 holds per-configuration data on t = 0..n-1.  pyerrors and gvar are optional packages
 (``pip install -r requirements-formats.txt``); a clear message says so when one is missing.
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import fileinput
 import importlib
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,12 +43,10 @@ import h5py
 import numpy as np
 
 from io_utils import InputError, open_h5, read_dataset
+from roles import ROW_KINDS, SAMPLE_KINDS
 
 FORMATS = ("hdf5", "pyerrors", "gvar", "lsdensities", "text", "npy")
-KINDS = ("configurations", "bootstrap", "jackknife")   # what the rows of Correlator.values are
-RESAMPLINGS = ("bootstrap", "jackknife")
 TEXT_SUFFIXES = (".txt", ".dat", ".data", ".csv", ".gvar")
-OPTIONAL_PACKAGES = {"pyerrors": "pyerrors", "gvar": "gvar"}
 REQUIREMENTS = "requirements-formats.txt"
 
 
@@ -56,7 +57,7 @@ class Correlator:
     fmt: str
     key: str | None                   # the dataset or tag read (None: the file has one)
     values: np.ndarray | None         # [N, n] float64 rows (None for the mean + cov layout)
-    kind: str | None                  # one of KINDS; None: the file does not say (hdf5 only)
+    kind: str | None                  # one of ROW_KINDS; None: the file does not say (hdf5 only)
     t: np.ndarray | None              # [n] integer time slices; None: the file does not say (hdf5)
     mean: np.ndarray | None = None    # [n] and the covariance of the mean [n, n] (hdf5 only)
     cov: np.ndarray | None = None
@@ -113,10 +114,18 @@ def _is_number(text: str) -> bool:
 
 
 def _sniff_text(path: Path) -> str:
+    """The format of a text file, from its first two data lines; the rule is explicit and never
+    reads a line that could be data as anything else:
+
+    - gvar: both lines are 'TAG v0 v1 ...', a first field that is not a number followed by at
+      least one field and only numbers (a header of names such as 't0,t1,...' has no numbers
+      after its first field, and the line after it has no tag);
+    - lsdensities: the first line is integers 'N_ms T ...' and the second 't value' with t = 0;
+    - text otherwise (_read_text then skips a header row, saying so)."""
     lines = _data_lines(path)
     first = next(lines, (0, []))[1]
-    second = next(lines, (0, []))[1]
-    if first and not _is_number(first[0]):
+    second = next(lines, (0, first))[1]
+    if all(len(f) >= 2 and not _is_number(f[0]) and all(map(_is_number, f[1:])) for f in (first, second)):
         return "gvar"
     if len(first) >= 2 and all(f.isdigit() for f in first) and len(second) == 2 and second[0] == "0":
         return "lsdensities"
@@ -227,8 +236,8 @@ def _read_hdf5(path: Path, tag: str | None) -> Correlator:
     if t is not None and len(t) != n:
         raise InputError(path, "t", f"{len(t)} time slices for {n} columns of '{key}'")
     kind = _text(attrs["sample_kind"]) if "sample_kind" in attrs else None
-    if kind is not None and kind not in KINDS:
-        raise InputError(path, "sample_kind", f"{kind!r}; expected one of {KINDS}")
+    if kind is not None and kind not in ROW_KINDS:
+        raise InputError(path, "sample_kind", f"{kind!r}; expected one of {ROW_KINDS}")
     if values is None:
         kind = None
     return Correlator(str(path), "hdf5", key if values is not None else "mean+cov", values, kind, t,
@@ -257,17 +266,31 @@ def _numbers(fields, path, line_no) -> list[float]:
                          "numbers; expected one configuration per line") from None
 
 
+def _header(fields) -> bool:
+    """A header row: column names (a field that is not a number), or the column indices
+    0, 1, ..., n-1 themselves (pandas' ``to_csv(index=False)`` of an unnamed DataFrame)."""
+    return not all(map(_is_number, fields)) or fields == [str(i) for i in range(len(fields))]
+
+
 def _read_text(path: Path) -> Correlator:
-    rows, lines = [], []
-    for line_no, fields in _data_lines(path):
-        rows.append(_numbers(fields, path, line_no))
-        lines.append(line_no)
+    """One configuration per line; a header row first is skipped, saying so on stderr, and refused
+    if it does not name every column (a DataFrame written with its index)."""
+    lines = list(_data_lines(path))
+    if lines and _header(lines[0][1]):
+        (line_no, header), lines = lines[0], lines[1:]
+        if lines and len(header) != len(lines[0][1]):
+            raise InputError(path, f"line {line_no}", f"a header of {len(header)} names over rows of "
+                             f"{len(lines[0][1])} values (an index column? write with index=False); "
+                             "expected one name per time slice")
+        print(f"note: {path}: line {line_no} {' '.join(header)[:40]!r} is a header row, not data; "
+              "skipped", file=sys.stderr)
+    rows = [_numbers(fields, path, line_no) for line_no, fields in lines]
     if not rows:
         raise InputError(path, None, "no data rows; expected one configuration per line")
     first = len(rows[0])
     bad = next((i for i, r in enumerate(rows) if len(r) != first), None)
     if bad is not None:
-        raise InputError(path, f"line {lines[bad]}", f"{len(rows[bad])} values; expected {first} like "
+        raise InputError(path, f"line {lines[bad][0]}", f"{len(rows[bad])} values; expected {first} like "
                          "the first row (one value per time slice)")
     return _per_configuration(path, "text", None, rows)
 
@@ -415,4 +438,4 @@ def resample(values: np.ndarray, method: str, n_boot: int, rng: np.random.Genera
         return values[rng.integers(0, n, size=(n_boot, n))].mean(axis=1)
     if method == "jackknife":
         return (values.sum(axis=0) - values) / (n - 1)
-    raise ValueError(f"resampling {method!r}: expected one of {RESAMPLINGS}")
+    raise ValueError(f"resampling {method!r}: expected one of {SAMPLE_KINDS}")

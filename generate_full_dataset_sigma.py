@@ -3,7 +3,7 @@
 
     python generate_full_dataset_sigma.py --nb 128 [--preset reference] [--set n_noise=10]
     python generate_full_dataset_sigma.py --nb 128 --space prior --set prior_systematic=true
-    python generate_full_dataset_sigma.py --task-id $SLURM_ARRAY_TASK_ID     # config.generation_tasks
+    python generate_full_dataset_sigma.py --task-id $SLURM_ARRAY_TASK_ID     # tasks.generation_tasks
 
 Writes training_datasets_T{n_t}/training_data_Nb{NB}_Nrho{NRHO}.hdf5 for every N_ρ of the
 preset (prefixes of one stream), atomically; complete files made the same way are kept.  The
@@ -15,8 +15,10 @@ import sys
 import time
 
 from cli import main_guard
-from config import SPACES, ConfigError, add_common_args, config_from_args, generation_tasks
+from config import ConfigError, add_common_args, config_from_args
 from io_utils import exit_cleanly_on_sigterm
+from sigma_model_utils import SPACES
+from tasks import generation_tasks
 from training_sets import generate_training_files
 
 
@@ -25,7 +27,7 @@ def main(argv=None) -> int:
     parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--nb", type=int, help="number of Chebyshev basis functions N_b")
-    which.add_argument("--task-id", type=int, help="Slurm array index into config.generation_tasks")
+    which.add_argument("--task-id", type=int, help="Slurm array index into tasks.generation_tasks")
     parser.add_argument("--space", choices=SPACES, default="chebyshev",
                         help="training space of --nb (default: chebyshev; prior: the second space "
                              "of the prior systematic)")

@@ -5,14 +5,15 @@
     python hpc_train_sigma.py --task-id $SLURM_ARRAY_TASK_ID                  # one run of the array
     python hpc_train_sigma.py --task-id 0-4                                   # a range: batched groups
 
-Array index -> (ensemble, replica, σ) is config.training_tasks (the one place; `python config.py
+Array index -> (ensemble, replica, σ) is tasks.training_tasks (the one place; `python config.py
 --preset P array-size training` gives the array size): i = (σ_index·N_ensembles + ensemble_index)·N_r
 + replica, so i = 0..N_r−1 are the replicas of the first ensemble at the first σ.
 
 Writes under --root: trained_models_sigma{100σ}/{ensemble}/replica_{r}_best.pth (the best network,
 self-contained), replica_{r}_best_history.csv (epoch, train_loss, val_loss, lr) and
-replica_{r}_state.pth (resumable state).  On SIGTERM or SIGUSR1 (Slurm: --signal=USR1@120, or its
-SIGTERM before the kill) the state is saved after the current step and the worker exits with
+replica_{r}_state.pth (resumable state).  On SIGTERM or SIGUSR1 (Slurm: the time-limit warning,
+SPECTRAL_TRAINING_SIGNAL = B:USR1@300 in slurm_scripts/cluster.env, passed on by the job script; or
+Slurm's SIGTERM before the kill) the state is saved after the current step and the worker exits with
 status 75; run it again with the same arguments to continue.  A finished run does nothing.
 One process trains a replica: a second run on the same replicas stops at once (status 2), naming
 the holder of replica_{r}.lock (host, PID, Slurm job), or waits for it with --wait-lock.
@@ -23,9 +24,11 @@ import argparse
 import sys
 
 from cli import main_guard
-from config import NOISE_MODES, add_common_args, config_from_args, parse_index_range
+from config import add_common_args, config_from_args
 from devices import configure_threads, float32_precision, select_device
 from io_utils import check_writable
+from settings import NOISE_MODES
+from tasks import parse_index_range
 from training import train_replicas
 from training_runs import EXIT_PREEMPTED, Preemption, check_run, runs_from_task_ids
 

@@ -2,8 +2,9 @@
 
 Nothing half-written is ever left behind: every output is written to a temporary name beside its
 final one and renamed into place only when complete (``atomic_output``).  Every output records how
-it was made (``provenance``): the resolved configuration, the seed, the code version and the
-versions of the packages that computed it.
+it was made (``provenance``): the resolved configuration, the seed, the software version
+(``version``, from version.py), the code version (``code_version``, git describe) and the versions
+of the packages that computed it.
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+
+from version import __version__
 
 REPO_DIR = Path(__file__).resolve().parent
 
@@ -148,7 +151,8 @@ def check_free_space(directory: str | Path, needed_bytes: int, what: str) -> Non
 
 
 class TaskLocked(OSError):
-    """Another process holds the lock of this task (the message names it)."""
+    """Another process holds the lock of this task, or has this HDF5 file open for writing (the
+    message names it)."""
 
 
 @contextlib.contextmanager
@@ -194,6 +198,33 @@ def holder_description() -> str:
     return ", ".join(parts)
 
 
+def raise_if_locked(path: str | Path, err: OSError) -> None:
+    """Raise TaskLocked if HDF5 could not open ``path`` because another process has it open for
+    writing (HDF5's file lock, errno EAGAIN 'unable to lock file'): the file is then not damaged
+    and must not be made again.  Names the processes that have it open, where /proc shows them."""
+    if not (isinstance(err, BlockingIOError) or "unable to lock file" in str(err)):
+        return
+    holders = processes_holding(path)
+    raise TaskLocked(errno.EAGAIN, f"{path}: open for writing by another process "
+                     f"({'; '.join(holders) or 'not visible from here'}): HDF5 lets no one else open it "
+                     "meanwhile; wait for that process to end, then run this again") from None
+
+
+def processes_holding(path: str | Path) -> list[str]:
+    """'PID p: command' of the other processes that have ``path`` open (Linux /proc; those of other
+    users are not visible)."""
+    target, found = os.path.realpath(path), []
+    for fd_dir in glob.glob("/proc/[0-9]*/fd"):
+        pid = int(fd_dir.split("/")[2])
+        try:
+            if pid != os.getpid() and any(os.readlink(f"{fd_dir}/{fd}") == target for fd in os.listdir(fd_dir)):
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                found.append(f"PID {pid}: {command.strip()[:80]}")
+        except OSError:           # ended meanwhile, or another user's
+            continue
+    return found
+
+
 def exit_cleanly_on_sigterm() -> None:
     """Turn SIGTERM (Slurm's cancel or time limit) into SystemExit, so ``finally`` blocks run and
     temporary files are removed instead of left half-written."""
@@ -232,7 +263,8 @@ def recorded_fingerprint(path: str | Path) -> str | None:
     try:
         with h5py.File(path, "r") as h5:
             value = h5.attrs.get("fingerprint")
-    except OSError:
+    except OSError as err:
+        raise_if_locked(path, err)
         return None
     return value.decode() if isinstance(value, bytes) else value
 
@@ -266,6 +298,7 @@ def provenance(cfg, **extra) -> dict:
         "preset": cfg.preset,
         "overrides": json.dumps(cfg.overrides),
         "seed": int(cfg["seed"]),
+        "version": __version__,
         "code_version": code_version(),
         "package_versions": json.dumps(package_versions(), sort_keys=True),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -288,6 +321,7 @@ def open_h5(path: str | Path, what: str) -> h5py.File:
     try:
         return h5py.File(path, "r")
     except OSError as err:
+        raise_if_locked(path, err)
         raise InputError(path, None, f"not a readable HDF5 file ({err}); expected the {what}") from None
 
 

@@ -40,9 +40,10 @@ def mean_and_cov_of_mean(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     does not depend on the BLAS library or its thread count.
     """
     n = samples.shape[0]
-    mean = samples.mean(axis=0)
-    dev = samples - mean
-    cov = np.einsum("it,is->ts", dev, dev) / ((n - 1) * n)
+    with np.errstate(over="ignore", invalid="ignore"):      # overflow: inf, refused by check_covariance
+        mean = samples.mean(axis=0)
+        dev = samples - mean
+        cov = np.einsum("it,is->ts", dev, dev) / ((n - 1) * n)
     return mean, cov
 
 
@@ -74,9 +75,14 @@ def noise_from_samples(samples: np.ndarray, t_first: int, t_last: int, bin_size:
 
 
 def check_covariance(mean: np.ndarray, cov: np.ndarray, t: np.ndarray, path, key) -> None:
-    """A mean and covariance computed from the data of ``path``: every slice fluctuates (beyond
-    round-off) and none is a linear combination of the earlier ones, else an InputError naming
+    """A mean and covariance computed from the data of ``path``: finite (no overflow), every slice
+    fluctuates (beyond round-off) and none is a linear combination of the earlier ones, else an InputError naming
     the input and the slice."""
+    overflow = np.nonzero(~np.isfinite(mean) | ~np.all(np.isfinite(cov), axis=0))[0]
+    if len(overflow):
+        raise InputError(path, key, f"the mean or its covariance overflows float64 at t = "
+                         f"{describe_slices(t[overflow])} (|values| up to {np.abs(mean).max():.3g}: their "
+                         "squares exceed 1.8e308); expected values whose squares are finite (rescale them)")
     flat = np.nonzero(np.sqrt(np.diag(cov)) <= 1e-12 * np.abs(mean))[0]
     if len(flat):
         raise InputError(path, key, f"zero variance at t = {describe_slices(t[flat])}: every bin has the same "

@@ -23,11 +23,13 @@ import sys
 
 from cli import main_guard
 from config import add_common_args, config_from_args
-from correlator_files import FORMATS, KINDS, RESAMPLINGS
+from correlator_files import FORMATS
 from devices import configure_threads
 from mocks import user_data_name
-from prediction import add_force_arg, describe_inputs, predict_all, print_report, read_user_samples
+from prediction import add_force_arg, predict_all, print_report
+from roles import ROW_KINDS, SAMPLE_KINDS
 from sigma_model_utils import KERNELS
+from user_correlators import describe_inputs, read_user_samples
 
 
 @main_guard
@@ -40,12 +42,12 @@ def main(argv=None) -> int:
                         help="name of the result files (letters, digits, - and _; not O3 or delta_tanh)")
     parser.add_argument("--format", choices=FORMATS, help="input format (default: detected)")
     parser.add_argument("--tag", help="HDF5 dataset name, or the tag of a gvar data set")
-    parser.add_argument("--kind", choices=KINDS, help="what the rows are (else the file's sample_kind; "
+    parser.add_argument("--kind", choices=ROW_KINDS, help="what the rows are (else the file's sample_kind; "
                         "formats other than HDF5 hold configurations)")
     parser.add_argument("--fold", action="store_true", help="fold a periodic correlator over t = 0..T-1: "
                         "(C(t) + C(T-t))/2 (mesons; not baryons)")
     parser.add_argument("--bin", type=int, default=1, help="bin consecutive configurations first (default 1)")
-    parser.add_argument("--resample", choices=RESAMPLINGS, default="bootstrap",
+    parser.add_argument("--resample", choices=SAMPLE_KINDS, default="bootstrap",
                         help="how configurations are resampled (default bootstrap, N_boot of the preset)")
     parser.add_argument("--kernel", choices=KERNELS, help="kernel of the correlator (else the file's attribute)")
     parser.add_argument("--T", type=int, help="temporal extent T (else the file's attribute)")

@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import stack_module_state
 
-from config import ARCHITECTURES   # (c1, c2) of each architecture, SPEC §6 (configuration in one place)
+# SPEC §6: the channels (c1, c2) of each network architecture an ensemble may name
+ARCHITECTURES = {"arcS": (16, 32), "arcM": (32, 64), "arcL": (64, 128)}
 HIDDEN = 256
 
 

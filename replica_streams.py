@@ -7,7 +7,7 @@ noise (below).  Because every stream is keyed by its position, a resumed run dra
 an uninterrupted one would: the "RNG state" of a run is its (epoch, step) counter.
 
 The noise a replica trains on comes from one of three sources with one interface, chosen once
-per run by the preset's ``noise`` (config.NOISE_MODES):
+per run by the preset's ``noise`` (settings.NOISE_MODES):
 - ``stored``: the training file's N_noise noisy copies, shared by every replica;
 - ``replica``: N_noise noisy copies per clean sample of the replica's own, drawn once per run
   from ``rng_for(cfg, 'replica-noise', crc32(ensemble), 100σ, replica, block)`` for each block of
@@ -24,7 +24,8 @@ import zlib
 import numpy as np
 import torch
 
-from config import NOISE_MODES, ConfigError, sigma_tag
+from paths import sigma_tag
+from settings import NOISE_MODES, ConfigError
 from devices import to_device
 from pytorch_models_t32 import SpectralNet, build_model
 from sigma_model_utils import add_noise, rng_for, standardise

@@ -46,6 +46,7 @@ from config import add_common_args, config_from_args
 from correlator_files import fold_correlator, read_correlator
 from figures import plt, save_png
 from io_utils import atomic_output, provenance
+from result_files import read_budget_json
 from sigma_model_utils import gaussian, kernel
 
 REPO = Path(__file__).resolve().parent
@@ -99,7 +100,7 @@ def fit_density(theta, cov_theta, energies, sigma):
 def compare(cfg, theta, cov_theta) -> pd.DataFrame:
     rows = []
     for sigma_gev in cfg["sigmas_gev"]:
-        record = json.loads(cfg.results_file(NAME, sigma_gev, "budget.json").read_text())
+        record = read_budget_json(cfg.results_file(NAME, sigma_gev, "budget.json"))
         E = np.array(record["E"])
         fit, fit_err = fit_density(theta, cov_theta, E, cfg.sigma(sigma_gev))
         central, total = np.array(record["central"]), np.array(record["total"], dtype=float)

@@ -7,8 +7,8 @@ The same tasks as slurm_scripts/submit_all.sh, in the same order, each Slurm arr
     python run_pipeline.py --check --preset tiny --root DIR   # only check every stage's outputs
 
 Stages: generation (one task per N_b, and one for the prior space with the prior systematic:
-config.generation_tasks) -> training (one task per
-(ensemble, σ) group of replicas, config.training_groups) -> for each mock: prediction, then its
+tasks.generation_tasks) -> training (one task per
+(ensemble, σ) group of replicas, tasks.training_groups) -> for each mock: prediction, then its
 analysis. Each task is a separate process with the pipeline's --preset/--set/--root, exactly as a
 Slurm job runs it. Finished work is kept by the stages themselves (a complete training file or a
 finished replica is not redone), so a rerun after an interruption continues. The run stops at the
@@ -33,15 +33,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
-from analysis import CSV_COLUMNS, MOCK_COLUMNS, PRIOR_COLUMNS
 from cli import main_guard
-from config import (Config, add_common_args, config_from_args, generated_nrhos, generation_tasks,
-                    training_groups, training_tasks)
+from config import Config, add_common_args, config_from_args
 from io_utils import exit_cleanly_on_sigterm
 from mocks import MOCK_TABLE, MOCKS
+from result_files import budget_table_problem
+from tasks import generated_nrhos, generation_tasks, training_groups, training_tasks
 
 REPO = Path(__file__).resolve().parent
 
@@ -75,28 +72,6 @@ def expected_outputs(cfg: Config) -> dict[str, list[Path]]:
         out[f"analysis {mock}"] = [cfg.results_file(mock, s, suffix) for s in sigmas
                                    for suffix in ("budget.csv", "budget.hdf5")]
     return out
-
-
-# SPEC §10: the columns of results/{mock}_sigma{σ}_budget.csv (analysis.py writes them)
-BUDGET_COLUMNS = [*CSV_COLUMNS, *MOCK_COLUMNS]
-
-
-def budget_columns(cfg: Config) -> list[str]:
-    """The columns a mock's budget table must have with this preset: with the prior systematic
-    (SPEC §8 extension) sys_prior and total_with_prior after total."""
-    prior = list(PRIOR_COLUMNS) if cfg["prior_systematic"] else []
-    return [*CSV_COLUMNS, *prior, *MOCK_COLUMNS]
-
-
-def budget_table_problem(cfg: Config, path: Path) -> str | None:
-    """What is wrong with a budget table (columns, one finite row per energy), or None."""
-    table = pd.read_csv(path)
-    expected = budget_columns(cfg)
-    if list(table.columns) != expected:
-        return f"columns {list(table.columns)}, expected {expected}"
-    if len(table) != cfg["n_energies"] or not np.isfinite(table.to_numpy()).all():
-        return f"expected {cfg['n_energies']} rows of finite values"
-    return None
 
 
 def missing_outputs(cfg: Config, stage: str) -> list[str]:

@@ -14,14 +14,17 @@ What one replica does (SPEC §6):
   energies), learning rate lr·f(e) with the epoch index e = 0, 1, 2, ... (replica_group.lr_factor;
   the history's ``epoch`` column is e + 1, the number of epochs completed).
 - after each epoch: the L1 loss on all noisy copies of the held-out samples.  It is an improvement
-  when it is below best − min_delta; the best network is then written as the self-contained
-  checkpoint replica_{r}_best.pth (checkpoints.py).  Training stops after ``patience`` epochs
-  without improvement or after ``max_epochs``.  The history (epoch, train_loss, val_loss, lr) is
-  rewritten beside the checkpoint as replica_{r}_best_history.csv after every epoch.
-- a resumable state replica_{r}_state.pth (checkpoints.ReplicaState) is written atomically at
-  every epoch end and when a stop is requested (SIGTERM/SIGUSR1, training_runs.Preemption).
-  Started again with the same settings, training continues from there; a finished replica is
-  reported and skipped.
+  when it is below best − min_delta; the best network is then kept in the replica's state and
+  written as the self-contained checkpoint replica_{r}_best.pth (checkpoints.py).  Training stops
+  after ``patience`` epochs without improvement or after ``max_epochs``.  The history (epoch,
+  train_loss, val_loss, lr) is rewritten beside the checkpoint as replica_{r}_best_history.csv
+  after every epoch.
+- a resumable state replica_{r}_state.pth (checkpoints.ReplicaState) is saved at every epoch end
+  and when a stop is requested (SIGTERM/SIGUSR1, training_runs.Preemption); the states of the
+  group are saved as one unit, all or none (checkpoints.save_states), and the checkpoint and
+  history are written after them.  Started again with the same settings, training continues from
+  there, first writing again a best checkpoint or history that is not what the state holds (lost,
+  or a kill between the writes); a finished replica is reported and skipped.
 
 The replicas of a group are trained as one batched model (replica_group.ReplicaGroup) and
 advance in lock-step (same epoch and step); a replica that stops is removed from the stack, the
@@ -35,8 +38,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from checkpoints import (ReplicaState, checkpoint_problem, identity, load_state, save_checkpoint, save_state,
-                         write_history)
+from checkpoints import (ReplicaState, checkpoint_problem, checkpoint_record, history_differs, identity, load_state,
+                         save_states, write_checkpoint_record, write_history)
 from config import ConfigError, load_config
 from devices import select_device, to_device
 from io_utils import provenance
@@ -50,10 +53,10 @@ def train_replicas(cfg, ensemble: str, sigma_gev, replicas: list[int], noise: st
                    device=None, stop=None, log=print, wait_lock: bool = False) -> dict[int, str]:
     """Train (or continue, or skip when finished) ``replicas`` of one ensemble and σ together,
     holding their locks (training_runs.replica_locks: another run on them stops at once with
-    io_utils.TaskLocked, or with ``wait_lock`` waits for it).  A finished replica whose best
-    checkpoint is missing or unreadable is trained again, which rebuilds the same network.
+    io_utils.TaskLocked, or with ``wait_lock`` waits for it).  A best checkpoint that is missing,
+    unreadable or not the state's best network is written again from the state, byte for byte.
 
-    ``noise`` overrides the preset's noise mode (config.NOISE_MODES), as ``--set noise=...`` would:
+    ``noise`` overrides the preset's noise mode (settings.NOISE_MODES), as ``--set noise=...`` would:
     the configuration recorded in the checkpoints says which one was used.
     Returns {replica: 'finished' | 'already finished' | 'preempted'}.  ``stop`` is an object whose
     ``requested`` attribute is polled after every step (``Preemption`` in the worker).
@@ -105,14 +108,9 @@ class Run:
             path = cfg.state_path(sigma_gev, ensemble, r)
             if path.exists():
                 s = load_state(path, self.identity(r))
+                self.export_files(r, s)
                 if not s.finished:
                     self.states[r] = s
-                    continue
-                best = cfg.checkpoint(sigma_gev, ensemble, r)
-                problem = checkpoint_problem(best)
-                if problem:      # every stream is keyed by the seed: a new run rebuilds the same network
-                    self.log(f"{self.where} replica {r}: finished, but its best checkpoint {best} is {problem}; "
-                             "training it again from the start rebuilds it (same seed, same network)")
                     continue
                 self.log(f"{self.where} replica {r}: already finished ({s.stop_reason}; best val loss "
                          f"{s.best_val:.6g} at epoch {s.best_epoch}); nothing to do")
@@ -214,9 +212,8 @@ class Run:
             improved = val_loss[pos] < s.best_val - cfg["min_delta"]
             if improved:
                 s.best_val, s.best_epoch, s.bad_epochs = float(val_loss[pos]), epoch + 1, 0
-                save_checkpoint(cfg.checkpoint(self.sigma_gev, self.ensemble, r), group.model(pos),
-                                **self.meta, replica=r, epoch=epoch + 1, best_val_loss=s.best_val,
-                                provenance={**self.provenance, "replica": r})
+                s.best = checkpoint_record(group.model(pos), **self.meta, replica=r, epoch=epoch + 1,
+                                           best_val_loss=s.best_val, provenance={**self.provenance, "replica": r})
             else:
                 s.bad_epochs += 1
             if s.bad_epochs >= cfg["patience"]:
@@ -224,9 +221,12 @@ class Run:
                 s.stop_reason = f"early stopping after {s.bad_epochs} epochs without improvement"
             elif epoch + 1 >= cfg["max_epochs"]:
                 s.finished, s.stop_reason = True, f"max_epochs={cfg['max_epochs']} reached"
-            write_history(cfg.history_path(self.sigma_gev, self.ensemble, r), s.history)
             line.append(f"r{r} train {train_loss[pos]:.5f} val {val_loss[pos]:.5f}{'*' if improved else ''}")
         self.save_states()
+        for r in replicas:          # the files derived from the saved states, written after them
+            if self.states[r].best_epoch == epoch + 1:
+                write_checkpoint_record(cfg.checkpoint(self.sigma_gev, self.ensemble, r), self.states[r].best)
+            write_history(cfg.history_path(self.sigma_gev, self.ensemble, r), self.states[r].history)
         self.log(" | ".join(line))
         stopped = [r for r in replicas if self.states[r].finished]
         for r in stopped:
@@ -239,9 +239,24 @@ class Run:
 
     # --- saving and stopping ----------------------------------------------------------------------
     def save_states(self) -> None:
+        """The states of the group's replicas, saved as one unit (checkpoints.save_states)."""
         for pos, r in enumerate(self.group.replicas):
             self.states[r].model, self.states[r].adam = self.group.export(pos)
-            save_state(self.cfg.state_path(self.sigma_gev, self.ensemble, r), self.states[r])
+        save_states({self.cfg.state_path(self.sigma_gev, self.ensemble, r): self.states[r]
+                     for r in self.group.replicas})
+
+    def export_files(self, r: int, s: ReplicaState) -> None:
+        """Write the best checkpoint and the history CSV from the saved state ``s`` where they are
+        not what it holds (lost, damaged, or a kill between the writes): the same bytes again."""
+        path = self.cfg.checkpoint(self.sigma_gev, self.ensemble, r)
+        problem = s.best is not None and checkpoint_problem(path, s.best)
+        if problem:
+            write_checkpoint_record(path, s.best)
+            self.log(f"{self.where} replica {r}: its best checkpoint {path} was {problem}; "
+                     f"written again from the saved state (the best network of epoch {s.best_epoch})")
+        history = self.cfg.history_path(self.sigma_gev, self.ensemble, r)
+        if history_differs(history, s.history):
+            write_history(history, s.history)
 
     def stop_here(self) -> dict[int, str]:
         """The one preemption exit: save every active state, say where, report 'preempted'."""

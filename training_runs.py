@@ -1,6 +1,6 @@
 """Which training runs a worker does, and how it is asked to stop (SPEC §7, §10).
 
-Slurm array indices map to (ensemble, σ, [replicas]) through config.training_tasks, the one
+Slurm array indices map to (ensemble, σ, [replicas]) through tasks.training_tasks, the one
 definition shared with the Slurm scripts and the local runner.  ``Preemption`` turns SIGTERM or
 SIGUSR1 (what Slurm sends before a kill, or with --signal) into a flag the trainer polls after
 every step; the worker then exits with EXIT_PREEMPTED.
@@ -12,8 +12,10 @@ import math
 import signal
 import sys
 
-from config import ConfigError, parse_index_range, training_tasks
+from checkpoints import finish_saving_states
 from io_utils import remove_stale_temporaries, task_lock
+from settings import ConfigError
+from tasks import parse_index_range, training_tasks
 
 EXIT_PREEMPTED = 75                # EX_TEMPFAIL: stopped on request, state saved, run again
 
@@ -21,12 +23,21 @@ EXIT_PREEMPTED = 75                # EX_TEMPFAIL: stopped on request, state save
 @contextlib.contextmanager
 def replica_locks(cfg, ensemble: str, sigma_gev: float, replicas: list[int], wait: bool = False, log=print):
     """Hold the lock of every replica for the block (in replica order, so two waiting runs cannot
-    deadlock): one process trains a replica.  While held, the temporaries that killed runs left
-    beside the replica's own outputs (checkpoint, state, history) are removed."""
+    deadlock): one process trains a replica.  While held, a group save of states that a killed run
+    left is completed or undone (checkpoints.finish_saving_states), and the temporaries that killed
+    runs left beside the replica's own outputs (checkpoint, state, history) are removed."""
     with contextlib.ExitStack() as locks:
         for r in sorted(replicas):
             locks.enter_context(task_lock(cfg.replica_lock(sigma_gev, ensemble, r),
                                           f"the training of {ensemble} sigma={sigma_gev} replica {r}", wait, log))
+        completed, removed = finish_saving_states([cfg.state_path(sigma_gev, ensemble, r) for r in replicas])
+        if completed:
+            log(f"{ensemble} sigma={sigma_gev}: completed the committed save of states of a killed run: "
+                f"{', '.join(p.name for p in completed)}")
+        if removed:
+            log(f"{ensemble} sigma={sigma_gev}: removed the uncommitted save of states of a killed run: "
+                f"{', '.join(p.name for p in removed)}")
+        for r in sorted(replicas):
             outputs = [cfg.checkpoint(sigma_gev, ensemble, r), cfg.state_path(sigma_gev, ensemble, r),
                        cfg.history_path(sigma_gev, ensemble, r)]
             stale = remove_stale_temporaries(outputs)

@@ -36,12 +36,19 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from config import ensemble_space, generated_nrhos, target_key
 from io_utils import (DamagedFile, InputError, atomic_output, check_free_space, check_writable, file_sha256,
-                      open_h5, provenance, read_dataset, remove_stale_temporaries, task_lock, write_attrs)
+                      open_h5, provenance, raise_if_locked, read_dataset, remove_stale_temporaries, task_lock,
+                      write_attrs)
 from noise_files import NoiseModel, covariance_cholesky, load_noise_file
 from sigma_model_utils import (add_noise, correlators_and_targets, noise_scale, quadrature_rule, rng_for,
                                sample_coefficients, space_parameters, standardise)
+from tasks import ensemble_space, generated_nrhos
+
+
+def target_key(sigma_gev: float) -> str:
+    """The training-file dataset of the smeared targets for σ as written in the preset (SPEC §10)."""
+    return f"clean_smeared_rho_sigma_{sigma_gev}"
+
 
 # The preset values a training file depends on (besides N_b, N_ρ and the noise file's content).
 GENERATION_KEYS = ("kernel", "T", "t_min", "t_max", "a_inv_gev", "energy_min_gev", "energy_max_gev",
@@ -59,13 +66,15 @@ def generation_fingerprint(cfg, nb: int, nrho: int, noise_sha256: str, space: st
 
 
 def is_complete(path: Path, fingerprint: str) -> bool:
-    """A file at ``path`` exists (so it was renamed into place complete) and was made the same way."""
+    """A file at ``path`` exists (so it was renamed into place complete) and was made the same way.
+    A file another process holds open for writing raises io_utils.TaskLocked (never remade)."""
     if not path.is_file():
         return False
     try:
         with h5py.File(path, "r") as h5:
             return h5.attrs.get("generation_fingerprint") == fingerprint
-    except OSError:
+    except OSError as err:
+        raise_if_locked(path, err)
         return False
 
 
@@ -141,7 +150,7 @@ def _files_holding(files: dict, lo: int, block: int):
 def generate_training_files(cfg, nb: int, workers: int | None = None, progress: bool = True,
                             log=print, space: str = "chebyshev", wait_lock: bool = False) -> list[Path]:
     """Write (or keep) the training files of a space for this N_b, one per N_ρ of
-    ``config.generated_nrhos`` (the Chebyshev space: every N_ρ of the preset); return them.
+    ``tasks.generated_nrhos`` (the Chebyshev space: every N_ρ of the preset); return them.
 
     One process generates an N_b of a space (cfg.generation_lock; another stops with
     io_utils.TaskLocked, or with ``wait_lock`` waits); holding the lock it first removes the
@@ -291,6 +300,7 @@ def check_made_with(cfg, path, attrs, nb: int) -> None:
 def _read_training_file(cfg, path, what, ensemble, sigma_gev, noisy, clean, space) -> TrainingData:
     nb, nrho = cfg["ensembles"][ensemble]["nb"], cfg["ensembles"][ensemble]["nrho"]
     with open_h5(path, what) as h5:
+        check_made_with(cfg, path, h5.attrs, nb)     # first: it names the setting that differs
         if "functional_space" in h5.attrs:
             made, want = json.loads(h5.attrs["functional_space"]), space_parameters(cfg, space)
             if made != want:
@@ -312,7 +322,6 @@ def _read_training_file(cfg, path, what, ensemble, sigma_gev, noisy, clean, spac
         if energies.shape != cfg.energies.shape or not np.allclose(energies, cfg.energies, rtol=1e-12):
             raise InputError(path, "energies", f"{len(energies)} energies; expected the preset's "
                              f"grid of {len(cfg.energies)}")
-        check_made_with(cfg, path, h5.attrs, nb)
         stored = "standardized_noisy_correlators"
         inputs = None
         if noisy:

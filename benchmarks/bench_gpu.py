@@ -19,7 +19,7 @@ training step (Adam, L1 loss):
 Printed per layout: steps/s, samples/s per replica, the peak device memory (CUDA: allocated by
 torch in that layout; CPU: the process's peak resident memory so far), and the projected
 device-hours of the whole reference audience in that layout, with its ratio to (a).  The
-projection counts training steps only (config.training_groups of the `reference` preset: 40 runs;
+projection counts training steps only (tasks.training_groups of the `reference` preset: 40 runs;
 per epoch ceil(N_train · N_noise / 32) steps with N_train = the 80 % of N_ρ that split_samples
 keeps for training) and assumes every run goes the full max_epochs = 200 (early stopping only
 shortens it: an upper bound); the per-epoch validation pass (forward only, a quarter as many
@@ -52,9 +52,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_training import (BATCH, N_E, N_NOISE, N_T, baseline, batch_order, fresh_weights,  # noqa: E402
                             group_batches, replica_group, timed, worker_path)
-from config import load_config, training_groups  # noqa: E402
+from config import load_config  # noqa: E402
 from devices import configure_threads, float32_precision, select_device  # noqa: E402
 from replica_streams import split_samples  # noqa: E402
+from tasks import training_groups  # noqa: E402
 
 LAYOUTS = {"a": "baseline: Dataset + DataLoader, 1 network",
            "b": "preloaded device tensors, 1 network",

@@ -6,7 +6,7 @@ on exactly the same bootstrap samples, for the two validation mocks (issues 6 an
 
 Needs the mocks' prediction files (python run_pipeline.py, or predict_on_O3_mock_sigma.py and
 predict_on_delta_tanh.py).  For each mock and σ it reads the samples every ensemble predicted
-(``input_samples``, checked identical across ensembles by analysis.load_predictions): by default
+(``input_samples``, checked identical across ensembles by prediction_files.load_predictions): by default
 a level-1 closure test, the mock measured once and the samples drawn around that measurement
 (closure.py; the files' ``closure_level`` is carried into every output here, and a level-0
 diagnostic is labelled as such).  It computes the audience's result and σ_tot with
@@ -61,12 +61,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import budget as bud  # noqa: E402
 import closure  # noqa: E402
-from analysis import load_predictions  # noqa: E402
 from cli import main_guard  # noqa: E402
 from config import ConfigError, add_common_args, config_from_args  # noqa: E402
 from figures import plt, save_png  # noqa: E402
 from io_utils import atomic_output, provenance, write_attrs  # noqa: E402
 from mocks import MOCKS  # noqa: E402
+from prediction_files import load_predictions  # noqa: E402
 from sigma_model_utils import gaussian, kernel  # noqa: E402
 
 PRECISION_DIGITS = 51         # mpmath digits: what lsdensities' adjust_precision suggests for t_max = 32
@@ -199,9 +199,7 @@ def hlt_settings_text(cfg) -> str:
 def audience_and_samples(cfg, mock: str, sigma_gev: float):
     """The audience's budget and the bootstrap samples every ensemble predicted (SPEC §8, §10)."""
     s = load_predictions(cfg, mock, sigma_gev)           # checks the samples agree across ensembles
-    with h5py.File(cfg.prediction_file(mock, bud.REFERENCE, sigma_gev), "r") as h5:
-        samples = h5["input_samples"][...]
-    return s, bud.error_budget(s.predictions, s.kind), samples
+    return s, bud.error_budget(s.predictions, s.kind), s.samples
 
 
 def _hlt_job(job):

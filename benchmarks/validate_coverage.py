@@ -79,7 +79,8 @@ from devices import select_device  # noqa: E402
 from figures import plt, save_png  # noqa: E402
 from io_utils import atomic_output, provenance, write_attrs  # noqa: E402
 from noise_files import load_noise_file  # noqa: E402
-from prediction import InputSamples, find_checkpoints, predict_ensemble  # noqa: E402
+from prediction import find_checkpoints, predict_ensemble  # noqa: E402
+from prediction_files import InputSamples  # noqa: E402
 from run_pipeline import missing_outputs, task_environment, tasks  # noqa: E402
 from sigma_model_utils import rng_for  # noqa: E402
 

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Stage 1: the training sets. A CPU array with one task per N_b of the preset
-# (config.generation_tasks); each task writes the files of every N_rho for its N_b.
+# (tasks.generation_tasks); each task writes the files of every N_rho for its N_b.
 #   bash slurm_scripts/submit_generation_sigma.sh [sbatch options...]   -> prints the job id
 set -euo pipefail
 source "${SPECTRAL_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}/slurm_scripts/common.sh"

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Stage 2: the networks. A GPU array; with SPECTRAL_TRAINING_LAYOUT=group (default) one task per
-# (ensemble, σ) trains that group's N_r replicas together in one process (config.training_groups),
-# with layout=replica one task per (ensemble, replica, σ) (config.training_tasks).
+# (ensemble, σ) trains that group's N_r replicas together in one process (tasks.training_groups),
+# with layout=replica one task per (ensemble, replica, σ) (tasks.training_tasks).
 # Before the time limit Slurm sends the warning signal (SPECTRAL_TRAINING_SIGNAL) to this shell;
 # it is forwarded to the worker, which saves a resumable state and stops; the job then requeues
 # itself and the rerun with the same arguments resumes. A cancelled job (SIGTERM) is not requeued.

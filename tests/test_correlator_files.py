@@ -248,6 +248,35 @@ def test_reader_bad_text_inputs(tmp_path, name, content, tag, message):
         read_correlator(tmp_path / name, None, tag)
 
 
+def test_a_header_row_is_skipped_saying_so_never_read_as_data(tmp_path, capsys):
+    """pandas writes the column indices '0,1,...,63' as a header; named columns 't0,t1,...' are
+    text with a header, not gvar's 'TAG v0 ...'; a header over an index column is refused."""
+    pd = need("pandas")
+    x = configurations(n_cfg=200, T=64)
+    pd.DataFrame(x).to_csv(tmp_path / "frame.csv", index=False)
+    assert (tmp_path / "frame.csv").read_text().startswith("0,1,2,")
+    named = pd.DataFrame(x, columns=[f"t{i}" for i in range(64)])
+    named.to_csv(tmp_path / "named.csv", index=False)
+    named.to_csv(tmp_path / "named.txt", index=False, sep=" ")
+    for name in ("frame.csv", "named.csv", "named.txt"):
+        assert detect_format(tmp_path / name) == "text", name
+        corr = read_correlator(tmp_path / name)
+        assert corr.values.shape == (200, 64), name
+        np.testing.assert_array_equal(corr.values, x, err_msg=name)
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"{name}: line 1 " in err and "is a header row, not data; skipped" in err
+    pd.DataFrame(x).to_csv(tmp_path / "indexed.csv")
+    with pytest.raises(InputError, match=r"indexed\.csv, key 'line 1': a header of 64 names over rows of "
+                                         r"65 values \(an index column\? write with index=False\)"):
+        read_correlator(tmp_path / "indexed.csv")
+    need("gvar")
+    write_gvar(tmp_path / "g.data", x[:5])                  # a gvar data set is still gvar's
+    assert detect_format(tmp_path / "g.data") == "gvar"
+    np.testing.assert_array_equal(read_correlator(tmp_path / "g.data").values, x[:5])
+    (tmp_path / "plain.txt").write_text("1 2\n3 4\n")       # no header: nothing skipped or said
+    assert read_correlator(tmp_path / "plain.txt").values.shape == (2, 2) and capsys.readouterr().err == ""
+
+
 def test_reader_bad_binary_inputs(tmp_path):
     np.save(tmp_path / "flat.npy", np.ones(5))
     with pytest.raises(InputError, match=r"flat\.npy: shape \[5\]; expected 2-D"):

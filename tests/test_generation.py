@@ -9,9 +9,10 @@ import pytest
 
 import sigma_model_utils as smu
 import training_sets
-from config import load_config, target_key
+from config import load_config
 from conftest import REPO
 from noise_files import load_noise_file
+from training_sets import target_key
 
 
 def read_all(path):

@@ -120,6 +120,9 @@ def test_checkpoint_mismatches_are_clear(tiny_cfg, tmp_path):
     other = load_config("tiny", ["t_max=24"], tmp_path)
     with pytest.raises(InputError, match="another time geometry"):
         load_checkpoint(path, cfg=other)
+    with pytest.raises(InputError, match="key 'a_inv_gev': the network was trained with a_inv_gev=1.0, this "
+                                         "run has 2.0"):                          # issue 22 item 8
+        load_checkpoint(path, cfg=load_config("tiny", ["a_inv_gev=2.0"], tmp_path))
     with pytest.raises(InputError, match="no such file"):
         load_checkpoint(tmp_path / "missing.pth")
     (tmp_path / "junk.pth").write_text("not a checkpoint")

@@ -260,6 +260,7 @@ def test_hpqcd_fetch_reports_an_impossible_download_with_status_3(tmp_path):
     ("zero column", "zero variance at t = 5: every bin has the same value there"),
     ("identical rows", "zero variance at t = 1..32"),
     ("duplicated column", "the covariance of the mean is singular at t = 8: there the bins are a linear combination of t = 1..7"),
+    ("overflowing column", "the mean or its covariance overflows float64 at t = 10 "),     # issue 22 item 7
 ])
 def test_covariance_errors_name_the_input_and_the_slice(tmp_path, damage, message, capsys):
     samples = correlated_samples(n_cfg=90)
@@ -267,6 +268,8 @@ def test_covariance_errors_name_the_input_and_the_slice(tmp_path, damage, messag
         samples[:, 5] = 1.0
     elif damage == "identical rows":
         samples[:] = samples[0]
+    elif damage == "overflowing column":
+        samples[:, 10] *= 1e160
     else:
         samples[:, 8] = samples[:, 7]
     np.save(tmp_path / "bad.npy", samples)

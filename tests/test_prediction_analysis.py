@@ -20,13 +20,15 @@ import predict_on_delta_tanh
 import predict_on_O3_mock_sigma
 import predict_on_user_data
 import run_pipeline
-from config import load_config, training_tasks
+from config import load_config
 from io_utils import InputError
 from mocks import make_mock
-from prediction import mock_inputs, read_user_samples
+from prediction import mock_inputs
 from noise_files import load_noise_file
+from tasks import training_tasks
 from training import train_replicas
 from training_sets import generate_training_files
+from user_correlators import read_user_samples
 
 TINY = ["max_epochs=1"]
 

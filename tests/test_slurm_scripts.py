@@ -1,6 +1,6 @@
 """The Slurm submit scripts and the local runner (issue 5), without a Slurm: `sbatch` and
 `scontrol` are replaced by recorders on PATH. The array sizes the scripts request must be the
-preset's (config.generation_tasks / training_groups / training_tasks), so they cannot drift apart."""
+preset's (tasks.generation_tasks / training_groups / training_tasks), so they cannot drift apart."""
 import os
 import signal
 import subprocess
@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 import run_pipeline
-from config import ConfigError, generation_tasks, load_config, training_groups, training_tasks
+from config import ConfigError, load_config
+from result_files import budget_columns
+from tasks import generation_tasks, training_groups, training_tasks
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "slurm_scripts"
@@ -158,7 +160,8 @@ def test_training_job_forwards_signal_and_requeues_on_warning(fake_slurm, tmp_pa
     (repo / "slurm_scripts").mkdir(parents=True)
     for f in ("common.sh", "cluster.env", "submit_training_sigma.sh"):
         (repo / "slurm_scripts" / f).write_text((SCRIPTS / f).read_text())
-    for f in ("config.py", "cli.py", "io_utils.py", "sigma_model_utils.py"):   # config.py and its imports
+    for f in ("config.py", "cli.py", "io_utils.py", "paths.py", "pytorch_models_t32.py", "roles.py",
+              "settings.py", "sigma_model_utils.py", "tasks.py"):   # config.py and its imports
         (repo / f).write_text((REPO / f).read_text())
     marker = tmp_path / "worker.txt"
     (repo / "hpc_train_sigma.py").write_text(
@@ -208,7 +211,7 @@ def test_check_reports_missing_outputs(tmp_path, capsys):
 
 def test_budget_table_check(tmp_path):
     cfg = load_config("tiny", [], tmp_path)
-    columns = run_pipeline.BUDGET_COLUMNS
+    columns = budget_columns("mock")
     rows = [[0.1 * (k + 1)] * len(columns) for k in range(cfg["n_energies"])]
     good = tmp_path / "good.csv"
     good.write_text(",".join(columns) + "\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")

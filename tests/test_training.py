@@ -15,12 +15,13 @@ import torch
 
 import training_runs
 from checkpoints import load_checkpoint
-from config import ConfigError, load_config, training_groups
+from config import ConfigError, load_config
 from io_utils import InputError
 from pytorch_models_t32 import predict_replicas
 from devices import configure_threads
 from replica_group import lr_factor
 from replica_streams import ReplicaNoise, StoredNoise, initial_model, noisy_items, split_samples
+from tasks import training_groups
 from training import train_replicas
 from training_runs import Preemption, runs_from_task_ids
 from training_sets import generate_training_files, load_training_data
@@ -315,7 +316,7 @@ def test_bad_inputs_give_clear_messages(make_cfg, tmp_path):
         train_replicas(make_cfg(), "Nmax", 0.5, [0], device="cpu", log=quiet)
     with pytest.raises(InputError, match="no targets for sigma=0.8"):
         train_replicas(make_cfg("sigmas_gev=[0.44, 0.63, 0.8]"), "Nmax", 0.8, [0], device="cpu", log=quiet)
-    with pytest.raises(InputError, match="another time geometry"):
+    with pytest.raises(InputError, match="key 't_max': the file was generated with t_max=32, the settings say 33"):
         train_replicas(make_cfg("t_min=2", "t_max=33"), "Nmax", 0.44, [0], device="cpu", log=quiet)
     cfg = make_cfg("max_epochs=1")
     train_replicas(cfg, "Nref_n", 0.44, [0], device="cpu", log=quiet)

@@ -1,0 +1,170 @@
+"""The prediction file (SPEC §10): its only writer and reader.
+
+One HDF5 file per (input, ensemble, σ), at cfg.prediction_file(...):
+
+    predictions [N, N_r, N_E] (float32, the networks' precision), energy_grid_smeared [N_E],
+    true_smeared_rho [N_E] (mocks only), input_samples [N, n_t], replicas [N_r] (their indices),
+    clean_correlator [n_t] and measured_correlator [n_t] (C̄; mocks only); attrs: provenance,
+    sample_kind, mock, ensemble, sigma_gev, arch, noise (the replicas' noise mode, from their
+    checkpoints), checkpoints, missing_checkpoints, checkpoint_provenance, input_source,
+    closure_level (mocks only: 1, or 0 for the diagnostic), fingerprint.
+
+A file whose ``fingerprint`` says it was made from the same checkpoints (their SHA-256), the same
+input samples and the same settings is up to date (``up_to_date``).  Reading (``load_predictions``)
+takes every ensemble's file of one input and σ, checks that they predicted the same samples, and
+refuses a file made with settings that disagree with the reader's (``check_made_with``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+import h5py
+import numpy as np
+
+from io_utils import (InputError, atomic_output, file_sha256, fingerprint, open_h5, provenance, read_dataset,
+                      recorded_fingerprint, write_attrs)
+from roles import REFERENCE
+
+# Settings that did not shape one prediction file: the lists of σ and of generated N_b, N_ρ, and the
+# prior switch (it adds an ensemble; each file is compared with its own ensemble's entry instead).
+FREE_KEYS = ("sigmas_gev", "nb_list", "nrho_list", "prior_systematic", "ensembles")
+
+
+@dataclass
+class InputSamples:
+    """The samples every network predicts, and what is known about them (all of it is recorded)."""
+    name: str                      # the {mock} of the file names: O3, delta_tanh or the user's name
+    samples: np.ndarray            # [N, n_t] float64 on the preset's slices cfg.t
+    kind: str                      # "bootstrap" or "jackknife" (budget.sample_std)
+    truth: dict | None = None      # σ_gev -> exact ρ_σ(E_k) [N_E] (mocks only)
+    clean: np.ndarray | None = None  # the mock's clean correlator [n_t]
+    source: dict = field(default_factory=dict)   # how they were made (recorded in every file)
+    measured: np.ndarray | None = None   # the mock's measurement C̄ [n_t] (closure.py)
+    closure_level: int | None = None     # the mock's closure level (closure.py); None for data
+
+
+@dataclass
+class PredictionSet:
+    """The prediction files of one input and σ: {ensemble: P[b, r, E] or None if missing}, and the
+    input samples they all predicted."""
+    mock: str
+    sigma_gev: float
+    predictions: dict
+    energies: np.ndarray
+    truth: np.ndarray | None
+    kind: str
+    files: dict
+    samples: np.ndarray                 # input_samples [N, n_t], the same in every file
+    closure_level: int | None = None    # mocks: 1 (measured once) or 0 (diagnostic); None for data
+    made_with: dict | None = None       # {ensemble: the stored configuration of its file, or None}
+
+
+# --- writing ---------------------------------------------------------------------------------------
+def prediction_fingerprint(cfg, inputs: InputSamples, present, missing) -> str:
+    """What a prediction file is made of: the checkpoints' contents, the samples, the settings."""
+    return fingerprint({"checkpoints": [(r, file_sha256(p)) for r, p in present],
+                        "missing": [str(p) for p in missing],
+                        "samples": hashlib.sha256(np.ascontiguousarray(inputs.samples).tobytes()).hexdigest(),
+                        "kind": inputs.kind, "source": inputs.source, "values": cfg.values_json()})
+
+
+def up_to_date(path, made_of: str) -> bool:
+    """Whether the file at ``path`` records the fingerprint ``made_of``."""
+    return recorded_fingerprint(path) == made_of
+
+
+def write_prediction_file(cfg, inputs: InputSamples, sigma_gev, ensemble, P, present, missing, metas,
+                          made_of: str):
+    """The predictions ``P`` [N, N_r, N_E] of the replicas ``present`` [(replica, checkpoint)] with
+    their checkpoints' ``metas``, atomically; returns the path."""
+    path = cfg.prediction_file(inputs.name, ensemble, sigma_gev)
+    with atomic_output(path) as tmp:
+        with h5py.File(tmp, "w") as h5:
+            h5.create_dataset("predictions", data=P.astype(np.float32))
+            h5["energy_grid_smeared"] = cfg.energies
+            h5["input_samples"] = inputs.samples
+            h5["replicas"] = np.array([r for r, _ in present], dtype=np.int64)
+            if inputs.truth is not None:
+                h5["true_smeared_rho"] = inputs.truth[sigma_gev]
+            if inputs.clean is not None:
+                h5["clean_correlator"] = inputs.clean
+            if inputs.measured is not None:
+                h5["measured_correlator"] = inputs.measured
+            level = {} if inputs.closure_level is None else {"closure_level": int(inputs.closure_level)}
+            write_attrs(h5, provenance(
+                cfg, mock=inputs.name, ensemble=ensemble, sigma_gev=float(sigma_gev),
+                sample_kind=inputs.kind, arch=metas[0]["arch"],
+                noise=str(metas[0].get("noise", "unknown")),     # the replicas' noise mode (SPEC §7)
+                checkpoints=json.dumps([str(p) for _, p in present]),
+                missing_checkpoints=json.dumps([str(p) for p in missing]),
+                checkpoint_provenance=json.dumps([m["provenance"] for m in metas]),
+                input_source=json.dumps(inputs.source), fingerprint=made_of, **level))
+    return path
+
+
+# --- reading ---------------------------------------------------------------------------------------
+def check_made_with(cfg, path, attrs, ensemble: str) -> dict | None:
+    """The stored configuration of one prediction file (None if it has none); a setting that shaped
+    the file (every key but FREE_KEYS, and the file's own ensemble) and disagrees with it is refused,
+    naming both values."""
+    if "config" not in attrs:
+        return None
+    made = json.loads(attrs["config"])
+    values = made.get("values", {})
+    shaped = {key: (value, cfg[key]) for key, value in values.items() if key not in FREE_KEYS and key in cfg}
+    shaped[f"ensembles.{ensemble}"] = (values.get("ensembles", {}).get(ensemble), cfg["ensembles"][ensemble])
+    for key, (value, want) in shaped.items():
+        if value is not None and value != want:
+            raise InputError(path, key, f"the predictions were made with {key}={value!r}, the settings say "
+                             f"{want!r}; the analysis cannot change it: analyse with the prediction's "
+                             f"settings (preset {made.get('preset')!r}, overrides {made.get('overrides')}) or "
+                             f"run the prediction again with these settings")
+    return made
+
+
+def load_predictions(cfg, mock: str, sigma_gev: float) -> PredictionSet:
+    """Read every ensemble's prediction file for (mock, σ); a missing file is reported, not fatal.
+
+    Checks that the files agree on energies, truth, sample kind, closure level and the input samples
+    themselves: the systematic differences of SPEC §8 are only meaningful on the same samples.
+    """
+    predictions, files, made_with = {}, {}, {}
+    ref = None   # (path, energies, truth, kind, samples, closure level) of the first file read
+    for ens in cfg["ensembles"]:
+        path = cfg.prediction_file(mock, ens, sigma_gev)
+        files[ens] = str(path)
+        if not path.is_file():
+            predictions[ens] = made_with[ens] = None
+            print(f"  missing: {path} (ensemble {ens}, sigma {sigma_gev})")
+            continue
+        with open_h5(path, f"prediction file of {mock}, ensemble {ens}, σ = {sigma_gev}") as h5:
+            P = read_dataset(h5, "predictions", shape=(None, None, None))
+            energies = read_dataset(h5, "energy_grid_smeared", shape=(P.shape[2],))
+            samples = read_dataset(h5, "input_samples", shape=(P.shape[0], None))
+            truth = (read_dataset(h5, "true_smeared_rho", shape=(P.shape[2],))
+                     if "true_smeared_rho" in h5 else None)
+            kind = str(h5.attrs.get("sample_kind", "bootstrap"))
+            level = int(h5.attrs["closure_level"]) if "closure_level" in h5.attrs else None
+            made_with[ens] = check_made_with(cfg, path, h5.attrs, ens)
+        if truth is not None and level is None:
+            raise InputError(path, "closure_level", "missing: a mock's prediction file must say how the "
+                             "mock was measured (made by an older version? rerun the prediction)")
+        if ref is None:
+            ref = (path, energies, truth, kind, samples, level)
+        else:
+            checks = [("energy_grid_smeared", np.array_equal(energies, ref[1])),
+                      ("true_smeared_rho", (truth is None) == (ref[2] is None)
+                       and (truth is None or np.array_equal(truth, ref[2]))),
+                      ("sample_kind", kind == ref[3]), ("closure_level", level == ref[5]),
+                      ("input_samples", samples.shape == ref[4].shape and np.array_equal(samples, ref[4]))]
+            for key, same in checks:
+                if not same:
+                    raise InputError(path, key, f"differs from {ref[0]}; every ensemble must predict the "
+                                     "same input samples (rerun the prediction for all ensembles together)")
+        predictions[ens] = P
+    if ref is None:
+        raise InputError(cfg.prediction_file(mock, REFERENCE, sigma_gev), None,
+                         f"no prediction file for {mock} at σ = {sigma_gev}; run the prediction first")
+    return PredictionSet(mock, sigma_gev, predictions, ref[1], ref[2], ref[3], files, ref[4], ref[5], made_with)

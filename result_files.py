@@ -1,0 +1,136 @@
+"""The result files of stage 4 (SPEC §10): the budget of one input and σ as
+``results/{mock}_sigma{σ}_budget.csv``, ``.json`` and ``.hdf5`` -- their only writer and reader.
+
+The table's columns are one ordered list built from named groups (``COLUMN_GROUPS``): the paper's
+(always), the prior systematic's (with Nref_prior in the audience, SPEC §8 "Beyond the paper") and
+the mock's (with a truth).  A new group is one more entry, at its place in the order.
+- CSV (pandas): the columns; NaN written as ``nan``.
+- JSON: one object per σ: every column (NaN as null), the settings (the analysis' own and each
+  prediction file's) and the provenance.
+- HDF5: every column, plus total_known_components, the Δ_X and σ_ΔX (``delta_X``,
+  ``delta_error_X``), each ensemble's own central, stat and rep, the pulls (mocks), and the
+  provenance with the ``fingerprint`` that says what the files were made of (``up_to_date``).
+"""
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pandas as pd
+
+import budget as bud
+from io_utils import atomic_output, provenance, recorded_fingerprint, write_attrs
+from prediction_files import PredictionSet
+
+# The table's column groups, in the table's order.
+COLUMN_GROUPS = {
+    "paper": ("E", "central", "stat", "rep", "sys_b", "sys_rho", "sys_n", "total"),   # SPEC §8, §10
+    "prior": ("sys_prior", "total_with_prior"),    # SPEC §8 "Beyond the paper": after total
+    "mock": ("truth", "closure_level"),            # mocks only: the exact truth, how it was measured
+}
+SUFFIXES = ("budget.hdf5", "budget.csv", "budget.json")
+
+
+def budget_columns(*groups: str) -> list[str]:
+    """The table's columns: the paper's, then those of ``groups``, in the order of COLUMN_GROUPS."""
+    unknown = set(groups) - set(COLUMN_GROUPS)
+    if unknown:
+        raise ValueError(f"column groups {sorted(unknown)}: expected some of {list(COLUMN_GROUPS)}")
+    return [c for name, columns in COLUMN_GROUPS.items() if name == "paper" or name in groups for c in columns]
+
+
+def result_paths(cfg, mock: str, sigma_gev: float) -> list:
+    """The HDF5, CSV and JSON files of one input and σ."""
+    return [cfg.results_file(mock, sigma_gev, suffix) for suffix in SUFFIXES]
+
+
+def budget_frame(b: bud.Budget, s: PredictionSet) -> pd.DataFrame:
+    """The SPEC §10 table: E, central, stat, rep, sys_b, sys_rho, sys_n, total (, sys_prior,
+    total_with_prior with the prior systematic) (, truth, closure_level)."""
+    groups = (("prior",) if b.has_prior else ()) + (("mock",) if s.truth is not None else ())
+
+    def column(name):
+        if name == "E":
+            return s.energies
+        if name == "truth":
+            return s.truth
+        if name == "closure_level":
+            return np.full(len(s.energies), s.closure_level)
+        return b.component(name)
+    return pd.DataFrame({name: column(name) for name in budget_columns(*groups)})
+
+
+def budget_record(cfg, s: PredictionSet, frame: pd.DataFrame, record: dict) -> dict:
+    """The budget of one σ as one JSON object: every column of the table (energies, central,
+    each component, total, ...; NaN as null), the settings (the analysis' own, and each prediction
+    file's) and the provenance ``record``."""
+    settings = {"analysis": json.loads(record.pop("config")),
+                "prediction_files": json.loads(record.pop("prediction_config"))}
+    for key in ("overrides", "package_versions", "prediction_files", "warnings"):
+        record[key] = json.loads(record[key])
+    columns = {c: [None if not np.isfinite(v) else float(v) for v in frame[c]] for c in frame.columns}
+    return {"name": s.mock, "sigma_gev": float(s.sigma_gev), "sigma": float(cfg.sigma(s.sigma_gev)),
+            "energy_unit": "lattice units (1/a); sigma_gev converted with a_inv_gev = "
+                           f"{cfg['a_inv_gev']}", "sample_kind": s.kind, "n_energies": len(frame),
+            "columns": list(frame.columns), **columns, "settings": settings, "provenance": record}
+
+
+def write_results(cfg, s: PredictionSet, b: bud.Budget, settings: dict, summary: str, made_of: str) -> list:
+    """CSV, JSON and HDF5 of the budget, atomically, recording the analysis' ``settings``, the
+    ``summary`` line and the fingerprint ``made_of``; returns the paths written."""
+    frame = budget_frame(b, s)
+    level = {} if s.closure_level is None else {"closure_level": int(s.closure_level)}
+    record = provenance(cfg, config=json.dumps(settings, sort_keys=True), overrides=json.dumps(settings["overrides"]),
+                        prediction_config=json.dumps(s.made_with, sort_keys=True),
+                        mock=s.mock, sigma_gev=s.sigma_gev, sample_kind=s.kind, **level,
+                        prediction_files=json.dumps(s.files), warnings=json.dumps(b.warnings),
+                        summary=summary, fingerprint=made_of)
+    h5_path, csv_path, json_path = result_paths(cfg, s.mock, s.sigma_gev)
+    with atomic_output(csv_path) as tmp:
+        frame.to_csv(tmp, index=False, na_rep="nan", float_format="%.10g")
+    with atomic_output(json_path) as tmp:
+        with open(tmp, "w") as out:
+            json.dump(budget_record(cfg, s, frame, dict(record)), out, indent=1, allow_nan=False)
+            out.write("\n")
+    with atomic_output(h5_path) as tmp:
+        with h5py.File(tmp, "w") as h5:
+            for column in frame.columns:
+                h5[column] = frame[column].to_numpy()
+            h5["total_known_components"] = b.total_known
+            for name in b.deltas:        # the Σ_X, and sys_prior with the prior systematic
+                h5[f"delta_{name[4:]}"] = b.deltas[name]
+                h5[f"delta_error_{name[4:]}"] = b.delta_errors[name]
+            for ens, values in b.ensembles.items():
+                for key, value in values.items():
+                    h5[f"ensembles/{ens}/{key}"] = value
+            if s.truth is not None:
+                h5["pulls"] = bud.pulls(b.central, s.truth, b.total)
+                if b.has_prior:
+                    h5["pulls_with_prior"] = bud.pulls(b.central, s.truth, b.total_with_prior)
+            write_attrs(h5, record)
+    return [csv_path, json_path, h5_path]
+
+
+def up_to_date(cfg, mock: str, sigma_gev: float, made_of: str) -> bool:
+    """Whether the three files exist and the HDF5 records the fingerprint ``made_of``."""
+    paths = result_paths(cfg, mock, sigma_gev)
+    return recorded_fingerprint(paths[0]) == made_of and all(p.is_file() for p in paths)
+
+
+def read_budget_json(path) -> dict:
+    """The JSON object of one σ (``budget_record``)."""
+    with open(path) as source:
+        return json.load(source)
+
+
+def budget_table_problem(cfg, path) -> str | None:
+    """What is wrong with a mock's budget table (its columns with this preset, one finite row per
+    energy), or None."""
+    table = pd.read_csv(path)
+    expected = budget_columns(*(("prior",) if cfg["prior_systematic"] else ()), "mock")
+    if list(table.columns) != expected:
+        return f"columns {list(table.columns)}, expected {expected}"
+    if len(table) != cfg["n_energies"] or not np.isfinite(table.to_numpy()).all():
+        return f"expected {cfg['n_energies']} rows of finite values"
+    return None

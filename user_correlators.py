@@ -1,0 +1,109 @@
+"""A user's correlator, from its file to the checked samples the networks predict (SPEC §8, §10).
+
+``read_user_samples`` reads the file (any format of correlator_files.py), checks its geometry
+against the preset (the kernel and T, stated by the file or given), folds, selects the networks'
+input slices, and bins and resamples per-configuration data (correlator_files.bin_samples,
+resample), or draws samples from a mean and covariance: the one path from a user's file to the
+``InputSamples`` of prediction_files.py.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from correlator_files import bin_samples, describe_slices, fold_correlator, read_correlator, resample
+from io_utils import InputError
+from noise_files import covariance_cholesky, select_slices
+from prediction_files import InputSamples
+from roles import SAMPLE_KINDS
+from sigma_model_utils import KERNELS, rng_for
+
+
+def check_geometry(corr, cfg, kernel: str | None, T: int | None) -> None:
+    """The kernel and T of the user's correlator (its file's statement, or the arguments) must be
+    the preset's: the networks only know the geometry they were trained on."""
+    path = corr.path
+    for key, given, stated, want in (("kernel", kernel, corr.kernel, cfg["kernel"]), ("T", T, corr.T, cfg["T"])):
+        value = given if given is not None else stated
+        if value is None:
+            raise InputError(path, key, f"not stated; give the attribute '{key}' (or --{key.lower()}) so the "
+                             f"geometry can be checked (the networks were trained with {key} = {want})")
+        if given is not None and stated is not None and given != stated:
+            raise InputError(path, key, f"the file says {stated!r} but --{key.lower()} says {given!r}")
+        if value != want:
+            known = f" (kernels: {KERNELS})" if key == "kernel" else ""
+            raise InputError(path, key, f"{value!r}, but the networks were trained with {key} = {want!r}"
+                             f"{known}; a geometry mismatch")
+
+
+def read_user_samples(path, cfg, name: str, kind: str | None = None, kernel: str | None = None,
+                      T: int | None = None, fmt: str | None = None, tag: str | None = None,
+                      fold: bool = False, bin_size: int = 1, resampling: str = "bootstrap") -> InputSamples:
+    """The user's correlator, in any format of correlator_files.py, in the training geometry.
+
+    What the rows are (``kind``, else what the file says: HDF5 attribute ``sample_kind``; every
+    other format holds per-configuration data):
+    - configurations: optionally folded, binned in bins of ``bin_size``, then resampled by the tool:
+      N_boot bootstrap means (configurations drawn with replacement, the stream
+      ``rng_for(seed, 'user-bootstrap:NAME')``) or the N_bins jackknife means (``resampling``);
+    - bootstrap or jackknife samples: used as they are (optionally folded);
+    - a mean + the covariance of the mean (HDF5 ``mean``, ``cov``): N_boot draws of N(mean, cov),
+      seeded by ``rng_for(seed, 'user-samples:NAME')``.
+    The file's time slices (HDF5 ``t``; else t = 0, 1, ...) must include the networks' input
+    slices, and the kernel and T (stated by the file or given) must be the preset's.
+    """
+    corr = read_correlator(path, fmt, tag)
+    kind = kind or corr.kind
+    if corr.t is None and (corr.values is None or kind != "configurations"):
+        raise InputError(path, "t", "missing; expected the time slices [n] of the correlator")
+    check_geometry(corr, cfg, kernel, T)
+    if fold:
+        corr = fold_correlator(corr, cfg["T"])
+    pick = select_slices(path, corr.slices, cfg, needed="")
+    if corr.n_t != cfg.n_t:
+        print(f"note: {path}: using slices t={cfg['t_min']}..{cfg['t_max']} of the file's "
+              f"{describe_slices(corr.slices)}")
+    source = {"input": f"user file {path}", "file": str(path), "format": corr.fmt, "key": corr.key,
+              "folded": bool(fold), **corr.details}
+    if bin_size != 1 and kind != "configurations":
+        raise InputError(path, corr.key, f"--bin {bin_size}: binning is for per-configuration data, "
+                         f"the file holds {kind or 'a mean and covariance'}")
+    if corr.values is None:
+        if kind == "jackknife":
+            raise InputError(path, "mean", "a mean and covariance give bootstrap-like draws, not jackknife samples")
+        mean, cov = corr.mean[pick], corr.cov[np.ix_(pick, pick)]
+        chol = covariance_cholesky(cov, path)
+        z = rng_for(cfg, f"user-samples:{name}").standard_normal((int(cfg["n_boot"]), cfg.n_t))
+        samples = mean + z @ chol.T
+        kind = "bootstrap"
+        source.update(layout="mean+cov", n_boot=int(cfg["n_boot"]), seed=int(cfg["seed"]),
+                      rng=f"rng_for(seed, 'user-samples:{name}')")
+    elif kind == "configurations":
+        bins = bin_samples(corr.values[:, pick], bin_size)
+        if len(bins) < 2:
+            raise InputError(path, corr.key, f"{len(corr.values)} configuration(s) make {len(bins)} bin(s) of "
+                             f"{bin_size}; expected at least 2 to resample")
+        samples = resample(bins, resampling, int(cfg["n_boot"]), rng_for(cfg, f"user-bootstrap:{name}"))
+        source.update(layout="configurations", n_configurations=len(corr.values), bin_size=bin_size,
+                      n_bins=len(bins), resampling=resampling)
+        if resampling == "bootstrap":
+            source.update(n_boot=int(cfg["n_boot"]), seed=int(cfg["seed"]), rng=f"rng_for(seed, 'user-bootstrap:{name}')")
+        kind = resampling
+    elif kind in SAMPLE_KINDS:
+        samples = corr.values[:, pick]
+        if len(samples) < 2:
+            raise InputError(path, corr.key, f"{len(samples)} sample(s); expected at least 2")
+        source.update(layout="samples")
+    else:
+        raise InputError(path, "sample_kind", f"{kind!r}; say whether the rows are configurations, bootstrap "
+                         "or jackknife samples (attribute 'sample_kind' or --kind)")
+    return InputSamples(name, np.ascontiguousarray(samples, dtype=np.float64), kind, source=source)
+
+
+def describe_inputs(inputs: InputSamples) -> str:
+    """One line: what the networks predict and how it was made from the user's file."""
+    s = inputs.source
+    made = {"configurations": f"{s.get('n_configurations')} configurations -> {s.get('n_bins')} bins of "
+                              f"{s.get('bin_size')} -> ", "mean+cov": "mean and covariance -> "}.get(s.get("layout"), "")
+    seeded = f" (seed {s['seed']}, stream {s['rng']})" if "rng" in s else ""
+    return (f"{s.get('file')} ({s.get('format')}{', folded' if s.get('folded') else ''}): {made}"
+            f"{len(inputs.samples)} {inputs.kind} samples{seeded}")
