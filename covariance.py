@@ -29,6 +29,10 @@ import numpy as np
 
 from budget import COMPONENTS, PRIOR_SYSTEMATIC, REFERENCE, SAMPLE_KINDS, SYSTEMATICS
 
+CONVENTION = ("statistical: covariance over the input samples of the replica mean of Nmax; replica: "
+              "covariance over Nmax's replicas of the sample mean; each systematic X fully correlated "
+              "across energies with its sign, s s^T with s = sign(Delta_X) Sigma_X; total = their sum")
+
 # χ² closure: keep the eigen-directions of the correlation matrix whose eigenvalue is at least this
 # share of the largest.  A smeared density has ~4-6 independent values on 47 energies; below this
 # the eigenvalues of a covariance estimated from O(10²-10³) samples are noise, and their inverse

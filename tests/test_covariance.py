@@ -127,8 +127,11 @@ def result():
 def test_gvar_file_round_trip_and_a_weighted_integral(result, tmp_path):
     gvar = pytest.importorskip("gvar")
     central, cov = result
-    path = exports.write_gvar(tmp_path / "r.gvar", central, cov)
-    g = exports.load_gvar(path)
+    path = exports.write_gvar(tmp_path / "r.gvar", central, {"total": cov, "half": cov / 4})
+    loaded = exports.load_gvar(path)
+    assert set(loaded) == {"total", "half"}
+    np.testing.assert_allclose(gvar.sdev(loaded["half"]), np.sqrt(np.diag(cov)) / 2, rtol=1e-10)
+    g = loaded["total"]
     np.testing.assert_allclose(gvar.mean(g), central, rtol=1e-14)
     np.testing.assert_allclose(gvar.sdev(g), np.sqrt(np.diag(cov)), rtol=1e-10)
     np.testing.assert_allclose(gvar.evalcorr(g)[1, 4], cv.correlation(cov)[1, 4], rtol=1e-8)
@@ -144,8 +147,9 @@ def test_gvar_file_round_trip_and_a_weighted_integral(result, tmp_path):
 def test_pyerrors_file_round_trip(result, tmp_path):
     pyerrors = pytest.importorskip("pyerrors")
     central, cov = result
-    path = exports.write_pyerrors(tmp_path / "r.json.gz", central, cov, "test result")
-    obs = exports.load_pyerrors(path)
+    path = exports.write_pyerrors(tmp_path / "r.json.gz", central, {"total": cov}, "test result")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json.gz"]        # no temporary left
+    obs = exports.load_pyerrors(path)["total"]
     np.testing.assert_allclose([o.value for o in obs], central, rtol=1e-14)
     np.testing.assert_allclose([o.dvalue for o in obs], np.sqrt(np.diag(cov)), rtol=1e-8)
     with warnings.catch_warnings():      # pyerrors warns of round-off eigenvalues below zero
@@ -157,5 +161,5 @@ def test_pyerrors_file_round_trip(result, tmp_path):
 def test_an_incomplete_covariance_is_not_exported(tmp_path):
     central = np.zeros(N_E)
     with pytest.raises(ValueError, match="incomplete"):
-        exports.write_gvar(tmp_path / "r.gvar", central, np.full((N_E, N_E), np.nan))
+        exports.write_gvar(tmp_path / "r.gvar", central, {"total": np.full((N_E, N_E), np.nan)})
     assert not (tmp_path / "r.gvar").exists()
