@@ -27,6 +27,13 @@ Plots (PNG, in results/):
   {mock}_sigma{σ}_ensembles.png  the result against each reference ensemble Nref_X
   {mock}_sigma{σ}_budget.png     every component of σ_tot versus energy
   {mock}_sigma{σ}_pulls.png      pulls versus energy and their histogram (mocks only)
+  {mock}_sigma{σ}_correlation.png  the correlation matrix of the result over the energies
+
+Correlations (covariance.py): the budget files also hold the result's covariance over the energies
+(statistical + replica + each systematic fully correlated with its sign; its diagonal is σ_tot²).
+For the user's data (no truth) the result is also written as correlated objects of the users'
+libraries, where they are installed (exports.py): ``{name}_sigma{σ}_result.gvar`` (gvar) and
+``{name}_sigma{σ}_result.json.gz`` (pyerrors), and the analysis prints how to load them.
 """
 from __future__ import annotations
 
@@ -37,6 +44,8 @@ import numpy as np
 
 import budget as bud
 import closure
+import covariance as cv
+import exports
 from cli import main_guard
 from config import add_common_args, config_from_args
 from figures import plt, save_png
@@ -94,6 +103,39 @@ def summarise(b: bud.Budget, s: PredictionSet) -> Summary:
 
 
 # --- plots ---------------------------------------------------------------------------------------
+def plot_correlation(s: PredictionSet, covariances: dict, path) -> None:
+    names = [e for e in ("total", "total_with_prior") if e in covariances]
+    fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 4.4), squeeze=False, layout="constrained")
+    extent = (s.energies[0], s.energies[-1], s.energies[-1], s.energies[0])
+    for ax, name in zip(axes[0], names):
+        image = ax.imshow(cv.correlation(covariances[name]), vmin=-1, vmax=1, cmap="RdBu_r", extent=extent)
+        ax.set(xlabel="E (lattice units)", ylabel="E' (lattice units)", title=f"correlation of {LABELS[name]}")
+    fig.colorbar(image, ax=axes[0, -1], shrink=0.9)
+    fig.suptitle(f"{_name(s)}, σ = {s.sigma_gev}: the result's correlation between energies "
+                 "(systematics fully correlated with their sign)", fontsize=9)
+    save_png(fig, path)
+
+
+def write_exports(cfg, s: PredictionSet, b: bud.Budget, covariances: dict) -> list:
+    """The result as gvar and pyerrors files (exports.py), for each package installed; [] if the
+    covariance is incomplete (a NaN component: said so)."""
+    errors = {e: covariances[e] for e in ("total", "total_with_prior") if e in covariances}
+    if not all(np.all(np.isfinite(c)) for c in errors.values()):
+        print("  no gvar/pyerrors export: the covariance is incomplete (a component of σ_tot is NaN)")
+        return []
+    written = []
+    for package in exports.available():
+        path = cfg.results_file(s.mock, s.sigma_gev, exports.SUFFIXES[package])
+        if package == "gvar":
+            exports.write_gvar(path, b.central, errors)
+        else:
+            exports.write_pyerrors(path, b.central, errors, f"{s.mock}, sigma = {s.sigma_gev}: rho_sigma(E) at "
+                                   f"{len(s.energies)} energies {s.energies[0]:.5g}..{s.energies[-1]:.5g} (lattice "
+                                   f"units); keys: {', '.join(errors)}; {cv.CONVENTION}")
+        written.append(path)
+    return written
+
+
 def _name(s: PredictionSet) -> str:
     """The input's name in plot titles, with the closure level of a mock."""
     return s.mock if s.closure_level is None else f"{s.mock} ({closure.level_label(s.closure_level)})"
@@ -193,24 +235,30 @@ def analyze_sigma(cfg, mock: str, sigma_gev: float, force: bool = False) -> tupl
     written, the files kept because they are up to date)."""
     s = load_predictions(cfg, mock, sigma_gev)
     b = bud.error_budget(s.predictions, s.kind)
+    covariances = cv.result_covariances(s.predictions, b, s.kind)
     for warning in b.warnings:
         print(f"  WARNING (σ = {sigma_gev}): {warning}")
     summary = summarise(b, s) if s.truth is not None else None
-    plots = {"result": plot_result, "ensembles": plot_ensembles, "budget": plot_budget}
+    plots = {"result": plot_result, "ensembles": plot_ensembles, "budget": plot_budget,
+             "correlation": lambda s, b, path: plot_correlation(s, covariances, path)}
     if s.truth is not None:
         plots["pulls"] = plot_pulls
     pictures = [cfg.results_file(mock, sigma_gev, f"{suffix}.png") for suffix in plots]
+    if s.truth is None and np.all(np.isfinite(covariances["total"])):   # user data's correlated exports
+        pictures += [cfg.results_file(mock, sigma_gev, exports.SUFFIXES[p]) for p in exports.available()]
     made_of = fingerprint({"values": analysis_settings(cfg)["values"],
                            "prediction_files": {ens: file_sha256(path) if s.predictions[ens] is not None else None
                                                 for ens, path in s.files.items()}})
     if not force and up_to_date(cfg, mock, sigma_gev, made_of) and all(p.is_file() for p in pictures):
         return summary, [], result_paths(cfg, mock, sigma_gev) + pictures
-    written = write_results(cfg, s, b, analysis_settings(cfg), summary.line() if summary else "no truth (user data)",
-                            made_of)
+    written = write_results(cfg, s, b, covariances, analysis_settings(cfg),
+                            summary.line() if summary else "no truth (user data)", made_of)
     for suffix, plot in plots.items():
         path = cfg.results_file(mock, sigma_gev, f"{suffix}.png")
         plot(s, b, path)
         written.append(path)
+    if s.truth is None:
+        written += write_exports(cfg, s, b, covariances)
     return summary, written, []
 
 
@@ -237,6 +285,9 @@ def analyze(cfg, mock: str, force: bool = False) -> list[Summary]:
         print("  " + summary.line())
     if not summaries and not failed:
         print("  (no truth for user data: see the budget tables and plots)")
+        for package in exports.available():
+            print(f"  correlated result for {package}: results/{mock}_sigma<σ>_{exports.SUFFIXES[package]}; "
+                  f"load it with {exports.HOW_TO_LOAD[package]} (error = 'total' or 'total_with_prior')")
     if failed:
         raise SystemExit(f"{mock}: analysis failed for sigma = {failed} (see the errors above)")
     return summaries

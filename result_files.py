@@ -8,8 +8,13 @@ the mock's (with a truth).  A new group is one more entry, at its place in the o
 - JSON: one object per σ: every column (NaN as null), the settings (the analysis' own and each
   prediction file's) and the provenance.
 - HDF5: every column, plus total_known_components, the Δ_X and σ_ΔX (``delta_X``,
-  ``delta_error_X``), each ensemble's own central, stat and rep, the pulls (mocks), and the
-  provenance with the ``fingerprint`` that says what the files were made of (``up_to_date``).
+  ``delta_error_X``), each ensemble's own central, stat and rep, the pulls (mocks), the
+  covariance over energies of each error and of each of its terms (``covariance/<name>``
+  [N_E, N_E], covariance.result_covariances) with the correlation matrix of each error
+  (``correlation/<name>``), and the provenance with the ``fingerprint`` that says what the files
+  were made of (``up_to_date``).
+- JSON: besides, ``covariance``: {error: N_E × N_E nested lists (NaN as null)} for each error
+  column (``total``, ``total_with_prior``), and the convention in ``covariance_convention``.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 import budget as bud
+from covariance import CONVENTION, correlation
 from io_utils import atomic_output, provenance, recorded_fingerprint, write_attrs
 from prediction_files import PredictionSet
 
@@ -30,6 +36,7 @@ COLUMN_GROUPS = {
     "mock": ("truth", "closure_level"),            # mocks only: the exact truth, how it was measured
 }
 SUFFIXES = ("budget.hdf5", "budget.csv", "budget.json")
+ERRORS = ("total", "total_with_prior")       # the error columns whose covariance the JSON carries
 
 
 def budget_columns(*groups: str) -> list[str]:
@@ -61,24 +68,32 @@ def budget_frame(b: bud.Budget, s: PredictionSet) -> pd.DataFrame:
     return pd.DataFrame({name: column(name) for name in budget_columns(*groups)})
 
 
-def budget_record(cfg, s: PredictionSet, frame: pd.DataFrame, record: dict) -> dict:
+def _finite_or_none(values) -> list:
+    return [None if not np.isfinite(v) else float(v) for v in values]
+
+
+def budget_record(cfg, s: PredictionSet, frame: pd.DataFrame, covariances: dict, record: dict) -> dict:
     """The budget of one σ as one JSON object: every column of the table (energies, central,
-    each component, total, ...; NaN as null), the settings (the analysis' own, and each prediction
-    file's) and the provenance ``record``."""
+    each component, total, ...; NaN as null), the covariance of each error column, the settings
+    (the analysis' own, and each prediction file's) and the provenance ``record``."""
     settings = {"analysis": json.loads(record.pop("config")),
                 "prediction_files": json.loads(record.pop("prediction_config"))}
     for key in ("overrides", "package_versions", "prediction_files", "warnings"):
         record[key] = json.loads(record[key])
-    columns = {c: [None if not np.isfinite(v) else float(v) for v in frame[c]] for c in frame.columns}
+    columns = {c: _finite_or_none(frame[c]) for c in frame.columns}
+    cov = {e: [_finite_or_none(row) for row in covariances[e]] for e in ERRORS if e in covariances}
     return {"name": s.mock, "sigma_gev": float(s.sigma_gev), "sigma": float(cfg.sigma(s.sigma_gev)),
             "energy_unit": "lattice units (1/a); sigma_gev converted with a_inv_gev = "
                            f"{cfg['a_inv_gev']}", "sample_kind": s.kind, "n_energies": len(frame),
-            "columns": list(frame.columns), **columns, "settings": settings, "provenance": record}
+            "columns": list(frame.columns), **columns, "covariance": cov, "covariance_convention": CONVENTION,
+            "settings": settings, "provenance": record}
 
 
-def write_results(cfg, s: PredictionSet, b: bud.Budget, settings: dict, summary: str, made_of: str) -> list:
-    """CSV, JSON and HDF5 of the budget, atomically, recording the analysis' ``settings``, the
-    ``summary`` line and the fingerprint ``made_of``; returns the paths written."""
+def write_results(cfg, s: PredictionSet, b: bud.Budget, covariances: dict, settings: dict, summary: str,
+                  made_of: str) -> list:
+    """CSV, JSON and HDF5 of the budget and its ``covariances`` ({name: [N_E, N_E]}), atomically,
+    recording the analysis' ``settings``, the ``summary`` line and the fingerprint ``made_of``;
+    returns the paths written."""
     frame = budget_frame(b, s)
     level = {} if s.closure_level is None else {"closure_level": int(s.closure_level)}
     record = provenance(cfg, config=json.dumps(settings, sort_keys=True), overrides=json.dumps(settings["overrides"]),
@@ -91,7 +106,7 @@ def write_results(cfg, s: PredictionSet, b: bud.Budget, settings: dict, summary:
         frame.to_csv(tmp, index=False, na_rep="nan", float_format="%.10g")
     with atomic_output(json_path) as tmp:
         with open(tmp, "w") as out:
-            json.dump(budget_record(cfg, s, frame, dict(record)), out, indent=1, allow_nan=False)
+            json.dump(budget_record(cfg, s, frame, covariances, dict(record)), out, indent=1, allow_nan=False)
             out.write("\n")
     with atomic_output(h5_path) as tmp:
         with h5py.File(tmp, "w") as h5:
@@ -104,6 +119,11 @@ def write_results(cfg, s: PredictionSet, b: bud.Budget, settings: dict, summary:
             for ens, values in b.ensembles.items():
                 for key, value in values.items():
                     h5[f"ensembles/{ens}/{key}"] = value
+            for name, cov in covariances.items():
+                h5[f"covariance/{name}"] = cov
+                if name in ERRORS:
+                    h5[f"correlation/{name}"] = correlation(cov)
+            h5["covariance"].attrs["convention"] = CONVENTION
             if s.truth is not None:
                 h5["pulls"] = bud.pulls(b.central, s.truth, b.total)
                 if b.has_prior:
@@ -116,6 +136,12 @@ def up_to_date(cfg, mock: str, sigma_gev: float, made_of: str) -> bool:
     """Whether the three files exist and the HDF5 records the fingerprint ``made_of``."""
     paths = result_paths(cfg, mock, sigma_gev)
     return recorded_fingerprint(paths[0]) == made_of and all(p.is_file() for p in paths)
+
+
+def read_covariances(path) -> dict:
+    """{name: covariance [N_E, N_E]} of a budget HDF5 file."""
+    with h5py.File(path, "r") as h5:
+        return {name: h5["covariance"][name][()] for name in h5["covariance"]}
 
 
 def read_budget_json(path) -> dict:

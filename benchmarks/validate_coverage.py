@@ -41,8 +41,16 @@ level), coverage_summary.csv (mean and spread over the audiences), coverage.md (
 densities.csv (every density's parameters and own coverage per audience, measurement and level),
 validation.hdf5 (truths, measurements, every result and budget component, with provenance),
 pulls.png (pull histograms, level 1 against level 0 and N(0, 1)), coverage_vs_energy.png (per
-energy, the share of a family's densities and measurements covered, both levels) and
-examples_sigma{σ}.png (one reconstruction per family against its truth).
+energy, the share of a family's densities and measurements covered, both levels), chi2.png (the
+p-values of the correlated closure statistic, below) and examples_sigma{σ}.png (one reconstruction
+per family against its truth).
+
+The correlated closure statistic: for each row, the χ² of ρ̄ - truth with the result's covariance
+over energies (covariance.result_covariances: statistical, replica and each systematic fully
+correlated with its sign), over the k eigen-directions of its correlation matrix kept by the cut
+covariance.EIGENVALUE_CUT (covariance.chi2).  Reported per family: the mean of χ²/k (1 for an
+honest result and covariance), the share of rows whose p-value under χ²(k) is below 5 % (5 %), and
+the median k; the same χ²/k with the prior systematic's covariance.
 """
 from __future__ import annotations
 
@@ -56,12 +64,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pandas as pd
+from scipy import stats as scipy_stats
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import budget as bud  # noqa: E402
 import closure  # noqa: E402
+import covariance as cv  # noqa: E402
 import validation  # noqa: E402
 from cli import main_guard  # noqa: E402
 from config import ConfigError, add_common_args, config_from_args, load_config  # noqa: E402
@@ -77,10 +87,11 @@ from sigma_model_utils import rng_for  # noqa: E402
 LEVELS = (1, 0)               # the closure test, and the diagnostic shown beside it
 RELATIVE_FLOOR = 0.1          # relative errors only where |truth| >= 10% of the density's maximum
 HEADLINE = ("coverage", "coverage_err", "mean_abs_pull", "r_bv", "r_bv_err", "coverage_stat_rep",
-            "median_rel_error", "median_sys_share", "common_bias_share_of_misses")
+            "median_rel_error", "median_sys_share", "common_bias_share_of_misses", "chi2_per_dof",
+            "chi2_p_below_5pct", "chi2_dof_median")
 # with the prior systematic (SPEC §8 extension, Nref_prior in the audience): the same of σ_tot,prior
 PRIOR_HEADLINE = ("coverage_with_prior", "coverage_with_prior_err", "mean_abs_pull_with_prior",
-                  "r_bv_with_prior", "r_bv_with_prior_err")
+                  "r_bv_with_prior", "r_bv_with_prior_err", "chi2_per_dof_with_prior")
 
 
 # --- 1. audiences ----------------------------------------------------------------------------------
@@ -161,17 +172,45 @@ def predict_family(cfg, samples: dict, sigma_gev, device) -> dict:
     return out
 
 
-def budgets_of(predictions: dict, level: int) -> list:
-    """[[Budget per measurement] per density] of one family, σ and level (SPEC §8)."""
+def budgets_of(predictions: dict, level: int, truths: np.ndarray) -> tuple[list, np.ndarray]:
+    """([[Budget per measurement] per density], χ² [rows, 2, 2]) of one family, σ and level, with
+    ``truths`` [densities, N_E].  χ²[row, j] = (χ², k) of ρ̄ - truth with the covariance of σ_tot
+    (j = 0) and of σ_tot,prior (j = 1; NaN without the prior systematic), covariance.chi2."""
     n, n_meas = next(P[level].shape[:2] for P in predictions.values() if P is not None)
-    return [[bud.error_budget({ens: None if P is None else P[level][i, m] for ens, P in predictions.items()})
-             for m in range(n_meas)] for i in range(n)]
+    budgets, chi2 = [], np.full((n * n_meas, 2, 2), np.nan)
+    for i in range(n):
+        row = []
+        for m in range(n_meas):
+            one = {ens: None if P is None else P[level][i, m] for ens, P in predictions.items()}
+            b = bud.error_budget(one)
+            covs = cv.result_covariances(one, b)
+            for j, name in enumerate(("total", "total_with_prior")):
+                if name in covs:
+                    chi2[i * n_meas + m, j] = cv.chi2(b.central, truths[i], covs[name])
+            row.append(b)
+        budgets.append(row)
+    return budgets, chi2
+
+
+def chi2_figures(chi2: np.ndarray) -> dict:
+    """Mean χ²/k, the share of rows with p = P(χ²(k) > χ²) < 5 % (5 % for honest errors and
+    covariance) and the median k, over the rows with a χ²."""
+    ok = np.isfinite(chi2[:, 0]) & (chi2[:, 1] > 0)
+    if not ok.any():
+        return {"chi2_per_dof": np.nan, "chi2_p_below_5pct": np.nan, "chi2_dof_median": np.nan, "_chi2_p": chi2[:0, 0]}
+    value, dof = chi2[ok, 0], chi2[ok, 1]
+    p = scipy_stats.chi2.sf(value, dof)
+    return {"chi2_per_dof": float(np.mean(value / dof)), "chi2_p_below_5pct": float(np.mean(p < 0.05)),
+            "chi2_dof_median": float(np.median(dof)), "_chi2_p": p}
 
 
 # --- 4. statistics ------------------------------------------------------------------------------------
-def family_metrics(truths: np.ndarray, budgets: list, groups=None) -> dict:
-    """The figures of one family, σ and level from truths [rows, N_E] and the rows' budgets; rows of
-    the same ``groups`` entry are measurements of one density (closure.py's conventions)."""
+def family_metrics(truths: np.ndarray, budgets: list, groups=None, chi2: np.ndarray | None = None) -> dict:
+    """The figures of one family, σ and level from truths [rows, N_E], the rows' budgets and their
+    χ² (budgets_of; None: not computed, NaN); rows of the same ``groups`` entry are measurements of
+    one density (closure.py's conventions)."""
+    if chi2 is None:
+        chi2 = np.full((len(budgets), 2, 2), np.nan)
     central = np.stack([b.central for b in budgets])
     total = np.stack([b.total for b in budgets])
     stat_rep = np.stack([np.hypot(b.stat, b.rep) for b in budgets])
@@ -192,7 +231,8 @@ def family_metrics(truths: np.ndarray, budgets: list, groups=None) -> dict:
     if budgets[0].has_prior:
         p = closure.closure_statistics(central, truths, np.stack([b.total_with_prior for b in budgets]), groups)
         with_prior = dict(zip(PRIOR_HEADLINE, (p.coverage, p.coverage_err, p.mean_abs_pull, p.r_bv, p.r_bv_err)),
-                          verdict_with_prior=p.verdict)
+                          verdict_with_prior=p.verdict,
+                          chi2_per_dof_with_prior=chi2_figures(chi2[:, 1])["chi2_per_dof"])
     return {
         "n_densities": stats.n_groups, "n_rows": stats.n_rows, **with_prior,
         "coverage": stats.coverage, "coverage_err": stats.coverage_err,
@@ -202,7 +242,7 @@ def family_metrics(truths: np.ndarray, budgets: list, groups=None) -> dict:
         "median_rel_error": float(np.median(miss[relevant] / np.abs(truths[relevant]))),
         "median_sys_share": float(np.median(sys2 / total**2)),
         "common_bias_share_of_misses": float(common[missed].mean()) if missed.any() else 0.0,
-        "complete": bool(np.all(np.isfinite(total))),
+        "complete": bool(np.all(np.isfinite(total))), **chi2_figures(chi2[:, 0]),
         "_coverage_vs_energy": stats.coverage_vs_energy, "_per_row": closure.covered(central, truths, total).mean(axis=1),
         "_pulls": bud.pulls(central, truths, total), "_central": central, "_total": total,
     }
@@ -218,9 +258,10 @@ def judge_audience(cfg, inputs: dict, device) -> tuple[dict, dict]:
             truths = np.repeat(np.stack([d.truth[sigma_gev] for d in densities]), n_meas, axis=0)
             groups = np.repeat(np.arange(len(densities)), n_meas)
             for level in LEVELS:
-                b = budgets_of(predictions, level)
+                b, chi2 = budgets_of(predictions, level, truths[::n_meas])
                 budgets[(family, sigma_gev, level)] = b
-                metrics[(family, sigma_gev, level)] = family_metrics(truths, [x for row in b for x in row], groups)
+                metrics[(family, sigma_gev, level)] = family_metrics(truths, [x for row in b for x in row], groups,
+                                                                     chi2)
     return metrics, budgets
 
 
@@ -265,12 +306,15 @@ def markdown(cfg, summary: pd.DataFrame, table: pd.DataFrame, seeds, n_meas: int
              f"{int(table['n_densities'].iloc[0])} densities per family x {n_meas} measurements each. "
              f"Level 1: each density measured once per repetition, samples around the measurement (SPEC §8); "
              f"level 0: samples around the exact correlator, a diagnostic. Honest errors: coverage "
-             f"{100 * closure.HONEST_COVERAGE:.0f}%, mean |pull| {closure.HONEST_MEAN_ABS_PULL:.2f}, R_bv 1. "
+             f"{100 * closure.HONEST_COVERAGE:.0f}%, mean |pull| {closure.HONEST_MEAN_ABS_PULL:.2f}, R_bv 1; "
+             f"χ² of ρ̄ - truth with the result's covariance over its k eigen-directions above "
+             f"{cv.EIGENVALUE_CUT:g} of the largest: χ²/k ≈ 1 and p < 5 % in 5 % of the rows. "
              f"Figures: {how}.", "",
              "| family | σ | coverage of σ_tot, level 1 | mean \\|pull\\| | R_bv | level 0: coverage, R_bv "
-             "| level 1, σ_stat⊕σ_rep only | median rel. error | misses common to all ensembles | verdict (level 1) |"
-             + (" σ_tot,prior (level 1): coverage, mean \\|pull\\|, R_bv |" if prior else ""),
-             "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if prior else "")]
+             "| level 1, σ_stat⊕σ_rep only | median rel. error | misses common to all ensembles "
+             "| χ²/k with the covariance, share p < 5 % (level 1) | verdict (level 1) |"
+             + (" σ_tot,prior (level 1): coverage, mean \\|pull\\|, R_bv, χ²/k |" if prior else ""),
+             "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if prior else "")]
     one = summary[summary["level"] == 1].set_index(["family", "sigma_gev"])
     zero = summary[summary["level"] == 0].set_index(["family", "sigma_gev"])
     for key, r in one.iterrows():
@@ -278,12 +322,15 @@ def markdown(cfg, summary: pd.DataFrame, table: pd.DataFrame, seeds, n_meas: int
         flag = "" if r["complete"] else " (σ_tot incomplete)"
         with_prior = (f" {_cell(r, 'coverage_with_prior', True, 0, 'coverage_with_prior_err')}, "
                       f"{_cell(r, 'mean_abs_pull_with_prior', False, 2)}, "
-                      f"{_cell(r, 'r_bv_with_prior', False, 2, 'r_bv_with_prior_err')} |") if prior else ""
+                      f"{_cell(r, 'r_bv_with_prior', False, 2, 'r_bv_with_prior_err')}, "
+                      f"{_cell(r, 'chi2_per_dof_with_prior', False, 1)} |") if prior else ""
         lines.append(f"| {key[0]} | {key[1]} | {_cell(r, 'coverage', True, 0, 'coverage_err')}{flag} "
                      f"| {_cell(r, 'mean_abs_pull', False, 2)} | {_cell(r, 'r_bv', False, 2, 'r_bv_err')} "
                      f"| {_cell(z, 'coverage', True, 0)}, {_cell(z, 'r_bv', False, 2)} "
                      f"| {_cell(r, 'coverage_stat_rep', True, 0)} | {_cell(r, 'median_rel_error', True, 1)} "
-                     f"| {_cell(r, 'common_bias_share_of_misses', True, 0)} | {r['verdicts']} |{with_prior}")
+                     f"| {_cell(r, 'common_bias_share_of_misses', True, 0)} "
+                     f"| {_cell(r, 'chi2_per_dof', False, 1)}, {_cell(r, 'chi2_p_below_5pct', True, 0)} "
+                     f"| {r['verdicts']} |{with_prior}")
     if k > 1:
         lines += ["", "Per audience (level 1):", "",
                   "| seed | family | σ | coverage of σ_tot | mean \\|pull\\| | R_bv | level-0 coverage |",
@@ -394,6 +441,27 @@ def plot_pulls(cfg, results, families, path: Path) -> None:
     _save(fig, path)
 
 
+def plot_chi2(cfg, results, families, path: Path) -> None:
+    """Level 1: the histogram of p = P(χ²(k) > χ²) per family and σ, over densities, measurements
+    and audiences; uniform when the result and its covariance are honest, piled up at 0 when the
+    errors or their correlations are too small, at 1 when too large."""
+    sigmas = cfg["sigmas_gev"]
+    fig, axes = plt.subplots(1, len(sigmas), figsize=(5.8 * len(sigmas), 3.9), sharey=True, squeeze=False)
+    bins = np.linspace(0, 1, 11)
+    for ax, s in zip(axes[0], sigmas):
+        for n, f in enumerate(families):
+            p = _pooled(results, (f, s, 1), "_chi2_p")
+            if len(p):
+                ax.hist(p, bins=bins, density=True, histtype="step", lw=1.4, color=f"C{n}", label=f)
+        ax.axhline(1.0, color="k", lw=0.8, ls="--", label="honest (uniform)")
+        ax.set(xlabel=r"p-value of $\chi^2$ with the result's covariance (level 1)", title=f"σ = {s}")
+    axes[0, 0].set_ylabel("density")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(f"correlated closure test, preset {cfg.preset}: eigenvalue cut {cv.EIGENVALUE_CUT:g} of "
+                 "the largest", fontsize=9)
+    _save(fig, path)
+
+
 def plot_coverage_vs_energy(cfg, results, families, path: Path) -> None:
     """Coverage of σ_tot per energy, over a family's densities and measurements (and audiences):
     level 1 solid with its statistical band, level 0 dashed."""
@@ -483,7 +551,8 @@ def main(argv=None) -> int:
     written = write_outputs(cfg, audiences, inputs, results, out_dir, timings)
     plot_pulls(cfg, results, families, out_dir / "pulls.png")
     plot_coverage_vs_energy(cfg, results, families, out_dir / "coverage_vs_energy.png")
-    written += [out_dir / "pulls.png", out_dir / "coverage_vs_energy.png"]
+    plot_chi2(cfg, results, families, out_dir / "chi2.png")
+    written += [out_dir / "pulls.png", out_dir / "coverage_vs_energy.png", out_dir / "chi2.png"]
     for s in cfg["sigmas_gev"]:
         plot_examples(cfg, inputs, results, families, s, out_dir / f"examples_sigma{s}.png")
         written.append(out_dir / f"examples_sigma{s}.png")

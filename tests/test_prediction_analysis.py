@@ -257,7 +257,26 @@ def test_user_data_bootstrap_jackknife_and_mean_cov(trained, tmp_path, capsys):
     assert 0.6 < ratio < 1.6, ratio
     assert cfg.results_file("myjk", sigma, "result.png").exists()
     assert not cfg.results_file("myjk", sigma, "pulls.png").exists()
-    assert "no truth for user data" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "no truth for user data" in out
+    # the covariance over energies: its diagonal is σ_tot² (the jackknife rule included), in the
+    # HDF5 and the JSON; the correlated exports reload with the result's values and errors
+    from result_files import read_budget_json, read_covariances
+    covs = read_covariances(cfg.results_file("myjk", sigma, "budget.hdf5"))
+    np.testing.assert_allclose(np.diag(covs["total"]), jk["total"] ** 2, rtol=1e-6)
+    np.testing.assert_allclose(np.diag(covs["stat"]), jk["stat"] ** 2, rtol=1e-6)
+    record = read_budget_json(cfg.results_file("myjk", sigma, "budget.json"))
+    np.testing.assert_allclose(np.diag(np.array(record["covariance"]["total"])), jk["total"] ** 2, rtol=1e-6)
+    assert cfg.results_file("myjk", sigma, "correlation.png").exists()
+    gvar = pytest.importorskip("gvar")
+    pytest.importorskip("pyerrors")
+    import exports
+    g = exports.load_gvar(cfg.results_file("myjk", sigma, "result.gvar"))["total"]
+    np.testing.assert_allclose(gvar.mean(g), jk["central"], rtol=1e-8)
+    np.testing.assert_allclose(gvar.sdev(g), jk["total"], rtol=1e-6)
+    obs = exports.load_pyerrors(cfg.results_file("myjk", sigma, "result.json.gz"))["total"]
+    np.testing.assert_allclose([o.dvalue for o in obs], jk["total"], rtol=1e-6)
+    assert "gvar.load(path)" in out and "load_json_dict" in out
 
 
 @pytest.mark.parametrize("problem, expected", [
@@ -378,7 +397,9 @@ def test_validate_coverage_end_to_end(trained, tmp_path, capsys):
         assert not np.allclose(measured[:, 0], measured[:, 1])       # measurements differ
     md = (out_dir / "coverage.md").read_text()
     assert "level 0" in md and "R_bv" in md and "Per audience" in md
-    for png in ("pulls.png", "coverage_vs_energy.png", f"examples_sigma{cfg['sigmas_gev'][0]}.png"):
+    assert np.all(table["chi2_dof_median"] >= 1) and np.all(np.isfinite(table["chi2_per_dof"]))
+    assert "χ²/k" in md
+    for png in ("pulls.png", "coverage_vs_energy.png", "chi2.png", f"examples_sigma{cfg['sigmas_gev'][0]}.png"):
         assert (out_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| training_space |" in capsys.readouterr().out
 
