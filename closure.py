@@ -139,6 +139,32 @@ def bias_variance_ratio(central, truth, error, groups=None) -> tuple[float, floa
         return value, float(np.sqrt((n - 1) * np.mean((leave_out - leave_out.mean()) ** 2)))
 
 
+def crps(central, truth, error) -> float:
+    """Mean over (row, energy) of the continuous ranked probability score of the Gaussian
+    N(ρ̄, σ²) at the truth (scoringrules.crps_normal): lower is better; it rewards errors that are
+    both honest and sharp, in the units of ρ_σ."""
+    import scoringrules
+    return float(np.mean(scoringrules.crps_normal(np.asarray(truth, dtype=np.float64),
+                                                  np.asarray(central, dtype=np.float64),
+                                                  np.asarray(error, dtype=np.float64))))
+
+
+def pit(central, truth, error) -> np.ndarray:
+    """The probability integral transform Φ((truth − ρ̄)/σ) per (row, energy): uniform on [0, 1]
+    for calibrated Gaussian errors, piled at 0 and 1 when σ is too small, in the middle when too
+    large, lopsided when ρ̄ is biased."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (np.asarray(truth) - np.asarray(central)) / np.asarray(error)
+    return 0.5 * (1 + erf(z / np.sqrt(2)))
+
+
+def sharpness(error, truth) -> float:
+    """Median over (row, energy) of σ / max_E |truth| of the row: how wide the error is, in units
+    of the density's own size (smaller is sharper; judge it only together with coverage)."""
+    error, truth = np.atleast_2d(error), np.atleast_2d(truth)
+    return float(np.median(error / np.abs(truth).max(axis=1, keepdims=True)))
+
+
 @dataclass
 class ClosureStatistics:
     """The closure figures of a set of rows against their truths (see the module docstring)."""

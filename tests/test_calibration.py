@@ -1,0 +1,76 @@
+"""Split-conformal calibration and the scores that judge an error, on oracles with known answers."""
+import numpy as np
+import pytest
+from scipy import stats
+
+import calibration as cal
+import closure
+
+N_CAL, N_TEST, N_E = 2000, 4000, 6
+
+
+def oracle(n, seed, scale=1.0, shift=0.0):
+    """Truths y, an oracle centre c = y + scale·w·z (z ~ N(0, 1)) + shift, and its claimed width w:
+    honest for scale = 1, shift = 0."""
+    g = np.random.default_rng(seed)
+    y = g.normal(size=(n, N_E))
+    w = np.exp(g.normal(size=(n, N_E)) * 0.5)          # input-dependent widths
+    return y, y + scale * w * g.normal(size=(n, N_E)) + shift, w
+
+
+def binomial_error(n, p=cal.COVERAGE):
+    return np.sqrt(p * (1 - p) / n)
+
+
+def test_conformal_rank_is_the_stated_order_statistic():
+    assert cal.conformal_rank(99) == 69          # ⌈100 · 0.6827⌉
+    scores = np.arange(1, 100)[::-1, None] * np.ones((1, 3))   # 99..1 at every energy
+    np.testing.assert_array_equal(cal.conformal_factor(scores), 69.0)
+    assert np.all(np.isinf(cal.conformal_factor(np.ones((1, 2)))))   # rank 2 > 1 item
+    with pytest.raises(ValueError, match="NaN"):
+        cal.conformal_factor(np.array([[np.nan]]))
+
+
+def test_an_honest_oracle_covers_68_percent_and_needs_q_near_one():
+    y, c, w = oracle(N_CAL, 1)
+    Q = cal.conformal_factor(cal.scores(c, y, w))
+    np.testing.assert_allclose(Q, 1.0, atol=0.06)         # the Gaussian's own 68.27 % quantile of |z|
+    y2, c2, w2 = oracle(N_TEST, 2)
+    covered = np.abs(c2 - y2) <= Q * w2
+    per_energy = covered.mean(axis=0)
+    assert np.all(np.abs(per_energy - cal.COVERAGE) < 4 * binomial_error(N_TEST) + 1 / (N_CAL + 1))
+    assert abs(covered.mean() - cal.COVERAGE) < 3 * binomial_error(N_TEST * N_E) + 0.01
+
+
+@pytest.mark.parametrize("scale", [0.4, 2.5])
+def test_a_mis_scaled_oracle_is_corrected_by_q(scale):
+    """Widths that claim too much or too little: uncorrected coverage is far from 68 %, Q = scale
+    fixes it on new items of the same space."""
+    y, c, w = oracle(N_CAL, 3, scale)
+    Q = cal.conformal_factor(cal.scores(c, y, w))
+    np.testing.assert_allclose(Q, scale, rtol=0.07)
+    y2, c2, w2 = oracle(N_TEST, 4, scale)
+    raw = (np.abs(c2 - y2) <= w2).mean()
+    assert abs(raw - cal.COVERAGE) > 0.2
+    fixed = (np.abs(c2 - y2) <= Q * w2).mean()
+    assert abs(fixed - cal.COVERAGE) < 3 * binomial_error(N_TEST * N_E) + 0.02
+
+
+def test_calibrated_total_adds_systematics_in_quadrature():
+    post = np.array([3.0, 1.0])
+    np.testing.assert_allclose(cal.calibrated_total(post, [np.array([4.0, 0.0])]), [5.0, 1.0])
+    np.testing.assert_array_equal(cal.calibrated_total(post, []), post)
+    np.testing.assert_allclose(cal.half_width([0.0, 1.0], [2.0, 5.0]), [1.0, 2.0])
+
+
+def test_crps_pit_and_sharpness_tell_honest_from_wrong_errors():
+    y, c, w = oracle(N_TEST, 5)
+    honest, too_small, too_large = (closure.crps(c, y, k * w) for k in (1.0, 0.3, 3.0))
+    assert honest < too_small and honest < too_large
+    # the CRPS of N(μ, σ²) at y, closed form (Gneiting & Raftery 2007), at one point
+    z = (y[0, 0] - c[0, 0]) / w[0, 0]
+    closed = w[0, 0] * (z * (2 * stats.norm.cdf(z) - 1) + 2 * stats.norm.pdf(z) - 1 / np.sqrt(np.pi))
+    assert closure.crps(c[:1, :1], y[:1, :1], w[:1, :1]) == pytest.approx(closed, rel=1e-10)
+    assert stats.kstest(closure.pit(c, y, w).ravel(), "uniform").pvalue > 1e-3
+    assert stats.kstest(closure.pit(c, y, 0.5 * w).ravel(), "uniform").pvalue < 1e-6
+    assert closure.sharpness(2 * w, y) == pytest.approx(2 * closure.sharpness(w, y))
