@@ -76,6 +76,10 @@ class OutputPaths:
     def results_file(self, mock: str, sigma_gev: float, suffix: str) -> Path:
         return self.root / "results" / f"{mock}_sigma{sigma_gev}_{suffix}"
 
+    def calibration_file(self, sigma_gev: float) -> Path:
+        """The conformal calibration of one σ (calibration_files.py)."""
+        return self.root / "calibration" / f"calibration_sigma{sigma_tag(sigma_gev)}.h5"
+
     def mock_file(self, mock: str) -> Path:
         """A validation mock's exact correlator, noise covariance and truths (generate_delta_mock.py)."""
         return self.root / "mocks" / f"{mock}_mock.hdf5"
