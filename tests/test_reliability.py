@@ -379,6 +379,29 @@ def test_a_lost_best_checkpoint_is_rebuilt_exactly_from_the_state(damage, tmp_pa
     assert best.read_bytes() == original
 
 
+def test_a_state_of_the_earlier_format_is_read_not_refused(tmp_path):
+    """A finished replica whose state was saved before the state kept its best network (format
+    spectral-train-state/1) is reported finished: neither retrained nor refused."""
+    import torch
+    from checkpoints import STATE_FORMAT
+    from training import train_replicas
+    cfg = load_config("tiny", [f"noise_file={NOISE}", "max_epochs=2"], tmp_path)
+    training_sets.generate_training_files(cfg, 32, workers=1, progress=False, log=lambda *a: None)
+    assert train_replicas(cfg, "Nref_n", 0.44, [0], device="cpu", log=lambda *a: None) == {0: "finished"}
+    state = cfg.state_path(0.44, "Nref_n", 0)
+    record = torch.load(state, weights_only=True)
+    assert record.pop("format") == STATE_FORMAT and record.pop("best") is not None
+    torch.save({"format": "spectral-train-state/1", **record}, state)
+    best = cfg.checkpoint(0.44, "Nref_n", 0).read_bytes()
+    messages = []
+    assert train_replicas(cfg, "Nref_n", 0.44, [0], device="cpu", log=messages.append) == {0: "already finished"}
+    assert not any("epoch 1 lr" in m for m in messages)
+    assert cfg.checkpoint(0.44, "Nref_n", 0).read_bytes() == best
+    torch.save({"format": "spectral-train-state/0", **record}, state)
+    with pytest.raises(InputError, match="format 'spectral-train-state/2'; delete it"):
+        train_replicas(cfg, "Nref_n", 0.44, [0], device="cpu", log=lambda *a: None)
+
+
 # --- issue 22 item 3: a group's states are saved as one unit ---------------------------------------
 INTERRUPT = """
 import errno, os, signal, sys
