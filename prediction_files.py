@@ -82,7 +82,7 @@ def write_prediction_file(cfg, inputs: InputSamples, sigma_gev, ensemble, P, pre
     path = cfg.prediction_file(inputs.name, ensemble, sigma_gev)
     with atomic_output(path) as tmp:
         with h5py.File(tmp, "w") as h5:
-            h5.create_dataset("predictions", data=P.astype(np.float32))
+            h5.create_dataset("predictions", data=np.asarray(P, dtype=np.float32))
             h5["energy_grid_smeared"] = cfg.energies
             h5["input_samples"] = inputs.samples
             h5["replicas"] = np.array([r for r, _ in present], dtype=np.int64)
