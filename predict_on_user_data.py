@@ -21,7 +21,7 @@ analyze_user_data.py --name NAME.
 import argparse
 import sys
 
-from cli import main_guard
+from cli import add_wait_lock_arg, main_guard
 from config import add_common_args, config_from_args
 from correlator_files import FORMATS
 from devices import configure_threads
@@ -53,6 +53,7 @@ def main(argv=None) -> int:
     parser.add_argument("--T", type=int, help="temporal extent T (else the file's attribute)")
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     add_force_arg(parser)
+    add_wait_lock_arg(parser, "predicts this --name")
     args = parser.parse_args(argv)
     if args.bin < 1:
         parser.error(f"--bin {args.bin}: expected a positive integer")
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
     inputs = read_user_samples(args.input, cfg, args.name, args.kind, args.kernel, args.T, args.format,
                                args.tag, args.fold, args.bin, args.resample)
     print(f"{describe_inputs(inputs)}, on t={cfg['t_min']}..{cfg['t_max']}")
-    return print_report(predict_all(cfg, inputs, args.device, args.force))
+    return print_report(predict_all(cfg, inputs, args.device, args.force, args.wait_lock))
 
 
 if __name__ == "__main__":
