@@ -53,7 +53,8 @@ def mock_inputs(cfg, name: str) -> InputSamples:
     samples, measured = closure_samples(mock.correlator, noise, level, rng_for(cfg, "measurement", *keys),
                                         rng_for(cfg, "bootstrap", *keys), int(cfg["n_boot"]))
     scale = float(noise_scale(mock.correlator, noise))
-    return InputSamples(name, samples, "bootstrap", mock.truth, mock.correlator,
+    return InputSamples(name, samples, "bootstrap", "closure draws of the mock", int(cfg["n_boot"]),
+                        mock.truth, mock.correlator,
                         {"input": f"mock {name}", "mock_parameters": json.dumps(mock.parameters),
                          "noise_file": noise.path, "noise_source": noise.source, "noise_scale_s": scale,
                          "n_boot": int(cfg["n_boot"]), "closure": level_label(level),
