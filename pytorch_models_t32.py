@@ -143,12 +143,12 @@ class StackedReplicas:
         return self.forward_each(x.unsqueeze(0).expand(self.n_replicas, *x.shape))
 
     def activation_floats(self) -> int:
-        """An upper estimate of the float32 values one input sample occupies in one replica's
-        forward pass: each layer's padded input, its windows, its output and its activation."""
+        """The float32 values one input sample occupies in one replica's forward pass, estimated as
+        the sum of its layers' windows and outputs."""
         c1, c2 = self.params["conv1.weight"].shape[1], self.params["conv2.weight"].shape[1]
         l1 = conv_output_length(self.n_t)
         l2 = conv_output_length(l1)
-        return 4 * (3 * l1 + l1 * c1 + 3 * l2 * c1 + l2 * c2 + HIDDEN + self.n_out)
+        return 3 * l1 + l1 * c1 + 3 * l2 * c1 + l2 * c2 + HIDDEN + self.n_out
 
     def unstack(self) -> list[SpectralNet]:
         """The replicas as separate modules (copies of the current parameters)."""
