@@ -227,7 +227,8 @@ def analyze(cfg, mock: str, force: bool = False, wait_lock: bool = False) -> lis
     with task_lock(cfg.analysis_lock(mock), f"the analysis of {mock}", wait_lock):
         stale = remove_stale_temporaries(outputs)
         if stale:
-            print(f"removed {len(stale)} temporary file(s) of a killed analysis: {', '.join(p.name for p in stale)}")
+            print(f"removed {len(stale)} temporary file(s) of a killed analysis: "
+                  f"{', '.join(p.name for p in stale)}")
         return _analyze_sigmas(cfg, mock, force)
 
 

@@ -5,9 +5,10 @@ One HDF5 file per (input, ensemble, σ), at cfg.prediction_file(...):
     predictions [N, N_r, N_E] (float32, the networks' precision), energy_grid_smeared [N_E],
     true_smeared_rho [N_E] (mocks only), input_samples [N, n_t], replicas [N_r] (their indices),
     clean_correlator [n_t] and measured_correlator [n_t] (C̄; mocks only); attrs: provenance,
-    sample_kind, n_samples, sample_origin, n_boot (InputSamples), mock, ensemble, sigma_gev, arch, noise (the replicas' noise mode, from their
-    checkpoints), checkpoints, missing_checkpoints, checkpoint_provenance, input_source,
-    closure_level (mocks only: 1, or 0 for the diagnostic), fingerprint.
+    sample_kind, n_samples, sample_origin, n_boot (below), mock, ensemble, sigma_gev, arch, noise
+    (the replicas' noise mode, from their checkpoints), checkpoints, missing_checkpoints,
+    checkpoint_provenance, input_source, closure_level (mocks only: 1, or 0 for the diagnostic),
+    fingerprint.
 
 A file whose ``fingerprint`` says it was made from the same checkpoints (their SHA-256), the same
 input samples and the same settings is up to date (``up_to_date``).  Reading (``load_predictions``)
