@@ -317,6 +317,69 @@ def test_a_task_removes_only_its_own_stale_temporaries(tmp_path):
     assert not stale.exists() and "removed 1 temporary file(s) of a killed generation" in " ".join(messages)
 
 
+# --- issue 22 item 4: prediction and analysis hold a lock per input, and clean their temporaries ----
+def test_prediction_and_analysis_lock_their_input_and_remove_their_stale_temporaries(tmp_path, capsys):
+    import threading
+    from io_utils import task_lock
+    cfg = load_config("tiny", [f"noise_file={NOISE}", "n_boot=8"], tmp_path)
+    inputs = prediction.mock_inputs(cfg, "delta_tanh")
+    write_random_audience(cfg, inputs.clean, inputs.samples.std(axis=0))
+    args = ["--preset", "tiny", "--root", str(tmp_path), "--set", f"noise_file={NOISE}", "--set", "n_boot=8"]
+    sigma = cfg["sigmas_gev"][0]
+    for stage, lock, output, run in (
+            ("prediction", cfg.prediction_lock("delta_tanh"), cfg.prediction_file("delta_tanh", "Nmax", sigma),
+             lambda *extra: prediction.mock_main("delta_tanh", "predict", args + list(extra))),
+            ("analysis", cfg.analysis_lock("delta_tanh"), cfg.results_file("delta_tanh", sigma, "budget.hdf5"),
+             lambda *extra: analysis.main("analyze", "delta_tanh", args + list(extra)))):
+        with task_lock(lock, "a test"):                      # another process at work on this input
+            assert run() == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"the {stage} of delta_tanh is being run by another process" in err
+        stale = output.with_name(f".{output.name}.4242.tmp")
+        other = output.with_name(f".{output.name}.x.tmp.keep")
+        stale.parent.mkdir(parents=True, exist_ok=True)
+        stale.write_bytes(b"half-written")
+        other.write_bytes(b"not ours")
+        holder = contextlib.ExitStack()
+        holder.enter_context(task_lock(lock, "a test"))
+        threading.Timer(0.5, holder.close).start()          # the other process ends a moment later
+        assert run("--wait-lock") == 0
+        out = capsys.readouterr().out
+        assert f"waiting for the {stage} of delta_tanh" in out
+        assert f"removed 1 temporary file(s) of a killed {stage}: {stale.name}" in out
+        assert not stale.exists() and other.exists() and output.is_file()
+
+
+# --- issue 22 item 5: resampling in bounded memory -------------------------------------------------
+BOUNDED = """
+import re, resource, sys
+import numpy as np
+sys.path.insert(0, {repo!r})
+import predict_on_user_data                     # the interpreter, torch and every module of a prediction
+from correlator_files import resample
+baseline = int(re.search(r"VmSize:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) << 10
+limit = baseline + (3 << 29)                     # 1.5 GiB of address space above the baseline
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+values = np.random.default_rng(0).standard_normal((2000, 32))
+try:
+    resample(values, "bootstrap", 10_000, np.random.default_rng(1), chunk_bytes=1 << 40)
+    print("unchunked fits")
+except MemoryError:
+    print("unchunked MemoryError")               # 10^4 x 2000 x 32 values: 4.8 GiB at once
+samples = resample(values, "bootstrap", 10_000, np.random.default_rng(1))
+print("chunked", samples.shape, bool(np.isfinite(samples).all()))
+"""
+
+
+def test_a_big_bootstrap_resampling_runs_within_a_bounded_address_space():
+    if not Path("/proc/self/status").exists():
+        pytest.skip("the baseline is read from /proc (Linux)")
+    run = subprocess.run([sys.executable, "-c", BOUNDED.format(repo=str(REPO))], capture_output=True,
+                         text=True, timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split("\n")[:2] == ["unchunked MemoryError", "chunked (10000, 32) True"]
+
+
 # --- item 11: checksums on the training files ----------------------------------------------------------
 def test_a_corrupted_byte_in_a_training_file_is_detected_and_the_remedy_named(tiny_cfg):
     training_sets.generate_training_files(tiny_cfg, 32, workers=1, progress=False, log=lambda *a: None)
