@@ -224,6 +224,25 @@ def test_prediction_and_analysis_keep_up_to_date_outputs(tmp_path, capsys):
     assert "wrote " in analyze()
 
 
+def test_a_root_with_spaces_and_non_ascii_letters(tmp_path, capsys):
+    """Generation, prediction and analysis under a --root whose name has spaces, Greek and accented
+    letters (as a user's home or project folder may), with a noise file given by such a path."""
+    root = tmp_path / "ρ_σ données" / "run 1"
+    root.mkdir(parents=True)
+    noise = root / "bruit ÿ.h5"
+    noise.write_bytes(Path(NOISE).read_bytes())
+    cfg = load_config("tiny", [f"noise_file={noise}", "n_boot=20"], root)
+    training_sets.generate_training_files(cfg, 32, workers=1, progress=False, log=lambda *a: None)
+    assert cfg.training_file(32, 400).is_file()
+    inputs = prediction.mock_inputs(cfg, "delta_tanh")
+    write_random_audience(cfg, inputs.clean, inputs.samples.std(axis=0))
+    args = ["--preset", "tiny", "--root", str(root), "--set", f"noise_file={noise}", "--set", "n_boot=20"]
+    assert prediction.mock_main("delta_tanh", "predict", args) == 0
+    assert analysis.main("analyze", "delta_tanh", args) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {cfg.results_file('delta_tanh', cfg['sigmas_gev'][0], 'budget.csv')}" in out
+
+
 # --- the local runner: tasks in their own process group, never outliving the runner --------------
 CHILD = """
 import os, signal, sys, time
