@@ -46,10 +46,10 @@ import budget as bud
 import closure
 import covariance as cv
 import exports
-from cli import main_guard
+from cli import add_wait_lock_arg, main_guard
 from config import add_common_args, config_from_args
 from figures import plt, save_png
-from io_utils import InputError, check_writable, file_sha256, fingerprint
+from io_utils import InputError, check_writable, file_sha256, fingerprint, remove_stale_temporaries, task_lock
 from mocks import user_data_name
 from prediction_files import PredictionSet, load_predictions
 from result_files import result_paths, up_to_date, write_results
@@ -229,6 +229,11 @@ def plot_pulls(s: PredictionSet, b: bud.Budget, path) -> None:
     save_png(fig, path)
 
 
+# the plots of one (input, σ), by the suffix of their file name; the pulls for a mock only
+PLOTS = {"result": plot_result, "ensembles": plot_ensembles, "budget": plot_budget, "pulls": plot_pulls}
+CORRELATION_PLOT = "correlation"          # plot_correlation, drawn from the covariances
+
+
 # --- the whole analysis --------------------------------------------------------------------------
 def analyze_sigma(cfg, mock: str, sigma_gev: float, force: bool = False) -> tuple[Summary | None, list, list]:
     """Budget, files and plots of one (input, σ): (the summary (None without truth), the files
@@ -239,11 +244,8 @@ def analyze_sigma(cfg, mock: str, sigma_gev: float, force: bool = False) -> tupl
     for warning in b.warnings:
         print(f"  WARNING (σ = {sigma_gev}): {warning}")
     summary = summarise(b, s) if s.truth is not None else None
-    plots = {"result": plot_result, "ensembles": plot_ensembles, "budget": plot_budget,
-             "correlation": lambda s, b, path: plot_correlation(s, covariances, path)}
-    if s.truth is not None:
-        plots["pulls"] = plot_pulls
-    pictures = [cfg.results_file(mock, sigma_gev, f"{suffix}.png") for suffix in plots]
+    plots = {suffix: PLOTS[suffix] for suffix in PLOTS if suffix != "pulls" or s.truth is not None}
+    pictures = [cfg.results_file(mock, sigma_gev, f"{suffix}.png") for suffix in (*plots, CORRELATION_PLOT)]
     if s.truth is None and np.all(np.isfinite(covariances["total"])):   # user data's correlated exports
         pictures += [cfg.results_file(mock, sigma_gev, exports.SUFFIXES[p]) for p in exports.available()]
     made_of = fingerprint({"values": analysis_settings(cfg)["values"],
@@ -257,13 +259,33 @@ def analyze_sigma(cfg, mock: str, sigma_gev: float, force: bool = False) -> tupl
         path = cfg.results_file(mock, sigma_gev, f"{suffix}.png")
         plot(s, b, path)
         written.append(path)
+    path = cfg.results_file(mock, sigma_gev, f"{CORRELATION_PLOT}.png")
+    plot_correlation(s, covariances, path)
+    written.append(path)
     if s.truth is None:
         written += write_exports(cfg, s, b, covariances)
     return summary, written, []
 
 
-def analyze(cfg, mock: str, force: bool = False) -> list[Summary]:
-    """Analyse every σ of the preset for one input; prints what it wrote and the summary."""
+def analyze(cfg, mock: str, force: bool = False, wait_lock: bool = False) -> list[Summary]:
+    """Analyse every σ of the preset for one input; prints what it wrote and the summary.
+
+    One process analyses an input (cfg.analysis_lock; another stops with io_utils.TaskLocked, or
+    with ``wait_lock`` waits); holding the lock it first removes the temporaries of its result
+    files and plots that a killed run left."""
+    outputs = [path for sigma_gev in cfg["sigmas_gev"] for path in result_paths(cfg, mock, sigma_gev)
+               + [cfg.results_file(mock, sigma_gev, f"{suffix}.png") for suffix in (*PLOTS, CORRELATION_PLOT)]
+               + [cfg.results_file(mock, sigma_gev, suffix) for suffix in exports.SUFFIXES.values()]]
+    with task_lock(cfg.analysis_lock(mock), f"the analysis of {mock}", wait_lock):
+        stale = remove_stale_temporaries(outputs)
+        if stale:
+            print(f"removed {len(stale)} temporary file(s) of a killed analysis: "
+                  f"{', '.join(p.name for p in stale)}")
+        return _analyze_sigmas(cfg, mock, force)
+
+
+def _analyze_sigmas(cfg, mock: str, force: bool) -> list[Summary]:
+    """analyze's work, under its lock."""
     summaries, failed = [], []
     for sigma_gev in cfg["sigmas_gev"]:
         print(f"{mock}, sigma = {sigma_gev}:")
@@ -302,8 +324,9 @@ def main(description: str, mock: str | None = None, argv=None) -> int:
                             help="the --name given to predict_on_user_data.py")
     parser.add_argument("--force", action="store_true",
                         help="redo result files that are up to date (same prediction files and settings)")
+    add_wait_lock_arg(parser, "analyses this input")
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
     check_writable(cfg.path("results"), "result tables and plots")
-    analyze(cfg, mock or args.name, args.force)
+    analyze(cfg, mock or args.name, args.force, args.wait_lock)
     return 0

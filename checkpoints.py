@@ -184,6 +184,9 @@ def load_replicas(paths, map_location="cpu", cfg=None):
 
 # --- the resumable training state of one replica ---------------------------------------------------
 STATE_FORMAT = "spectral-train-state/2"
+# the format before the best network was kept in the state: read as a state without it (best None),
+# so that replicas trained by an earlier version are neither retrained nor refused
+EARLIER_STATE_FORMATS = ("spectral-train-state/1",)
 # the preset values that shape the training data or the training (not, e.g., the prediction's n_boot)
 TRAINING_KEYS = ("kernel", "T", "t_min", "t_max", "a_inv_gev", "energy_min_gev", "energy_max_gev",
                  "n_energies", "E0_min", "E0_max", "epsilon", "noise_file", "n_noise", "seed",
@@ -302,7 +305,7 @@ def load_state(path: Path, ident: dict) -> ReplicaState:
     except Exception as err:
         raise InputError(path, None, f"not a readable training state ({type(err).__name__}: {err}); "
                          "delete it to start this replica afresh") from None
-    if not isinstance(record, dict) or record.get("format") != STATE_FORMAT:
+    if not isinstance(record, dict) or record.get("format") not in (STATE_FORMAT, *EARLIER_STATE_FORMATS):
         raise InputError(path, "format", f"expected a training state of format {STATE_FORMAT!r}; delete it "
                          "to start this replica afresh")
     saved = record["identity"]
@@ -316,7 +319,8 @@ def load_state(path: Path, ident: dict) -> ReplicaState:
         detail = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in differ)
         raise InputError(path, "identity", f"saved with other preset values ({detail}); run with the "
                          "same settings to continue, or delete it to start afresh")
-    return ReplicaState(**{f.name: record[f.name] for f in fields(ReplicaState)})
+    return ReplicaState(**{f.name: record.get(f.name) if f.name == "best" else record[f.name]
+                           for f in fields(ReplicaState)})
 
 
 def history_csv(history) -> str:

@@ -28,6 +28,12 @@ def one_line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
 
+def add_wait_lock_arg(parser, what: str) -> None:
+    """--wait-lock: queue behind another process that holds this stage's lock, instead of stopping."""
+    parser.add_argument("--wait-lock", action="store_true",
+                        help=f"if another process {what}, wait for it instead of stopping")
+
+
 def main_guard(main):
     """Decorator of a script's ``main(argv=None)``: expected errors -> one line, exit status 2."""
     @functools.wraps(main)

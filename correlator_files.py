@@ -48,6 +48,7 @@ from roles import ROW_KINDS, SAMPLE_KINDS
 FORMATS = ("hdf5", "pyerrors", "gvar", "lsdensities", "text", "npy")
 TEXT_SUFFIXES = (".txt", ".dat", ".data", ".csv", ".gvar")
 REQUIREMENTS = "requirements-formats.txt"
+RESAMPLE_CHUNK_BYTES = 64 << 20     # the bootstrap's working memory per chunk (resample)
 
 
 @dataclass
@@ -430,12 +431,25 @@ def bin_samples(samples: np.ndarray, bin_size: int) -> np.ndarray:
     return samples[:n_bins * bin_size].reshape(n_bins, bin_size, samples.shape[1]).mean(axis=1)
 
 
-def resample(values: np.ndarray, method: str, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+def resample(values: np.ndarray, method: str, n_boot: int, rng: np.random.Generator,
+             chunk_bytes: int = RESAMPLE_CHUNK_BYTES) -> np.ndarray:
     """Samples of the mean of ``values`` [N, n]: ``n_boot`` bootstrap means (configurations drawn
-    with replacement, ``rng``), or the N jackknife (leave-one-out) means."""
+    with replacement, ``rng``), or the N jackknife (leave-one-out) means.
+
+    The bootstrap draws its index matrix [n_boot, N] in chunks of bootstrap samples, each chunk's
+    gathered configurations [k, N, n] within ``chunk_bytes``: the memory is bounded whatever
+    n_boot x N, and the result is bitwise that of one draw of the whole matrix (the generator
+    gives the same integers in the same order, each mean sums the same values in the same order).
+    """
     n = values.shape[0]
     if method == "bootstrap":
-        return values[rng.integers(0, n, size=(n_boot, n))].mean(axis=1)
+        per_sample = n * (values.shape[1] * values.itemsize + 8)        # gathered rows + their indices
+        k = max(1, chunk_bytes // per_sample)
+        out = np.empty((n_boot, values.shape[1]))
+        for start in range(0, n_boot, k):
+            stop = min(start + k, n_boot)
+            out[start:stop] = values[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
+        return out
     if method == "jackknife":
         return (values.sum(axis=0) - values) / (n - 1)
     raise ValueError(f"resampling {method!r}: expected one of {SAMPLE_KINDS}")

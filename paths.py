@@ -69,6 +69,14 @@ class OutputPaths:
         name = "physical" if space == "physical" else f"{space}_Nb{nb}"
         return self.root / "locks" / f"generation_T{self.n_t}_{name}.lock"
 
+    def prediction_lock(self, name: str) -> Path:
+        """Held by the one process predicting the input ``name`` (every ensemble and σ)."""
+        return self.root / "locks" / f"prediction_{name}.lock"
+
+    def analysis_lock(self, name: str) -> Path:
+        """Held by the one process analysing the input ``name`` (every σ)."""
+        return self.root / "locks" / f"analysis_{name}.lock"
+
     def prediction_file(self, mock: str, ensemble: str, sigma_gev: float) -> Path:
         return (self.root / f"mock_predictions_sigma{sigma_tag(sigma_gev)}"
                 / f"{mock}_predictions_{ensemble}_sigma{sigma_gev}.hdf5")

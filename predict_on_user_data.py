@@ -1,7 +1,7 @@
 """Stage 3 for your own correlator: predict it with every replica of every ensemble, every σ.
 
     python predict_on_user_data.py FILE --name mydata [--format F] [--tag TAG] [--kind KIND]
-                                   [--fold] [--bin B] [--resample bootstrap|jackknife]
+                                   [--fold] [--bin B] [--resample bootstrap|jackknife] [--n-boot all]
                                    [--kernel periodic --T 64] [--preset demo] [--root DIR]
 
 FILE is a correlator in any format of correlator_files.py (detected, or --format): pyerrors JSON
@@ -12,8 +12,11 @@ columns t = 0, 1, ...), or the project's HDF5 (``t`` [n] and ``samples`` [N, n] 
 covariance of the mean; attributes ``kernel`` and ``T``).  Per-configuration data are folded
 (--fold, periodic correlators), binned (--bin) and resampled here: N_boot bootstrap means with
 the preset's seed (--resample bootstrap, the default) or the jackknife means.  Bootstrap or
-jackknife samples are used as they are (jackknife errors use the jackknife formula); a mean and
-covariance gives N_boot seeded draws.  The time slices must include the networks' input slices
+jackknife samples are used as they are (jackknife errors use the jackknife formula); a file of
+bootstrap samples must hold N_boot of them (--set n_boot=N), or --n-boot all takes however many it
+holds and the files record n_boot = "all" (the analysis then does not compare N_boot); a mean and
+covariance gives N_boot seeded draws.  Every file records the number of samples and how they were
+made.  The time slices must include the networks' input slices
 and the kernel and T (the file's, or --kernel/--T) must be those the networks were trained with.
 Writes mock_predictions_sigma{100σ}/{name}_predictions_{ensemble}_sigma{σ}.hdf5; then run
 analyze_user_data.py --name NAME.
@@ -21,7 +24,7 @@ analyze_user_data.py --name NAME.
 import argparse
 import sys
 
-from cli import main_guard
+from cli import add_wait_lock_arg, main_guard
 from config import add_common_args, config_from_args
 from correlator_files import FORMATS
 from devices import configure_threads
@@ -49,19 +52,23 @@ def main(argv=None) -> int:
     parser.add_argument("--bin", type=int, default=1, help="bin consecutive configurations first (default 1)")
     parser.add_argument("--resample", choices=SAMPLE_KINDS, default="bootstrap",
                         help="how configurations are resampled (default bootstrap, N_boot of the preset)")
+    parser.add_argument("--n-boot", choices=("settings", "all"), default="settings",
+                        help="a file of bootstrap samples: 'settings' (the default) requires as many as the "
+                             "setting n_boot; 'all' takes the file's samples as they are, however many")
     parser.add_argument("--kernel", choices=KERNELS, help="kernel of the correlator (else the file's attribute)")
     parser.add_argument("--T", type=int, help="temporal extent T (else the file's attribute)")
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     add_force_arg(parser)
+    add_wait_lock_arg(parser, "predicts this --name")
     args = parser.parse_args(argv)
     if args.bin < 1:
         parser.error(f"--bin {args.bin}: expected a positive integer")
     cfg = config_from_args(args)
     configure_threads()
     inputs = read_user_samples(args.input, cfg, args.name, args.kind, args.kernel, args.T, args.format,
-                               args.tag, args.fold, args.bin, args.resample)
+                               args.tag, args.fold, args.bin, args.resample, args.n_boot == "all")
     print(f"{describe_inputs(inputs)}, on t={cfg['t_min']}..{cfg['t_max']}")
-    return print_report(predict_all(cfg, inputs, args.device, args.force))
+    return print_report(predict_all(cfg, inputs, args.device, args.force, args.wait_lock))
 
 
 if __name__ == "__main__":

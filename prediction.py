@@ -28,11 +28,11 @@ import numpy as np
 from tqdm import tqdm
 
 from checkpoints import load_replicas
-from cli import main_guard
+from cli import add_wait_lock_arg, main_guard
 from closure import closure_samples, level_label
 from config import add_common_args, config_from_args
 from devices import configure_threads, select_device
-from io_utils import InputError, check_writable
+from io_utils import InputError, check_writable, remove_stale_temporaries, task_lock
 from mocks import MOCKS, make_mock
 from noise_files import load_noise_file
 from prediction_files import InputSamples, prediction_fingerprint, up_to_date, write_prediction_file
@@ -53,7 +53,8 @@ def mock_inputs(cfg, name: str) -> InputSamples:
     samples, measured = closure_samples(mock.correlator, noise, level, rng_for(cfg, "measurement", *keys),
                                         rng_for(cfg, "bootstrap", *keys), int(cfg["n_boot"]))
     scale = float(noise_scale(mock.correlator, noise))
-    return InputSamples(name, samples, "bootstrap", mock.truth, mock.correlator,
+    return InputSamples(name, samples, "bootstrap", "closure draws of the mock", int(cfg["n_boot"]),
+                        mock.truth, mock.correlator,
                         {"input": f"mock {name}", "mock_parameters": json.dumps(mock.parameters),
                          "noise_file": noise.path, "noise_source": noise.source, "noise_scale_s": scale,
                          "n_boot": int(cfg["n_boot"]), "closure": level_label(level),
@@ -91,9 +92,13 @@ def predict_ensemble(cfg, inputs: InputSamples, sigma_gev: float, ensemble: str,
     return predict_replicas(models, x).cpu().numpy(), metas
 
 
-def predict_all(cfg, inputs: InputSamples, device=None, force: bool = False) -> dict:
+def predict_all(cfg, inputs: InputSamples, device=None, force: bool = False, wait_lock: bool = False) -> dict:
     """Predict ``inputs`` with every replica of every ensemble for every σ; write one file each
     (or keep it when it is up to date, unless ``force``).
+
+    One process predicts an input (cfg.prediction_lock; another stops with io_utils.TaskLocked, or
+    with ``wait_lock`` waits); holding the lock it first removes the temporaries of its prediction
+    files that a killed run left.
 
     Returns {"written": [paths], "up to date": [paths], "missing": [checkpoint paths],
     "skipped": [(ensemble, σ)]}.
@@ -103,8 +108,20 @@ def predict_all(cfg, inputs: InputSamples, device=None, force: bool = False) -> 
         raise ValueError(f"input samples of shape {list(inputs.samples.shape)}; expected [N, {cfg.n_t}]")
     report = {"written": [], "up to date": [], "missing": [], "skipped": []}
     groups = [(s, ens) for s in cfg["sigmas_gev"] for ens in cfg["ensembles"]]
-    for directory in sorted({cfg.prediction_file(inputs.name, e, s).parent for s, e in groups}):
+    outputs = [cfg.prediction_file(inputs.name, e, s) for s, e in groups]
+    for directory in sorted({path.parent for path in outputs}):
         check_writable(directory, "prediction files")
+    with task_lock(cfg.prediction_lock(inputs.name), f"the prediction of {inputs.name}", wait_lock):
+        stale = remove_stale_temporaries(outputs)
+        if stale:
+            print(f"removed {len(stale)} temporary file(s) of a killed prediction: "
+                  f"{', '.join(p.name for p in stale)}")
+        _predict_groups(cfg, inputs, groups, device, force, report)
+    return report
+
+
+def _predict_groups(cfg, inputs: InputSamples, groups, device, force: bool, report: dict) -> None:
+    """predict_all's work, under its lock: each (σ, ensemble) of ``groups`` into ``report``."""
     for sigma_gev, ensemble in tqdm(groups, desc=f"predict {inputs.name}", unit="ensemble"):
         present, missing = find_checkpoints(cfg, sigma_gev, ensemble)
         report["missing"] += missing
@@ -122,7 +139,6 @@ def predict_all(cfg, inputs: InputSamples, device=None, force: bool = False) -> 
         P, metas = predict_ensemble(cfg, inputs, sigma_gev, ensemble, present, device)
         report["written"].append(write_prediction_file(cfg, inputs, sigma_gev, ensemble, P, present,
                                                        missing, metas, made_of))
-    return report
 
 
 def print_report(report: dict) -> int:
@@ -149,10 +165,11 @@ def mock_main(mock: str, description: str, argv=None) -> int:
     parser = add_common_args(argparse.ArgumentParser(description=description))
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     add_force_arg(parser)
+    add_wait_lock_arg(parser, f"predicts {mock}")
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
     configure_threads()
-    return print_report(predict_all(cfg, mock_inputs(cfg, mock), args.device, args.force))
+    return print_report(predict_all(cfg, mock_inputs(cfg, mock), args.device, args.force, args.wait_lock))
 
 
 def add_force_arg(parser: argparse.ArgumentParser) -> None:

@@ -5,14 +5,21 @@ One HDF5 file per (input, ensemble, σ), at cfg.prediction_file(...):
     predictions [N, N_r, N_E] (float32, the networks' precision), energy_grid_smeared [N_E],
     true_smeared_rho [N_E] (mocks only), input_samples [N, n_t], replicas [N_r] (their indices),
     clean_correlator [n_t] and measured_correlator [n_t] (C̄; mocks only); attrs: provenance,
-    sample_kind, mock, ensemble, sigma_gev, arch, noise (the replicas' noise mode, from their
-    checkpoints), checkpoints, missing_checkpoints, checkpoint_provenance, input_source,
-    closure_level (mocks only: 1, or 0 for the diagnostic), fingerprint.
+    sample_kind, n_samples, sample_origin, n_boot (below), mock, ensemble, sigma_gev, arch, noise
+    (the replicas' noise mode, from their checkpoints), checkpoints, missing_checkpoints,
+    checkpoint_provenance, input_source, closure_level (mocks only: 1, or 0 for the diagnostic),
+    fingerprint.
 
 A file whose ``fingerprint`` says it was made from the same checkpoints (their SHA-256), the same
 input samples and the same settings is up to date (``up_to_date``).  Reading (``load_predictions``)
 takes every ensemble's file of one input and σ, checks that they predicted the same samples, and
 refuses a file made with settings that disagree with the reader's (``check_made_with``).
+
+Every file records how many samples were predicted (``n_samples``), how they were made
+(``sample_origin``) and ``n_boot``: the settings' N_boot that made their number or was checked
+against it, or "all" (predict_on_user_data.py --n-boot all: a file's bootstrap samples taken as
+they are, however many) or "not used" (jackknife samples: one per configuration or bin).  Only a
+file with an integer ``n_boot`` (or none: an older file) has its N_boot compared with the reader's.
 """
 from __future__ import annotations
 
@@ -30,6 +37,7 @@ from roles import REFERENCE
 # Settings that did not shape one prediction file: the lists of σ and of generated N_b, N_ρ, and the
 # prior switch (it adds an ensemble; each file is compared with its own ensemble's entry instead).
 FREE_KEYS = ("sigmas_gev", "nb_list", "nrho_list", "prior_systematic", "ensembles")
+NOT_RECORDED = "not recorded (a file of an older version)"
 
 
 @dataclass
@@ -38,6 +46,10 @@ class InputSamples:
     name: str                      # the {mock} of the file names: O3, delta_tanh or the user's name
     samples: np.ndarray            # [N, n_t] float64 on the preset's slices cfg.t
     kind: str                      # "bootstrap" or "jackknife" (budget.sample_std)
+    origin: str                    # how they were made: "bootstrap of configurations", "bootstrap
+                                   # samples given", "draws from a mean and covariance", ...
+    n_boot: int | str              # the N_boot their number was made with or checked against, or
+                                   # "all" (a file's samples as they are) or "not used" (jackknife)
     truth: dict | None = None      # σ_gev -> exact ρ_σ(E_k) [N_E] (mocks only)
     clean: np.ndarray | None = None  # the mock's clean correlator [n_t]
     source: dict = field(default_factory=dict)   # how they were made (recorded in every file)
@@ -59,6 +71,8 @@ class PredictionSet:
     samples: np.ndarray                 # input_samples [N, n_t], the same in every file
     closure_level: int | None = None    # mocks: 1 (measured once) or 0 (diagnostic); None for data
     made_with: dict | None = None       # {ensemble: the stored configuration of its file, or None}
+    origin: str = NOT_RECORDED          # the files' sample_origin and n_boot (InputSamples)
+    n_boot: int | str = NOT_RECORDED
 
 
 # --- writing ---------------------------------------------------------------------------------------
@@ -67,7 +81,8 @@ def prediction_fingerprint(cfg, inputs: InputSamples, present, missing) -> str:
     return fingerprint({"checkpoints": [(r, file_sha256(p)) for r, p in present],
                         "missing": [str(p) for p in missing],
                         "samples": hashlib.sha256(np.ascontiguousarray(inputs.samples).tobytes()).hexdigest(),
-                        "kind": inputs.kind, "source": inputs.source, "values": cfg.values_json()})
+                        "kind": inputs.kind, "origin": inputs.origin, "n_boot": inputs.n_boot,
+                        "source": inputs.source, "values": cfg.values_json()})
 
 
 def up_to_date(path, made_of: str) -> bool:
@@ -82,7 +97,7 @@ def write_prediction_file(cfg, inputs: InputSamples, sigma_gev, ensemble, P, pre
     path = cfg.prediction_file(inputs.name, ensemble, sigma_gev)
     with atomic_output(path) as tmp:
         with h5py.File(tmp, "w") as h5:
-            h5.create_dataset("predictions", data=P.astype(np.float32))
+            h5.create_dataset("predictions", data=np.asarray(P, dtype=np.float32))
             h5["energy_grid_smeared"] = cfg.energies
             h5["input_samples"] = inputs.samples
             h5["replicas"] = np.array([r for r, _ in present], dtype=np.int64)
@@ -95,7 +110,8 @@ def write_prediction_file(cfg, inputs: InputSamples, sigma_gev, ensemble, P, pre
             level = {} if inputs.closure_level is None else {"closure_level": int(inputs.closure_level)}
             write_attrs(h5, provenance(
                 cfg, mock=inputs.name, ensemble=ensemble, sigma_gev=float(sigma_gev),
-                sample_kind=inputs.kind, arch=metas[0]["arch"],
+                sample_kind=inputs.kind, n_samples=len(inputs.samples), sample_origin=inputs.origin,
+                n_boot=inputs.n_boot, arch=metas[0]["arch"],
                 noise=str(metas[0].get("noise", "unknown")),     # the replicas' noise mode (SPEC §7)
                 checkpoints=json.dumps([str(p) for _, p in present]),
                 missing_checkpoints=json.dumps([str(p) for p in missing]),
@@ -108,12 +124,14 @@ def write_prediction_file(cfg, inputs: InputSamples, sigma_gev, ensemble, P, pre
 def check_made_with(cfg, path, attrs, ensemble: str) -> dict | None:
     """The stored configuration of one prediction file (None if it has none); a setting that shaped
     the file (every key but FREE_KEYS, and the file's own ensemble) and disagrees with it is refused,
-    naming both values."""
+    naming both values.  N_boot shaped the file only if its ``n_boot`` attribute is an integer (or
+    absent): not for samples taken as they are ("all") or jackknife samples ("not used")."""
     if "config" not in attrs:
         return None
     made = json.loads(attrs["config"])
     values = made.get("values", {})
-    shaped = {key: (value, cfg[key]) for key, value in values.items() if key not in FREE_KEYS and key in cfg}
+    free = FREE_KEYS + (("n_boot",) if isinstance(attrs.get("n_boot"), str) else ())
+    shaped = {key: (value, cfg[key]) for key, value in values.items() if key not in free and key in cfg}
     shaped[f"ensembles.{ensemble}"] = (values.get("ensembles", {}).get(ensemble), cfg["ensembles"][ensemble])
     for key, (value, want) in shaped.items():
         if value is not None and value != want:
@@ -146,18 +164,22 @@ def load_predictions(cfg, mock: str, sigma_gev: float) -> PredictionSet:
             truth = (read_dataset(h5, "true_smeared_rho", shape=(P.shape[2],))
                      if "true_smeared_rho" in h5 else None)
             kind = str(h5.attrs.get("sample_kind", "bootstrap"))
+            origin = str(h5.attrs.get("sample_origin", NOT_RECORDED))
+            n_boot = h5.attrs.get("n_boot", NOT_RECORDED)
+            n_boot = n_boot if isinstance(n_boot, str) else int(n_boot)
             level = int(h5.attrs["closure_level"]) if "closure_level" in h5.attrs else None
             made_with[ens] = check_made_with(cfg, path, h5.attrs, ens)
         if truth is not None and level is None:
             raise InputError(path, "closure_level", "missing: a mock's prediction file must say how the "
                              "mock was measured (made by an older version? rerun the prediction)")
         if ref is None:
-            ref = (path, energies, truth, kind, samples, level)
+            ref = (path, energies, truth, kind, samples, level, origin, n_boot)
         else:
             checks = [("energy_grid_smeared", np.array_equal(energies, ref[1])),
                       ("true_smeared_rho", (truth is None) == (ref[2] is None)
                        and (truth is None or np.array_equal(truth, ref[2]))),
                       ("sample_kind", kind == ref[3]), ("closure_level", level == ref[5]),
+                      ("sample_origin", origin == ref[6]), ("n_boot", n_boot == ref[7]),
                       ("input_samples", samples.shape == ref[4].shape and np.array_equal(samples, ref[4]))]
             for key, same in checks:
                 if not same:
@@ -167,4 +189,5 @@ def load_predictions(cfg, mock: str, sigma_gev: float) -> PredictionSet:
     if ref is None:
         raise InputError(cfg.prediction_file(mock, REFERENCE, sigma_gev), None,
                          f"no prediction file for {mock} at σ = {sigma_gev}; run the prediction first")
-    return PredictionSet(mock, sigma_gev, predictions, ref[1], ref[2], ref[3], files, ref[4], ref[5], made_with)
+    return PredictionSet(mock, sigma_gev, predictions, ref[1], ref[2], ref[3], files, ref[4], ref[5], made_with,
+                         ref[6], ref[7])

@@ -34,6 +34,7 @@ from torch.func import stack_module_state
 # SPEC §6: the channels (c1, c2) of each network architecture an ensemble may name
 ARCHITECTURES = {"arcS": (16, 32), "arcM": (32, 64), "arcL": (64, 128)}
 HIDDEN = 256
+PREDICT_CHUNK_BYTES = 64 << 20     # one chunk's activations in predict_replicas
 
 
 def conv_output_length(n_in: int) -> int:
@@ -141,6 +142,14 @@ class StackedReplicas:
         """Every replica on the same inputs: x [B, n_t] -> [N_r, B, n_out]."""
         return self.forward_each(x.unsqueeze(0).expand(self.n_replicas, *x.shape))
 
+    def activation_floats(self) -> int:
+        """The float32 values one input sample occupies in one replica's forward pass, estimated as
+        the sum of its layers' windows and outputs."""
+        c1, c2 = self.params["conv1.weight"].shape[1], self.params["conv2.weight"].shape[1]
+        l1 = conv_output_length(self.n_t)
+        l2 = conv_output_length(l1)
+        return 3 * l1 + l1 * c1 + 3 * l2 * c1 + l2 * c2 + HIDDEN + self.n_out
+
     def unstack(self) -> list[SpectralNet]:
         """The replicas as separate modules (copies of the current parameters)."""
         out = []
@@ -154,19 +163,24 @@ class StackedReplicas:
 
 @torch.no_grad()
 def predict_replicas(models: list[nn.Module] | StackedReplicas, x_standardised,
-                     chunk: int = 4096) -> torch.Tensor:
+                     chunk: int | None = None) -> torch.Tensor:
     """All replicas on the same standardised inputs in one pass: [N, n_t] -> [N, N_r, N_E].
 
     ``x_standardised`` = (C − μ)/γ with the μ, γ of the checkpoints (SPEC §5); it is moved to the
-    replicas' device and cast to float32.  Inputs are processed in chunks of ``chunk`` samples.
+    replicas' device and cast to float32.  Inputs are processed in chunks of ``chunk`` samples
+    (default: as many as keep one chunk's activations within PREDICT_CHUNK_BYTES), written into the
+    preallocated result: the memory is the inputs, the result and one chunk, whatever N.
     """
     stack = models if isinstance(models, StackedReplicas) else StackedReplicas(list(models))
     device = next(iter(stack.params.values())).device
     x = torch.as_tensor(x_standardised, dtype=torch.float32, device=device)
     if x.ndim != 2 or x.shape[1] != stack.n_t:
         raise ValueError(f"inputs of shape {list(x.shape)}; expected [N, n_t={stack.n_t}]")
-    parts = [stack.forward_shared(x[i:i + chunk]).transpose(0, 1) for i in range(0, len(x), chunk)]
-    return torch.cat(parts, dim=0)
+    chunk = chunk or max(1, PREDICT_CHUNK_BYTES // (4 * stack.n_replicas * stack.activation_floats()))
+    out = torch.empty((len(x), stack.n_replicas, stack.n_out), dtype=torch.float32, device=device)
+    for i in range(0, len(x), chunk):
+        out[i:i + chunk] = stack.forward_shared(x[i:i + chunk]).transpose(0, 1)
+    return out
 
 
 def main(argv=None) -> None:

@@ -5,8 +5,8 @@ The table's columns are one ordered list built from named groups (``COLUMN_GROUP
 (always), the prior systematic's (with Nref_prior in the audience, SPEC §8 "Beyond the paper") and
 the mock's (with a truth).  A new group is one more entry, at its place in the order.
 - CSV (pandas): the columns; NaN written as ``nan``.
-- JSON: one object per σ: every column (NaN as null), the settings (the analysis' own and each
-  prediction file's) and the provenance.
+- JSON: one object per σ: every column (NaN as null), the samples (kind, number, origin, n_boot:
+  prediction_files.py), the settings (the analysis' own and each prediction file's) and the provenance.
 - HDF5: every column, plus total_known_components, the Δ_X and σ_ΔX (``delta_X``,
   ``delta_error_X``), each ensemble's own central, stat and rep, the pulls (mocks), the
   covariance over energies of each error and of each of its terms (``covariance/<name>``
@@ -84,7 +84,8 @@ def budget_record(cfg, s: PredictionSet, frame: pd.DataFrame, covariances: dict,
     cov = {e: [_finite_or_none(row) for row in covariances[e]] for e in ERRORS if e in covariances}
     return {"name": s.mock, "sigma_gev": float(s.sigma_gev), "sigma": float(cfg.sigma(s.sigma_gev)),
             "energy_unit": "lattice units (1/a); sigma_gev converted with a_inv_gev = "
-                           f"{cfg['a_inv_gev']}", "sample_kind": s.kind, "n_energies": len(frame),
+                           f"{cfg['a_inv_gev']}", "sample_kind": s.kind, "n_samples": len(s.samples),
+            "sample_origin": s.origin, "n_boot": s.n_boot, "n_energies": len(frame),
             "columns": list(frame.columns), **columns, "covariance": cov, "covariance_convention": CONVENTION,
             "settings": settings, "provenance": record}
 
@@ -98,7 +99,8 @@ def write_results(cfg, s: PredictionSet, b: bud.Budget, covariances: dict, setti
     level = {} if s.closure_level is None else {"closure_level": int(s.closure_level)}
     record = provenance(cfg, config=json.dumps(settings, sort_keys=True), overrides=json.dumps(settings["overrides"]),
                         prediction_config=json.dumps(s.made_with, sort_keys=True),
-                        mock=s.mock, sigma_gev=s.sigma_gev, sample_kind=s.kind, **level,
+                        mock=s.mock, sigma_gev=s.sigma_gev, sample_kind=s.kind, n_samples=len(s.samples),
+                        sample_origin=s.origin, n_boot=s.n_boot, **level,
                         prediction_files=json.dumps(s.files), warnings=json.dumps(b.warnings),
                         summary=summary, fingerprint=made_of)
     h5_path, csv_path, json_path = result_paths(cfg, s.mock, s.sigma_gev)

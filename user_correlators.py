@@ -37,7 +37,8 @@ def check_geometry(corr, cfg, kernel: str | None, T: int | None) -> None:
 
 def read_user_samples(path, cfg, name: str, kind: str | None = None, kernel: str | None = None,
                       T: int | None = None, fmt: str | None = None, tag: str | None = None,
-                      fold: bool = False, bin_size: int = 1, resampling: str = "bootstrap") -> InputSamples:
+                      fold: bool = False, bin_size: int = 1, resampling: str = "bootstrap",
+                      all_samples: bool = False) -> InputSamples:
     """The user's correlator, in any format of correlator_files.py, in the training geometry.
 
     What the rows are (``kind``, else what the file says: HDF5 attribute ``sample_kind``; every
@@ -45,9 +46,13 @@ def read_user_samples(path, cfg, name: str, kind: str | None = None, kernel: str
     - configurations: optionally folded, binned in bins of ``bin_size``, then resampled by the tool:
       N_boot bootstrap means (configurations drawn with replacement, the stream
       ``rng_for(seed, 'user-bootstrap:NAME')``) or the N_bins jackknife means (``resampling``);
-    - bootstrap or jackknife samples: used as they are (optionally folded);
+    - bootstrap or jackknife samples: used as they are (optionally folded); N bootstrap samples
+      must be N_boot of the settings, unless ``all_samples`` (--n-boot all) takes the file's
+      samples as they are, however many, and records n_boot = "all";
     - a mean + the covariance of the mean (HDF5 ``mean``, ``cov``): N_boot draws of N(mean, cov),
       seeded by ``rng_for(seed, 'user-samples:NAME')``.
+    The samples record their number, their origin and the N_boot they were made with
+    (prediction_files.InputSamples).
     The file's time slices (HDF5 ``t``; else t = 0, 1, ...) must include the networks' input
     slices, and the kernel and T (stated by the file or given) must be the preset's.
     """
@@ -67,36 +72,48 @@ def read_user_samples(path, cfg, name: str, kind: str | None = None, kernel: str
     if bin_size != 1 and kind != "configurations":
         raise InputError(path, corr.key, f"--bin {bin_size}: binning is for per-configuration data, "
                          f"the file holds {kind or 'a mean and covariance'}")
+    n_boot = int(cfg["n_boot"])
+    if all_samples and (corr.values is None or kind == "configurations"):
+        raise InputError(path, corr.key, f"--n-boot all takes a file's bootstrap or jackknife samples as they "
+                         f"are; this file holds {kind or 'a mean and covariance'}, from which the tool makes "
+                         f"n_boot = {n_boot} samples (drop --n-boot all; --set n_boot=N chooses their number)")
     if corr.values is None:
         if kind == "jackknife":
             raise InputError(path, "mean", "a mean and covariance give bootstrap-like draws, not jackknife samples")
         mean, cov = corr.mean[pick], corr.cov[np.ix_(pick, pick)]
         chol = covariance_cholesky(cov, path)
-        z = rng_for(cfg, f"user-samples:{name}").standard_normal((int(cfg["n_boot"]), cfg.n_t))
+        z = rng_for(cfg, f"user-samples:{name}").standard_normal((n_boot, cfg.n_t))
         samples = mean + z @ chol.T
-        kind = "bootstrap"
-        source.update(layout="mean+cov", n_boot=int(cfg["n_boot"]), seed=int(cfg["seed"]),
+        kind, origin = "bootstrap", "draws from a mean and covariance"
+        source.update(layout="mean+cov", n_boot=n_boot, seed=int(cfg["seed"]),
                       rng=f"rng_for(seed, 'user-samples:{name}')")
     elif kind == "configurations":
         bins = bin_samples(corr.values[:, pick], bin_size)
         if len(bins) < 2:
             raise InputError(path, corr.key, f"{len(corr.values)} configuration(s) make {len(bins)} bin(s) of "
                              f"{bin_size}; expected at least 2 to resample")
-        samples = resample(bins, resampling, int(cfg["n_boot"]), rng_for(cfg, f"user-bootstrap:{name}"))
+        samples = resample(bins, resampling, n_boot, rng_for(cfg, f"user-bootstrap:{name}"))
         source.update(layout="configurations", n_configurations=len(corr.values), bin_size=bin_size,
                       n_bins=len(bins), resampling=resampling)
         if resampling == "bootstrap":
-            source.update(n_boot=int(cfg["n_boot"]), seed=int(cfg["seed"]), rng=f"rng_for(seed, 'user-bootstrap:{name}')")
-        kind = resampling
+            source.update(n_boot=n_boot, seed=int(cfg["seed"]), rng=f"rng_for(seed, 'user-bootstrap:{name}')")
+        kind, origin = resampling, f"{resampling} of configurations"
+        n_boot = n_boot if resampling == "bootstrap" else "not used"
     elif kind in SAMPLE_KINDS:
         samples = corr.values[:, pick]
         if len(samples) < 2:
             raise InputError(path, corr.key, f"{len(samples)} sample(s); expected at least 2")
+        if kind == "bootstrap" and not all_samples and len(samples) != n_boot:
+            raise InputError(path, corr.key, f"{len(samples)} bootstrap samples, the settings say n_boot = "
+                             f"{n_boot}: use --n-boot all (take the file's samples as they are) or "
+                             f"--set n_boot={len(samples)}")
+        origin = f"{kind} samples given"
+        n_boot = "not used" if kind == "jackknife" else "all" if all_samples else n_boot
         source.update(layout="samples")
     else:
         raise InputError(path, "sample_kind", f"{kind!r}; say whether the rows are configurations, bootstrap "
                          "or jackknife samples (attribute 'sample_kind' or --kind)")
-    return InputSamples(name, np.ascontiguousarray(samples, dtype=np.float64), kind, source=source)
+    return InputSamples(name, np.ascontiguousarray(samples, dtype=np.float64), kind, origin, n_boot, source=source)
 
 
 def describe_inputs(inputs: InputSamples) -> str:
@@ -106,4 +123,5 @@ def describe_inputs(inputs: InputSamples) -> str:
                               f"{s.get('bin_size')} -> ", "mean+cov": "mean and covariance -> "}.get(s.get("layout"), "")
     seeded = f" (seed {s['seed']}, stream {s['rng']})" if "rng" in s else ""
     return (f"{s.get('file')} ({s.get('format')}{', folded' if s.get('folded') else ''}): {made}"
-            f"{len(inputs.samples)} {inputs.kind} samples{seeded}")
+            f"{len(inputs.samples)} {inputs.kind} samples{seeded}"
+            f"{' (all of the file, as they are: --n-boot all)' if inputs.n_boot == 'all' else ''}")

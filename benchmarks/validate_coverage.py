@@ -157,7 +157,8 @@ def predict_family(cfg, samples: dict, sigma_gev, device) -> dict:
     """{ensemble: {level: P [n, R, N_boot, N_r, N_E]} or None}: one batched pass per ensemble."""
     shape = samples[LEVELS[0]].shape[:3]
     stacked = np.concatenate([samples[level].reshape(-1, cfg.n_t) for level in LEVELS])
-    together = InputSamples("validation", stacked, "bootstrap")
+    together = InputSamples("validation", stacked, "bootstrap", "closure draws of the mocks",
+                            int(cfg["n_boot"]))
     out = {}
     for ens in cfg["ensembles"]:
         present, missing = find_checkpoints(cfg, sigma_gev, ens)

@@ -306,3 +306,14 @@ def test_fold_bin_and_resampling_by_hand(tmp_path):
     boot = resample(x, "bootstrap", 5, np.random.default_rng(7))
     picks = rng.integers(0, 9, size=(5, 9))
     np.testing.assert_allclose(boot[4], x[picks[4]].mean(axis=0), rtol=1e-15)
+
+
+
+def test_chunked_bootstrap_is_bitwise_the_one_draw_of_the_whole_index_matrix():
+    x = configurations(n_cfg=37, T=5)
+    reference = np.random.default_rng(3)
+    whole = x[reference.integers(0, 37, size=(101, 37))].mean(axis=1)        # the unchunked bootstrap
+    for chunk_bytes in (1, 37 * 48 * 10, 1 << 30):        # one sample a chunk, ten, all in one
+        rng = np.random.default_rng(3)
+        np.testing.assert_array_equal(resample(x, "bootstrap", 101, rng, chunk_bytes), whole)
+        assert rng.bit_generator.state == reference.bit_generator.state      # the same draws, no more

@@ -48,6 +48,20 @@ def test_initialisation_statistics():
     assert torch.equal(again.conv2.weight, model.conv2.weight)
 
 
+def test_prediction_chunks_are_sized_by_the_memory_budget(monkeypatch):
+    import pytorch_models_t32
+    models = [build_model("arcS", 32, 47, generator=torch.Generator().manual_seed(s)) for s in range(2)]
+    per_sample = 4 * 2 * StackedReplicas(models).activation_floats()
+    monkeypatch.setattr(pytorch_models_t32, "PREDICT_CHUNK_BYTES", 5 * per_sample)      # chunks of 5
+    calls = []
+    forward = StackedReplicas.forward_shared
+    monkeypatch.setattr(StackedReplicas, "forward_shared", lambda self, x: calls.append(len(x)) or forward(self, x))
+    x = torch.randn(12, 32)
+    P = predict_replicas(models, x)
+    assert calls == [5, 5, 2] and P.shape == (12, 2, 47)
+    torch.testing.assert_close(P, torch.stack([m(x) for m in models], dim=1), rtol=1e-5, atol=1e-6)
+
+
 def test_unknown_architecture():
     with pytest.raises(ValueError, match="arcXL"):
         build_model("arcXL", 32, 47)

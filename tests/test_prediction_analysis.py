@@ -279,6 +279,44 @@ def test_user_data_bootstrap_jackknife_and_mean_cov(trained, tmp_path, capsys):
     assert "gvar.load(path)" in out and "load_json_dict" in out
 
 
+def test_bootstrap_samples_other_than_n_boot_are_refused_or_taken_all_and_recorded(trained, tmp_path, capsys):
+    """Issue 22 item 2: 10 bootstrap samples with n_boot = 40 are one clear message; --n-boot all
+    takes them as they are and the analysis then does not compare N_boot; --set n_boot=10 is
+    recorded as such and analysed with it.  Every file records the number and origin."""
+    cfg, argv = trained, args_of(trained)
+    assert cfg["n_boot"] == 40
+    samples = np.random.default_rng(2).normal(1.0, 0.01, (10, cfg.n_t)) * np.exp(-0.3 * cfg.t)
+    path = tmp_path / "ten.h5"
+    write_user_file(path, cfg.t, samples=samples, sample_kind="bootstrap")
+    capsys.readouterr()
+    assert predict_on_user_data.main([str(path), "--name", "myten"] + argv) == 2
+    assert capsys.readouterr().err == (f"error: {path}, key 'samples': 10 bootstrap samples, the settings say "
+                                       "n_boot = 40: use --n-boot all (take the file's samples as they are) or "
+                                       "--set n_boot=10\n")
+    sigma = cfg["sigmas_gev"][0]
+    assert not cfg.prediction_file("myten", "Nmax", sigma).exists()
+    assert predict_on_user_data.main([str(path), "--name", "myten", "--n-boot", "all"] + argv) == 0
+    assert predict_on_user_data.main([str(path), "--name", "myten10", "--set", "n_boot=10"] + argv) == 0
+    for name, n_boot in (("myten", "all"), ("myten10", 10)):
+        with h5py.File(cfg.prediction_file(name, "Nmax", sigma), "r") as h5:
+            assert (h5.attrs["n_samples"], h5.attrs["sample_origin"], h5.attrs["n_boot"]) == (
+                10, "bootstrap samples given", n_boot)
+    capsys.readouterr()
+    for extra in ([], ["--set", "n_boot=10"], ["--set", "n_boot=77"]):     # "all": N_boot not compared
+        assert analyze_user_data.main(["--name", "myten"] + argv + extra) == 0
+    record = json.loads(cfg.results_file("myten", sigma, "budget.json").read_text())
+    assert (record["n_samples"], record["sample_origin"], record["n_boot"]) == (10, "bootstrap samples given", "all")
+    with h5py.File(cfg.results_file("myten", sigma, "budget.hdf5"), "r") as h5:
+        assert (h5.attrs["n_samples"], h5.attrs["n_boot"]) == (10, "all")
+    assert analyze_user_data.main(["--name", "myten10"] + argv + ["--set", "n_boot=10"]) == 0
+    with pytest.raises(SystemExit, match="analysis failed"):                # made with 10, analysed with 40
+        analyze_user_data.main(["--name", "myten10"] + argv)
+    assert "key 'n_boot': the predictions were made with n_boot=10, the settings say 40" in capsys.readouterr().out
+    write_user_file(tmp_path / "cfg.h5", cfg.t, samples=samples, sample_kind="configurations")
+    assert predict_on_user_data.main([str(tmp_path / "cfg.h5"), "--name", "mycfg", "--n-boot", "all"] + argv) == 2
+    assert "--n-boot all takes a file's bootstrap or jackknife samples as they are" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("problem, expected", [
     ("no t", "key 't': missing"),
     ("short t", "lack [30, 31, 32]"),
@@ -585,7 +623,7 @@ def test_overflowing_user_values_are_refused_before_any_file(trained, tmp_path, 
     good = np.exp(-0.5 * t) * (1 + 0.01 * np.random.default_rng(0).standard_normal((10, len(t))))
     write_user_file(tmp_path / "huge.h5", t, samples=good * 1e300, sample_kind="bootstrap")
     cfg = load_config("tiny", trained.overrides, trained.root)
-    rc = predict_on_user_data.main([str(tmp_path / "huge.h5"), "--name", "huge"] + args_of(cfg))
+    rc = predict_on_user_data.main([str(tmp_path / "huge.h5"), "--name", "huge", "--n-boot", "all"] + args_of(cfg))
     err = capsys.readouterr().err
     assert rc == 2 and f"{tmp_path / 'huge.h5'}, key 'samples': sample 0, t = 1" in err
     assert "float32" in err

@@ -224,6 +224,25 @@ def test_prediction_and_analysis_keep_up_to_date_outputs(tmp_path, capsys):
     assert "wrote " in analyze()
 
 
+def test_a_root_with_spaces_and_non_ascii_letters(tmp_path, capsys):
+    """Generation, prediction and analysis under a --root whose name has spaces, Greek and accented
+    letters (as a user's home or project folder may), with a noise file given by such a path."""
+    root = tmp_path / "ρ_σ données" / "run 1"
+    root.mkdir(parents=True)
+    noise = root / "bruit ÿ.h5"
+    noise.write_bytes(Path(NOISE).read_bytes())
+    cfg = load_config("tiny", [f"noise_file={noise}", "n_boot=20"], root)
+    training_sets.generate_training_files(cfg, 32, workers=1, progress=False, log=lambda *a: None)
+    assert cfg.training_file(32, 400).is_file()
+    inputs = prediction.mock_inputs(cfg, "delta_tanh")
+    write_random_audience(cfg, inputs.clean, inputs.samples.std(axis=0))
+    args = ["--preset", "tiny", "--root", str(root), "--set", f"noise_file={noise}", "--set", "n_boot=20"]
+    assert prediction.mock_main("delta_tanh", "predict", args) == 0
+    assert analysis.main("analyze", "delta_tanh", args) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {cfg.results_file('delta_tanh', cfg['sigmas_gev'][0], 'budget.csv')}" in out
+
+
 # --- the local runner: tasks in their own process group, never outliving the runner --------------
 CHILD = """
 import os, signal, sys, time
@@ -317,6 +336,69 @@ def test_a_task_removes_only_its_own_stale_temporaries(tmp_path):
     assert not stale.exists() and "removed 1 temporary file(s) of a killed generation" in " ".join(messages)
 
 
+# --- issue 22 item 4: prediction and analysis hold a lock per input, and clean their temporaries ----
+def test_prediction_and_analysis_lock_their_input_and_remove_their_stale_temporaries(tmp_path, capsys):
+    import threading
+    from io_utils import task_lock
+    cfg = load_config("tiny", [f"noise_file={NOISE}", "n_boot=8"], tmp_path)
+    inputs = prediction.mock_inputs(cfg, "delta_tanh")
+    write_random_audience(cfg, inputs.clean, inputs.samples.std(axis=0))
+    args = ["--preset", "tiny", "--root", str(tmp_path), "--set", f"noise_file={NOISE}", "--set", "n_boot=8"]
+    sigma = cfg["sigmas_gev"][0]
+    for stage, lock, output, run in (
+            ("prediction", cfg.prediction_lock("delta_tanh"), cfg.prediction_file("delta_tanh", "Nmax", sigma),
+             lambda *extra: prediction.mock_main("delta_tanh", "predict", args + list(extra))),
+            ("analysis", cfg.analysis_lock("delta_tanh"), cfg.results_file("delta_tanh", sigma, "budget.hdf5"),
+             lambda *extra: analysis.main("analyze", "delta_tanh", args + list(extra)))):
+        with task_lock(lock, "a test"):                      # another process at work on this input
+            assert run() == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"the {stage} of delta_tanh is being run by another process" in err
+        stale = output.with_name(f".{output.name}.4242.tmp")
+        other = output.with_name(f".{output.name}.x.tmp.keep")
+        stale.parent.mkdir(parents=True, exist_ok=True)
+        stale.write_bytes(b"half-written")
+        other.write_bytes(b"not ours")
+        holder = contextlib.ExitStack()
+        holder.enter_context(task_lock(lock, "a test"))
+        threading.Timer(0.5, holder.close).start()          # the other process ends a moment later
+        assert run("--wait-lock") == 0
+        out = capsys.readouterr().out
+        assert f"waiting for the {stage} of delta_tanh" in out
+        assert f"removed 1 temporary file(s) of a killed {stage}: {stale.name}" in out
+        assert not stale.exists() and other.exists() and output.is_file()
+
+
+# --- issue 22 item 5: resampling in bounded memory -------------------------------------------------
+BOUNDED = """
+import re, resource, sys
+import numpy as np
+sys.path.insert(0, {repo!r})
+import predict_on_user_data                     # the interpreter, torch and every module of a prediction
+from correlator_files import resample
+baseline = int(re.search(r"VmSize:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) << 10
+limit = baseline + (3 << 29)                     # 1.5 GiB of address space above the baseline
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+values = np.random.default_rng(0).standard_normal((2000, 32))
+try:
+    resample(values, "bootstrap", 10_000, np.random.default_rng(1), chunk_bytes=1 << 40)
+    print("unchunked fits")
+except MemoryError:
+    print("unchunked MemoryError")               # 10^4 x 2000 x 32 values: 4.8 GiB at once
+samples = resample(values, "bootstrap", 10_000, np.random.default_rng(1))
+print("chunked", samples.shape, bool(np.isfinite(samples).all()))
+"""
+
+
+def test_a_big_bootstrap_resampling_runs_within_a_bounded_address_space():
+    if not Path("/proc/self/status").exists():
+        pytest.skip("the baseline is read from /proc (Linux)")
+    run = subprocess.run([sys.executable, "-c", BOUNDED.format(repo=str(REPO))], capture_output=True,
+                         text=True, timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split("\n")[:2] == ["unchunked MemoryError", "chunked (10000, 32) True"]
+
+
 # --- item 11: checksums on the training files ----------------------------------------------------------
 def test_a_corrupted_byte_in_a_training_file_is_detected_and_the_remedy_named(tiny_cfg):
     training_sets.generate_training_files(tiny_cfg, 32, workers=1, progress=False, log=lambda *a: None)
@@ -377,6 +459,29 @@ def test_a_lost_best_checkpoint_is_rebuilt_exactly_from_the_state(damage, tmp_pa
     assert any("written again from the saved state (the best network of epoch" in m for m in messages)
     assert not any("epoch 1 lr" in m for m in messages)            # nothing trained
     assert best.read_bytes() == original
+
+
+def test_a_state_of_the_earlier_format_is_read_not_refused(tmp_path):
+    """A finished replica whose state was saved before the state kept its best network (format
+    spectral-train-state/1) is reported finished: neither retrained nor refused."""
+    import torch
+    from checkpoints import STATE_FORMAT
+    from training import train_replicas
+    cfg = load_config("tiny", [f"noise_file={NOISE}", "max_epochs=2"], tmp_path)
+    training_sets.generate_training_files(cfg, 32, workers=1, progress=False, log=lambda *a: None)
+    assert train_replicas(cfg, "Nref_n", 0.44, [0], device="cpu", log=lambda *a: None) == {0: "finished"}
+    state = cfg.state_path(0.44, "Nref_n", 0)
+    record = torch.load(state, weights_only=True)
+    assert record.pop("format") == STATE_FORMAT and record.pop("best") is not None
+    torch.save({"format": "spectral-train-state/1", **record}, state)
+    best = cfg.checkpoint(0.44, "Nref_n", 0).read_bytes()
+    messages = []
+    assert train_replicas(cfg, "Nref_n", 0.44, [0], device="cpu", log=messages.append) == {0: "already finished"}
+    assert not any("epoch 1 lr" in m for m in messages)
+    assert cfg.checkpoint(0.44, "Nref_n", 0).read_bytes() == best
+    torch.save({"format": "spectral-train-state/0", **record}, state)
+    with pytest.raises(InputError, match="format 'spectral-train-state/2'; delete it"):
+        train_replicas(cfg, "Nref_n", 0.44, [0], device="cpu", log=lambda *a: None)
 
 
 # --- issue 22 item 3: a group's states are saved as one unit ---------------------------------------
