@@ -83,6 +83,7 @@ FORMAT_OWNERS = {
     "mock file": "mocks",
     "prediction file": "prediction_files",
     "result files (budget CSV, JSON, HDF5)": "result_files",
+    "calibration file": "calibration_files",
 }
 # The other modules that open files, and what: none of them a stage's file.
 OWN_FILES = {
