@@ -404,16 +404,16 @@ def test_validate_coverage_end_to_end(trained, tmp_path, capsys):
     assert second.root == tmp_path / "audiences" / f"seed_{cfg['seed'] + 1}"
     assert f"seed={cfg['seed'] + 1}" in second.overrides
     for target in (tmp_path, second.root):
-        for directory in trained.root.glob("trained_models_sigma*"):
+        for directory in [*trained.root.glob("trained_models_sigma*"), trained.root / "calibration"]:
             shutil.copytree(directory, target / directory.name)
-    families = "O3_threshold,training_space"
+    families = "O3_threshold,training_space,calibration_space"
     argv = ["--preset", "tiny", "--root", str(tmp_path), "--n-per-family", "4", "--measurements", "3",
             "--audience-seeds", "2", "--families", families, "--no-train"] + \
            [a for o in trained.overrides for a in ("--set", o)]
     assert validate_coverage.main(argv) == 0
     out_dir = tmp_path / "results" / "validation"
     table = pd.read_csv(out_dir / "coverage.csv")
-    assert len(table) == 2 * 2 * len(cfg["sigmas_gev"]) * 2          # seeds x families x σ x levels
+    assert len(table) == 2 * 3 * len(cfg["sigmas_gev"]) * 2          # seeds x families x σ x levels
     assert set(table["level"]) == {0, 1} and set(table["audience_seed"]) == {cfg["seed"], cfg["seed"] + 1}
     assert set(table["n_rows"]) == {12} and set(table["n_densities"]) == {4}
     summary = pd.read_csv(out_dir / "coverage_summary.csv")
@@ -421,7 +421,7 @@ def test_validate_coverage_end_to_end(trained, tmp_path, capsys):
     # the copy predicts exactly what the original does: zero spread over these two "audiences"
     np.testing.assert_allclose(summary["coverage_spread"], 0.0, atol=1e-12)
     densities = pd.read_csv(out_dir / "densities.csv")
-    assert len(densities) == 2 * 2 * len(cfg["sigmas_gev"]) * 2 * 4 * 3
+    assert len(densities) == 2 * 3 * len(cfg["sigmas_gev"]) * 2 * 4 * 3
     with h5py.File(out_dir / "validation.hdf5", "r") as h5:
         assert json.loads(h5.attrs["closure_levels"]) == [1, 0] and h5.attrs["measurements"] == 3
         g = h5[f"audience_seed_{cfg['seed']}/O3_threshold/sigma_{cfg['sigmas_gev'][0]}"]
@@ -437,6 +437,15 @@ def test_validate_coverage_end_to_end(trained, tmp_path, capsys):
     for png in ("pulls.png", "coverage_vs_energy.png", "chi2.png", f"examples_sigma{cfg['sigmas_gev'][0]}.png"):
         assert (out_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| training_space |" in capsys.readouterr().out
+    # every error side by side, the calibrated ones from the audience's calibration file
+    for error in ("total", "total_scaled", "total_calibrated", "total_calibrated_paper", "total_calibrated_median"):
+        for figure in ("coverage", "mean_abs_pull", "r_bv", "crps", "sharpness"):
+            assert np.all(np.isfinite(table[f"{figure}_{error}"])), (figure, error)
+    np.testing.assert_array_equal(table["coverage_total"], table["coverage"])
+    np.testing.assert_array_equal(table["coverage_total_calibrated"], table["coverage_total_calibrated_median"])
+    held = table.set_index("family")["held_out_from_calibration"]
+    assert not held["training_space"].any() and not held["calibration_space"].any() and not held["O3_threshold"].any()
+    assert "Every error side by side" in md and (out_dir / "pit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_compare_hlt_runs_on_the_level1_samples(trained, tmp_path, capsys):
