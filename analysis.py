@@ -39,27 +39,32 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 import budget as bud
+import calibration
 import closure
 import covariance as cv
 import exports
 from cli import add_wait_lock_arg, main_guard
 from config import add_common_args, config_from_args
 from figures import plt, save_png
+from calibration_files import calibration_networks, check_networks, read_calibration
 from io_utils import InputError, check_writable, file_sha256, fingerprint, remove_stale_temporaries, task_lock
 from mocks import user_data_name
-from prediction_files import PredictionSet, load_predictions
-from result_files import result_paths, up_to_date, write_results
+from prediction_files import PredictionSet, load_interval_predictions, load_predictions
+from result_files import other_centre, result_paths, up_to_date, write_results
 from roles import PRIOR_SYSTEMATIC, REFERENCE, SYSTEMATICS
 
 # The settings the analysis itself uses: which ensembles and σ it reads, and 1/a for σ in lattice units.
-ANALYSIS_KEYS = ("a_inv_gev", "ensembles", "prior_systematic", "sigmas_gev")
+ANALYSIS_KEYS = ("a_inv_gev", "calibrated_centre", "ensembles", "interval_networks", "prior_systematic", "sigmas_gev")
 LABELS = {"stat": r"$\sigma_{\rm stat}$", "rep": r"$\sigma_{\rm rep}$", "sys_b": r"$\Sigma_b$",
           "sys_rho": r"$\Sigma_\rho$", "sys_n": r"$\Sigma_n$", "total": r"$\sigma_{\rm tot}$",
-          "sys_prior": r"$\Sigma_{\rm prior}$", "total_with_prior": r"$\sigma_{\rm tot,prior}$"}
+          "sys_prior": r"$\Sigma_{\rm prior}$", "total_with_prior": r"$\sigma_{\rm tot,prior}$",
+          "total_calibrated": r"$\sigma_{\rm cal}$"}
+CALIBRATED_LABEL = "calibrated (marginal 68 % over the calibration space)"
 
 
 def analysis_settings(cfg) -> dict:
@@ -67,6 +72,54 @@ def analysis_settings(cfg) -> dict:
     (an override of another key changed nothing here; the prediction files record their own)."""
     used = [item for item in cfg.overrides if item.partition("=")[0].split(".")[0] in ANALYSIS_KEYS]
     return {"preset": cfg.preset, "overrides": used, "values": {key: cfg[key] for key in ANALYSIS_KEYS}}
+
+
+# --- the calibrated result ------------------------------------------------------------------------
+@dataclass
+class Calibrated:
+    """The calibrated result of one input and σ (calibration.py): the columns of the calibrated group
+    {column: [N_E]} (result_files.COLUMN_GROUPS), the covariances of its errors and the calibration used."""
+    centre: str               # the recommended centre (preset key calibrated_centre)
+    columns: dict
+    covariances: dict         # total_calibrated (the recommended centre), total_calibrated_<other centre>
+    calibration: dict         # {file, sha256, centre}
+
+    @property
+    def central(self) -> np.ndarray:
+        return self.columns["central_calibrated"]
+
+    @property
+    def total(self) -> np.ndarray:
+        return self.columns["total_calibrated"]
+
+
+def calibrated_result(cfg, s: PredictionSet, b: bud.Budget) -> Calibrated | None:
+    """The calibrated result from the calibration file of σ and the interval networks' prediction file;
+    None (with a note) without interval networks or when either file is missing.  A calibration made
+    with other networks than those on disk is refused (calibration_files.check_networks)."""
+    if not cfg["interval_networks"]:
+        return None
+    path = cfg.calibration_file(s.sigma_gev)
+    if not path.is_file():
+        print(f"  NOTE: no calibrated result: {path} is missing (calibrate first: "
+              f"{cfg.command('calibrate_sigma.py')})")
+        return None
+    cal = read_calibration(cfg, s.sigma_gev)
+    check_networks(cfg, cal, calibration_networks(cfg, s.sigma_gev))
+    quantiles = load_interval_predictions(cfg, s)
+    if quantiles is None:
+        print("  NOTE: no calibrated result without the interval networks' predictions (rerun the prediction)")
+        return None
+    q_lo, q_50, q_hi = quantiles
+    width = calibration.half_width(q_lo, q_hi).mean(axis=(0, 1))
+    results = calibration.calibrated_results(cal.Q, b, width, q_50.mean(axis=(0, 1)))
+    covariances = calibration.calibrated_covariances(results, cal.R, b)
+    centre, other = cfg["calibrated_centre"], other_centre(cfg["calibrated_centre"])
+    columns = {**results[centre], **{f"{name}_{other}": values for name, values in results[other].items()},
+               "total_scaled": calibration.scaled_total(cal.S, b)}
+    return Calibrated(centre, columns, {"total_calibrated": covariances[centre],
+                                        f"total_calibrated_{other}": covariances[other]},
+                      {"file": str(path), "sha256": file_sha256(path), "centre": centre})
 
 
 # --- summaries --------------------------------------------------------------------------------
@@ -80,6 +133,8 @@ class Summary:
     closure_level: int
     complete: bool          # False: σ_tot lacks a component, the figures use the known ones only
     with_prior: closure.ClosureStatistics | None = None   # those of σ_tot,prior; None without it
+    calibrated: closure.ClosureStatistics | None = None   # those of the calibrated result; None without it
+    centre: str | None = None                             # its centre
 
     def line(self) -> str:
         note = "" if self.complete else "  (σ_tot incomplete: known components only, a lower bound)"
@@ -88,23 +143,28 @@ class Summary:
             prior = (f"; with the prior systematic (σ_tot,prior): mean |pull| = "
                      f"{self.with_prior.mean_abs_pull:.2f}, coverage = {100 * self.with_prior.coverage:.0f}%, "
                      f"R_bv = {self.with_prior.r_bv:.2f}")
-        return (f"sigma = {self.sigma_gev} ({closure.level_label(self.closure_level)}): "
+        calibrated = ""
+        if self.calibrated is not None:
+            calibrated = (f"; calibrated ({self.centre} centre): mean |pull| = {self.calibrated.mean_abs_pull:.2f}, "
+                          f"coverage = {100 * self.calibrated.coverage:.0f}%, R_bv = {self.calibrated.r_bv:.2f}")
+        return (f"sigma = {self.sigma_gev} ({closure.level_label(self.closure_level)}): paper (σ_tot): "
                 f"mean |pull| = {self.mean_abs_pull:.2f}, coverage = {100 * self.coverage:.0f}%, "
-                f"R_bv = {self.r_bv:.2f}{note}{prior}")
+                f"R_bv = {self.r_bv:.2f}{note}{prior}{calibrated}")
 
 
-def summarise(b: bud.Budget, s: PredictionSet) -> Summary:
+def summarise(b: bud.Budget, s: PredictionSet, cal: Calibrated | None = None) -> Summary:
     complete = bool(np.all(np.isfinite(b.total)))
     total = b.total if complete else b.total_known
     stats = closure.closure_statistics(b.central, s.truth, total)
     with_prior = closure.closure_statistics(b.central, s.truth, b.total_with_prior) if b.has_prior else None
+    calibrated = closure.closure_statistics(cal.central, s.truth, cal.total) if cal is not None else None
     return Summary(s.sigma_gev, stats.mean_abs_pull, stats.coverage, stats.r_bv, s.closure_level, complete,
-                   with_prior)
+                   with_prior, calibrated, cal.centre if cal is not None else None)
 
 
 # --- plots ---------------------------------------------------------------------------------------
 def plot_correlation(s: PredictionSet, covariances: dict, path) -> None:
-    names = [e for e in ("total", "total_with_prior") if e in covariances]
+    names = [e for e in ("total", "total_with_prior", "total_calibrated") if e in covariances]
     fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 4.4), squeeze=False, layout="constrained")
     extent = (s.energies[0], s.energies[-1], s.energies[-1], s.energies[0])
     for ax, name in zip(axes[0], names):
@@ -116,10 +176,12 @@ def plot_correlation(s: PredictionSet, covariances: dict, path) -> None:
     save_png(fig, path)
 
 
-def write_exports(cfg, s: PredictionSet, b: bud.Budget, covariances: dict) -> list:
-    """The result as gvar and pyerrors files (exports.py), for each package installed; [] if the
+def write_exports(cfg, s: PredictionSet, b: bud.Budget, covariances: dict, cal: Calibrated | None) -> list:
+    """The result as gvar and pyerrors files (exports.py), for each package installed: ``total``
+    (, ``total_with_prior``) around ρ̄_Nmax (, ``total_calibrated`` around its own centre); [] if a
     covariance is incomplete (a NaN component: said so)."""
-    errors = {e: covariances[e] for e in ("total", "total_with_prior") if e in covariances}
+    errors = {e: covariances[e] for e in ("total", "total_with_prior", "total_calibrated") if e in covariances}
+    centres = {e: cal.central if e == "total_calibrated" else b.central for e in errors}
     if not all(np.all(np.isfinite(c)) for c in errors.values()):
         print("  no gvar/pyerrors export: the covariance is incomplete (a component of σ_tot is NaN)")
         return []
@@ -127,9 +189,9 @@ def write_exports(cfg, s: PredictionSet, b: bud.Budget, covariances: dict) -> li
     for package in exports.available():
         path = cfg.results_file(s.mock, s.sigma_gev, exports.SUFFIXES[package])
         if package == "gvar":
-            exports.write_gvar(path, b.central, errors)
+            exports.write_gvar(path, centres, errors)
         else:
-            exports.write_pyerrors(path, b.central, errors, f"{s.mock}, sigma = {s.sigma_gev}: rho_sigma(E) at "
+            exports.write_pyerrors(path, centres, errors, f"{s.mock}, sigma = {s.sigma_gev}: rho_sigma(E) at "
                                    f"{len(s.energies)} energies {s.energies[0]:.5g}..{s.energies[-1]:.5g} (lattice "
                                    f"units); keys: {', '.join(errors)}; {cv.CONVENTION}")
         written.append(path)
@@ -148,10 +210,14 @@ def _band_error(b: bud.Budget) -> tuple[np.ndarray, str]:
     return b.total_known, "known components only (σ_tot incomplete)"
 
 
-def plot_result(s: PredictionSet, b: bud.Budget, path) -> None:
+def plot_result(s: PredictionSet, b: bud.Budget, path, cal: Calibrated | None = None) -> None:
     err, label = _band_error(b)
     inner = np.sqrt(b.stat**2 + np.nan_to_num(b.rep) ** 2)
     fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    if cal is not None:       # beside the paper's result, never instead of it
+        ax.fill_between(s.energies, cal.central - cal.total, cal.central + cal.total, facecolor="C2", alpha=0.2,
+                        edgecolor="C2", linewidth=1.0, label=f"{CALIBRATED_LABEL}, {cal.centre} centre")
+        ax.plot(s.energies, cal.central, color="C2", lw=1.0, ls=":")
     if b.has_prior:           # SPEC §8 "Beyond the paper": the wider band, beside σ_tot
         prior = b.total_with_prior
         ax.fill_between(s.energies, b.central - prior, b.central + prior, facecolor="C1", alpha=0.2,
@@ -230,8 +296,7 @@ def plot_pulls(s: PredictionSet, b: bud.Budget, path) -> None:
 
 
 # the plots of one (input, σ), by the suffix of their file name; the pulls for a mock only
-PLOTS = {"result": plot_result, "ensembles": plot_ensembles, "budget": plot_budget, "pulls": plot_pulls}
-CORRELATION_PLOT = "correlation"          # plot_correlation, drawn from the covariances
+PLOTS = ("result", "ensembles", "budget", "correlation", "pulls")
 
 
 # --- the whole analysis --------------------------------------------------------------------------
@@ -243,27 +308,34 @@ def analyze_sigma(cfg, mock: str, sigma_gev: float, force: bool = False) -> tupl
     covariances = cv.result_covariances(s.predictions, b, s.kind)
     for warning in b.warnings:
         print(f"  WARNING (σ = {sigma_gev}): {warning}")
-    summary = summarise(b, s) if s.truth is not None else None
-    plots = {suffix: PLOTS[suffix] for suffix in PLOTS if suffix != "pulls" or s.truth is not None}
-    pictures = [cfg.results_file(mock, sigma_gev, f"{suffix}.png") for suffix in (*plots, CORRELATION_PLOT)]
+    cal = calibrated_result(cfg, s, b)
+    if cal is not None:
+        covariances.update(cal.covariances)
+    summary = summarise(b, s, cal) if s.truth is not None else None
+    drawn = {"result": lambda path: plot_result(s, b, path, cal),
+             "ensembles": lambda path: plot_ensembles(s, b, path),
+             "budget": lambda path: plot_budget(s, b, path),
+             "correlation": lambda path: plot_correlation(s, covariances, path),
+             "pulls": lambda path: plot_pulls(s, b, path)}
+    plots = {suffix: drawn[suffix] for suffix in PLOTS if suffix != "pulls" or s.truth is not None}
+    pictures = [cfg.results_file(mock, sigma_gev, f"{suffix}.png") for suffix in plots]
     if s.truth is None and np.all(np.isfinite(covariances["total"])):   # user data's correlated exports
         pictures += [cfg.results_file(mock, sigma_gev, exports.SUFFIXES[p]) for p in exports.available()]
     made_of = fingerprint({"values": analysis_settings(cfg)["values"],
-                           "prediction_files": {ens: file_sha256(path) if s.predictions[ens] is not None else None
-                                                for ens, path in s.files.items()}})
+                           "prediction_files": {ens: file_sha256(path) if Path(path).is_file() else None
+                                                for ens, path in s.files.items()},
+                           "calibration": cal.calibration if cal is not None else None})
     if not force and up_to_date(cfg, mock, sigma_gev, made_of) and all(p.is_file() for p in pictures):
         return summary, [], result_paths(cfg, mock, sigma_gev) + pictures
     written = write_results(cfg, s, b, covariances, analysis_settings(cfg),
-                            summary.line() if summary else "no truth (user data)", made_of)
+                            summary.line() if summary else "no truth (user data)", made_of,
+                            cal.columns if cal is not None else None, cal.calibration if cal is not None else None)
     for suffix, plot in plots.items():
         path = cfg.results_file(mock, sigma_gev, f"{suffix}.png")
-        plot(s, b, path)
+        plot(path)
         written.append(path)
-    path = cfg.results_file(mock, sigma_gev, f"{CORRELATION_PLOT}.png")
-    plot_correlation(s, covariances, path)
-    written.append(path)
     if s.truth is None:
-        written += write_exports(cfg, s, b, covariances)
+        written += write_exports(cfg, s, b, covariances, cal)
     return summary, written, []
 
 
@@ -274,7 +346,7 @@ def analyze(cfg, mock: str, force: bool = False, wait_lock: bool = False) -> lis
     with ``wait_lock`` waits); holding the lock it first removes the temporaries of its result
     files and plots that a killed run left."""
     outputs = [path for sigma_gev in cfg["sigmas_gev"] for path in result_paths(cfg, mock, sigma_gev)
-               + [cfg.results_file(mock, sigma_gev, f"{suffix}.png") for suffix in (*PLOTS, CORRELATION_PLOT)]
+               + [cfg.results_file(mock, sigma_gev, f"{suffix}.png") for suffix in PLOTS]
                + [cfg.results_file(mock, sigma_gev, suffix) for suffix in exports.SUFFIXES.values()]]
     with task_lock(cfg.analysis_lock(mock), f"the analysis of {mock}", wait_lock):
         stale = remove_stale_temporaries(outputs)
@@ -309,7 +381,8 @@ def _analyze_sigmas(cfg, mock: str, force: bool) -> list[Summary]:
         print("  (no truth for user data: see the budget tables and plots)")
         for package in exports.available():
             print(f"  correlated result for {package}: results/{mock}_sigma<σ>_{exports.SUFFIXES[package]}; "
-                  f"load it with {exports.HOW_TO_LOAD[package]} (error = 'total' or 'total_with_prior')")
+                  f"load it with {exports.HOW_TO_LOAD[package]} (error = 'total', 'total_with_prior' or "
+                  "'total_calibrated', where present)")
     if failed:
         raise SystemExit(f"{mock}: analysis failed for sigma = {failed} (see the errors above)")
     return summaries

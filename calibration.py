@@ -4,7 +4,7 @@ Why.  A network trained with the L1 loss on a prior estimates the posterior medi
 given the data.  The posterior has a width -- what the noisy time slices do not determine -- that
 no term of the paper's σ_tot contains and that does not shrink as the audience grows, while
 σ_stat, σ_rep and the Σ_X do.  The interval networks estimate that width: quantiles q_lo, q_50,
-q_hi at Φ(−1), 0.5, Φ(1), whose half-distance w = (q_hi − q_lo)/2 is one standard deviation of a
+q_hi at Φ(−1), 0.5, Φ(1), whose half-distance w = |q_hi − q_lo|/2 is one standard deviation of a
 Gaussian posterior.  Split-conformal calibration then makes the width honest on average over a
 calibration space of densities the networks never saw.
 
@@ -34,8 +34,14 @@ import math
 import numpy as np
 from scipy.special import erf
 
+from covariance import calibrated_covariance, score_correlation, systematic_covariance
+from roles import CALIBRATED_CENTRES as CENTRES
+from roles import PRIOR_ENSEMBLE, PRIOR_SYSTEMATIC, SYSTEMATICS
+
 COVERAGE = float(erf(1 / math.sqrt(2)))          # 0.6827: one standard deviation of a Gaussian
-CENTRES = ("paper", "median")
+# what each result promises, as the outputs state it
+GUARANTEES = {"paper": "no coverage stated: it measures the audience's disagreement",
+              "calibrated": "68 % marginal per energy over the calibration space, none outside it"}
 
 
 def conformal_rank(n_cal: int, coverage: float = COVERAGE) -> int:
@@ -62,11 +68,66 @@ def scores(centre: np.ndarray, truth: np.ndarray, width: np.ndarray) -> np.ndarr
 
 
 def half_width(q_lo: np.ndarray, q_hi: np.ndarray) -> np.ndarray:
-    """w = (q_hi − q_lo)/2, the interval networks' one-standard-deviation width."""
-    return 0.5 * (np.asarray(q_hi) - np.asarray(q_lo))
+    """w = |q_hi − q_lo|/2, the interval networks' one-standard-deviation width.  The absolute value
+    is the rearrangement of crossed quantiles (q_hi < q_lo, which a network trained per quantile
+    can output: measured on a one-epoch network): the same interval, with its ends in order."""
+    return 0.5 * np.abs(np.asarray(q_hi) - np.asarray(q_lo))
 
 
 def calibrated_total(post: np.ndarray, systematics: list) -> np.ndarray:
     """sqrt(post² + Σ of the systematics squared): the ``paper`` centre's error (no systematics:
     the ``median`` centre's, = post)."""
     return np.sqrt(np.asarray(post) ** 2 + sum(np.asarray(s) ** 2 for s in systematics))
+
+
+def calibrated_ensembles(cfg) -> list[str]:
+    """The ensembles a calibration predicts with: those of the paper's budget (Nref_prior is not
+    needed: S calibrates the paper's σ_tot, and Q does not depend on any Σ_X)."""
+    return [ensemble for ensemble in cfg["ensembles"] if ensemble != PRIOR_ENSEMBLE]
+
+
+def calibrate(items: dict, truth: np.ndarray) -> tuple[dict, np.ndarray, dict, dict]:
+    """(Q {centre: [N_E]}, S [N_E], R {centre: [N_E, N_E]}, coverage {centre: [N_E]}) of a calibration
+    set: ``items`` {central (ρ̄_Nmax), total (σ_tot), median (mean q_50), width (w)} [N_cal, N_E] and the
+    exact ``truth`` [N_cal, N_E].  coverage: the share of items covered by c ± Q·w, per energy."""
+    centres = {"paper": items["central"], "median": items["median"]}
+    Q = {c: conformal_factor(scores(centres[c], truth, items["width"])) for c in CENTRES}
+    R = {c: score_correlation(centres[c], truth, items["width"]) for c in CENTRES}
+    coverage = {c: np.mean(np.abs(centres[c] - truth) <= Q[c] * items["width"], axis=0) for c in CENTRES}
+    return Q, conformal_factor(scores(items["central"], truth, items["total"])), R, coverage
+
+
+def result_systematics(b) -> list[str]:
+    """The budget's systematics the ``paper`` centre adds: sys_b, sys_rho, sys_n (+ sys_prior)."""
+    return [*SYSTEMATICS] + ([PRIOR_SYSTEMATIC[0]] if b.has_prior else [])
+
+
+def calibrated_results(Q: dict, b, width: np.ndarray, median: np.ndarray) -> dict:
+    """{centre: {central_calibrated, post, total_calibrated}} [N_E] from the factors Q, the paper's
+    budget b (budget.Budget: ρ̄_Nmax and the Σ_X) and the interval networks' width w and median
+    (means over samples and replicas) of one input."""
+    out = {}
+    for centre in CENTRES:
+        post = Q[centre] * width
+        systematics = [b.component(name) for name in result_systematics(b)] if centre == "paper" else []
+        out[centre] = {"central_calibrated": b.central if centre == "paper" else median, "post": post,
+                       "total_calibrated": calibrated_total(post, systematics)}
+    return out
+
+
+def calibrated_covariances(results: dict, R: dict, b) -> dict:
+    """{centre: covariance [N_E, N_E]}: D R D with D = diag(post), plus for the ``paper`` centre each
+    systematic fully correlated with its sign (covariance.systematic_covariance); its diagonal is
+    total_calibrated²."""
+    out = {}
+    for centre in CENTRES:
+        cov = calibrated_covariance(results[centre]["post"], R[centre])
+        if centre == "paper":
+            cov = cov + sum(systematic_covariance(b.deltas[name], b.component(name)) for name in result_systematics(b))
+        out[centre] = cov
+    return out
+
+
+def scaled_total(S: np.ndarray, b) -> np.ndarray:
+    """``total_scaled`` = S·σ_tot: the baseline that needs no new network."""
+    return S * b.total

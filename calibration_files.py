@@ -23,8 +23,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from calibration import CENTRES
-from io_utils import InputError, atomic_output, file_sha256, open_h5, provenance, read_dataset, write_attrs
+from calibration import CENTRES, calibrated_ensembles
+from interval_networks import interval_checkpoints
+from io_utils import (InputError, atomic_output, file_sha256, open_h5, provenance, read_dataset, recorded_fingerprint,
+                      write_attrs)
 
 
 @dataclass
@@ -42,8 +44,21 @@ class Calibration:
     path: Path | None = None
 
 
+def calibration_networks(cfg, sigma_gev: float) -> list:
+    """The checkpoints a calibration of σ is made with: every replica of the paper's ensembles
+    (calibration.calibrated_ensembles) and every interval network."""
+    return ([cfg.checkpoint(sigma_gev, ensemble, r) for ensemble in calibrated_ensembles(cfg)
+             for r in range(cfg["n_replicas"])] + interval_checkpoints(cfg, sigma_gev))
+
+
 def checkpoint_hashes(cfg, paths) -> dict:
-    """{path relative to --root: SHA-256} of the networks a calibration is made with."""
+    """{path relative to --root: SHA-256} of the networks a calibration is made with (a missing one
+    is an InputError)."""
+    for path in paths:
+        if not Path(path).is_file():
+            raise InputError(path, None, "missing: a calibration is made with, and checked against, every "
+                             f"replica of the audience and every interval network (train first: "
+                             f"{cfg.command('run_pipeline.py')})")
     return {str(Path(p).resolve().relative_to(cfg.root.resolve())): file_sha256(p) for p in paths}
 
 
@@ -62,6 +77,12 @@ def write_calibration(cfg, sigma_gev: float, cal: Calibration, **extra) -> Path:
                                        calibration_seed=cal.seed, sigma_gev=float(sigma_gev),
                                        checkpoints=json.dumps(cal.checkpoints, sort_keys=True), **extra))
     return path
+
+
+def up_to_date(cfg, sigma_gev: float, made_of: str) -> bool:
+    """Whether the calibration file of σ exists and records the fingerprint ``made_of`` (attribute
+    ``fingerprint``, written by calibrate_sigma.py)."""
+    return recorded_fingerprint(cfg.calibration_file(sigma_gev)) == made_of
 
 
 def read_calibration(cfg, sigma_gev: float) -> Calibration:

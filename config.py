@@ -66,9 +66,14 @@ _REFERENCE = {
     "prior_systematic": False,
     "prior_space": {"x_scale": 1.0, "E0_min": 0.05, "E0_max": 2.5, "epsilon": 1e-7},
     # Beyond the paper, the posterior width: the interval networks (interval_networks.py), one per
-    # replica of Nmax, trained on a file of the calibration space (settings.CALIBRATION_SPACES)
+    # replica of Nmax, trained on a file of the calibration space (settings.CALIBRATION_SPACES),
+    # and the calibration set of calibrate_sigma.py: N_cal densities of that space, N_boot,cal
+    # samples each; the recommended centre of the calibrated result (calibration.py)
     "interval_networks": True,
-    "calibration_space": "training",
+    "calibration_space": "mixture",
+    "n_cal": 20_000,
+    "n_boot_cal": 50,
+    "calibrated_centre": "median",
     # SPEC §4: noise
     "noise_file": STANDIN_NOISE_FILE,
     "n_noise": 20,
@@ -133,6 +138,7 @@ PRESETS = {
         patience=8,
         n_replicas=3,
         n_boot=200,
+        n_cal=2000,
         ensembles={
             "Nmax": {"arch": "arcL", "nb": 128, "nrho": 8000},
             "Nref_b": {"arch": "arcL", "nb": 16, "nrho": 8000},
@@ -151,6 +157,8 @@ PRESETS = {
         patience=2,
         n_replicas=2,
         n_boot=40,
+        n_cal=16,
+        n_boot_cal=10,
         ensembles={
             "Nmax": {"arch": "arcL", "nb": 32, "nrho": 400},
             "Nref_b": {"arch": "arcL", "nb": 16, "nrho": 400},

@@ -2,7 +2,8 @@
 
 The only writer of these two formats; each is written by the library itself and read back by it.
 A file holds a dictionary with one entry per error of the result -- ``total`` (the paper's σ_tot),
-``total_with_prior`` with the prior systematic -- each an array of N_E correlated values of
+``total_with_prior`` with the prior systematic, ``total_calibrated`` with the calibrated error (around
+its own centre, central_calibrated) -- each an array of N_E correlated values of
 ρ_σ(E) with that error's covariance over the energies (covariance.py).  Each entry is one complete
 result; the entries are alternatives, not independent measurements, so never combine two.
 
@@ -40,25 +41,29 @@ def available() -> list[str]:
     return [name for name in PACKAGES if importlib.util.find_spec(name) is not None]
 
 
-def _checked(central, covariances: dict) -> tuple[np.ndarray, dict]:
-    central = np.asarray(central, dtype=np.float64)
+def _checked(central, covariances: dict) -> tuple[dict, dict]:
+    """({error: central}, {error: symmetrised covariance}); ``central`` is one array [N_E] for every
+    error, or {error: [N_E]} when an error has a centre of its own (the calibrated result's)."""
+    centrals = {e: np.asarray(central[e] if isinstance(central, dict) else central, dtype=np.float64)
+                for e in covariances}
     out = {}
     for error, cov in covariances.items():
+        c = centrals[error]
         cov = np.asarray(cov, dtype=np.float64)
-        if cov.shape != (len(central), len(central)) or not (np.all(np.isfinite(central))
-                                                             and np.all(np.isfinite(cov))):
+        if cov.shape != (len(c), len(c)) or not (np.all(np.isfinite(c)) and np.all(np.isfinite(cov))):
             raise ValueError(f"the covariance of {error} is incomplete (NaN: a component of the error "
                              "could not be computed) or has the wrong shape: no correlated export")
         out[error] = 0.5 * (cov + cov.T)
-    return central, out
+    return centrals, out
 
 
 def write_gvar(path, central, covariances: dict) -> Path:
-    """gvar.dump({error: gvar.gvar(central, cov)}) to ``path``, atomically."""
+    """gvar.dump({error: gvar.gvar(central, cov)}) to ``path``, atomically (``central``: one array,
+    or one per error)."""
     import gvar
     central, covariances = _checked(central, covariances)
     with atomic_output(path) as tmp:
-        gvar.dump({error: gvar.gvar(central, cov) for error, cov in covariances.items()}, str(tmp))
+        gvar.dump({error: gvar.gvar(central[error], cov) for error, cov in covariances.items()}, str(tmp))
     return Path(path)
 
 
@@ -71,10 +76,11 @@ def pyerrors_obs(central, cov, name: str) -> np.ndarray:
 
 
 def write_pyerrors(path, central, covariances: dict, description: str) -> Path:
-    """{error: array of correlated Obs} in pyerrors' JSON (gzipped) to ``path``, atomically."""
+    """{error: array of correlated Obs} in pyerrors' JSON (gzipped) to ``path``, atomically (``central``:
+    one array, or one per error)."""
     import pyerrors
     central, covariances = _checked(central, covariances)
-    obs = {error: pyerrors_obs(central, cov, f"rho_sigma_{error}") for error, cov in covariances.items()}
+    obs = {error: pyerrors_obs(central[error], cov, f"rho_sigma_{error}") for error, cov in covariances.items()}
     with atomic_output(path) as tmp:
         written = Path(f"{tmp}.json.gz")           # pyerrors appends its suffix to the name given
         try:

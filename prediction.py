@@ -37,6 +37,7 @@ from mocks import MOCKS, make_mock
 from noise_files import load_noise_file
 from prediction_files import InputSamples, prediction_fingerprint, up_to_date, write_prediction_file
 from pytorch_models_t32 import predict_replicas
+from tasks import predicted_runs
 from sigma_model_utils import noise_scale, rng_for, standardise
 
 
@@ -72,14 +73,26 @@ def find_checkpoints(cfg, sigma_gev: float, ensemble: str):
     return present, missing
 
 
-def predict_ensemble(cfg, inputs: InputSamples, sigma_gev: float, ensemble: str, present, device):
-    """All replicas of one ensemble on all samples: ([N, N_r, N_E] float32, metas)."""
+def load_ensemble(cfg, sigma_gev: float, ensemble: str, present, device):
+    """(models, metas) of the replicas ``present`` [(replica, path)] of one ensemble (or of the
+    interval networks, INTERVAL_RUN), checked to be that run's at σ."""
     models, metas = load_replicas([p for _, p in present], map_location=device, cfg=cfg)
     for (_, path), meta in zip(present, metas):
         if float(meta["sigma_gev"]) != float(sigma_gev) or meta["ensemble"] != ensemble:
             raise InputError(path, "sigma_gev", f"a checkpoint of {meta['ensemble']} at "
                              f"σ = {meta['sigma_gev']}, "
                              f"found where {ensemble} at σ = {sigma_gev} belongs")
+    return models, metas
+
+
+def predict_ensemble(cfg, inputs: InputSamples, sigma_gev: float, ensemble: str, present, device):
+    """All replicas of one ensemble on all samples: ([N, N_r, N_out] float32, metas)."""
+    models, metas = load_ensemble(cfg, sigma_gev, ensemble, present, device)
+    return predict_loaded(cfg, inputs, models, metas), metas
+
+
+def predict_loaded(cfg, inputs: InputSamples, models, metas) -> np.ndarray:
+    """Loaded replicas (load_ensemble) on all samples, standardised with their μ, γ: [N, N_r, N_out]."""
     with np.errstate(over="ignore", invalid="ignore"):      # checked just below, with a message
         x = standardise(inputs.samples, metas[0]["mu"], metas[0]["gamma"])
     bad = np.argwhere(~np.isfinite(x))
@@ -89,7 +102,7 @@ def predict_ensemble(cfg, inputs: InputSamples, sigma_gev: float, ensemble: str,
                          f"sample {i}, t = {int(cfg.t[k])}: {inputs.samples[i, k]:.3g} is {x[i, k]} once "
                          f"standardised with the networks' μ, γ in float32; expected a correlator of the "
                          "training's scale (overflowing or non-finite values)")
-    return predict_replicas(models, x).cpu().numpy(), metas
+    return predict_replicas(models, x).cpu().numpy()
 
 
 def predict_all(cfg, inputs: InputSamples, device=None, force: bool = False, wait_lock: bool = False) -> dict:
@@ -107,7 +120,7 @@ def predict_all(cfg, inputs: InputSamples, device=None, force: bool = False, wai
     if inputs.samples.ndim != 2 or inputs.samples.shape[1] != cfg.n_t:
         raise ValueError(f"input samples of shape {list(inputs.samples.shape)}; expected [N, {cfg.n_t}]")
     report = {"written": [], "up to date": [], "missing": [], "skipped": []}
-    groups = [(s, ens) for s in cfg["sigmas_gev"] for ens in cfg["ensembles"]]
+    groups = [(s, ens) for s in cfg["sigmas_gev"] for ens in predicted_runs(cfg)]
     outputs = [cfg.prediction_file(inputs.name, e, s) for s, e in groups]
     for directory in sorted({path.parent for path in outputs}):
         check_writable(directory, "prediction files")

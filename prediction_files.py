@@ -32,7 +32,8 @@ import numpy as np
 
 from io_utils import (InputError, atomic_output, file_sha256, fingerprint, open_h5, provenance, read_dataset,
                       recorded_fingerprint, write_attrs)
-from roles import REFERENCE
+from interval_networks import split_quantiles
+from roles import INTERVAL_RUN, REFERENCE
 
 # Settings that did not shape one prediction file: the lists of σ and of generated N_b, N_ρ, and the
 # prior switch (it adds an ensemble; each file is compared with its own ensemble's entry instead).
@@ -132,7 +133,7 @@ def check_made_with(cfg, path, attrs, ensemble: str) -> dict | None:
     values = made.get("values", {})
     free = FREE_KEYS + (("n_boot",) if isinstance(attrs.get("n_boot"), str) else ())
     shaped = {key: (value, cfg[key]) for key, value in values.items() if key not in free and key in cfg}
-    shaped[f"ensembles.{ensemble}"] = (values.get("ensembles", {}).get(ensemble), cfg["ensembles"][ensemble])
+    shaped[f"ensembles.{ensemble}"] = (values.get("ensembles", {}).get(ensemble), cfg["ensembles"].get(ensemble))
     for key, (value, want) in shaped.items():
         if value is not None and value != want:
             raise InputError(path, key, f"the predictions were made with {key}={value!r}, the settings say "
@@ -191,3 +192,22 @@ def load_predictions(cfg, mock: str, sigma_gev: float) -> PredictionSet:
                          f"no prediction file for {mock} at σ = {sigma_gev}; run the prediction first")
     return PredictionSet(mock, sigma_gev, predictions, ref[1], ref[2], ref[3], files, ref[4], ref[5], made_with,
                          ref[6], ref[7])
+
+
+def load_interval_predictions(cfg, s: PredictionSet):
+    """(q_lo, q_50, q_hi), each [N, N_r, N_E], of the interval networks' prediction file (run
+    INTERVAL_RUN) of the input and σ of ``s``, checked to have predicted the same samples; None
+    (with a note) when there is no such file."""
+    path = cfg.prediction_file(s.mock, INTERVAL_RUN, s.sigma_gev)
+    if not path.is_file():
+        print(f"  missing: {path} (the interval networks' predictions, sigma {s.sigma_gev})")
+        return None
+    with open_h5(path, f"interval networks' prediction file of {s.mock}, σ = {s.sigma_gev}") as h5:
+        P = read_dataset(h5, "predictions", shape=(len(s.samples), None, 3 * len(s.energies)))
+        samples = read_dataset(h5, "input_samples", shape=s.samples.shape)
+        check_made_with(cfg, path, h5.attrs, INTERVAL_RUN)
+    if not np.array_equal(samples, s.samples):
+        raise InputError(path, "input_samples", f"differs from {s.files[REFERENCE]}; the interval networks "
+                         "must predict the ensembles' samples (rerun the prediction)")
+    s.files[INTERVAL_RUN] = str(path)
+    return split_quantiles(P)

@@ -14,7 +14,12 @@ the mock's (with a truth).  A new group is one more entry, at its place in the o
   (``correlation/<name>``), and the provenance with the ``fingerprint`` that says what the files
   were made of (``up_to_date``).
 - JSON: besides, ``covariance``: {error: N_E × N_E nested lists (NaN as null)} for each error
-  column (``total``, ``total_with_prior``), and the convention in ``covariance_convention``.
+  column (``total``, ``total_with_prior``, ``total_calibrated`` and the other centre's
+  ``total_calibrated_<centre>``), and the convention in ``covariance_convention``.
+The calibrated group (with the interval networks and their calibration, analysis.py) holds the
+calibrated result of the recommended centre (preset key ``calibrated_centre``), the other centre's
+under names of its own, and ``total_scaled``; the files then record the calibration file used
+(attribute / key ``calibration``: its path, SHA-256 and the recommended centre).
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 import budget as bud
+from calibration import CENTRES
 from covariance import CONVENTION, correlation
 from io_utils import atomic_output, provenance, recorded_fingerprint, write_attrs
 from prediction_files import PredictionSet
@@ -33,18 +39,37 @@ from prediction_files import PredictionSet
 COLUMN_GROUPS = {
     "paper": ("E", "central", "stat", "rep", "sys_b", "sys_rho", "sys_n", "total"),   # SPEC §8, §10
     "prior": ("sys_prior", "total_with_prior"),    # SPEC §8 "Beyond the paper": after total
+    # with the interval networks and a calibration: the recommended centre's calibrated result, the
+    # other centre's under names of its own ({other}: that centre), the baseline S·σ_tot
+    "calibrated": ("central_calibrated", "post", "total_calibrated", "central_calibrated_{other}", "post_{other}",
+                   "total_calibrated_{other}", "total_scaled"),
     "mock": ("truth", "closure_level"),            # mocks only: the exact truth, how it was measured
 }
 SUFFIXES = ("budget.hdf5", "budget.csv", "budget.json")
-ERRORS = ("total", "total_with_prior")       # the error columns whose covariance the JSON carries
+# the error columns whose covariance the JSON carries
+ERRORS = ("total", "total_with_prior", "total_calibrated", *(f"total_calibrated_{c}" for c in CENTRES))
 
 
-def budget_columns(*groups: str) -> list[str]:
-    """The table's columns: the paper's, then those of ``groups``, in the order of COLUMN_GROUPS."""
+def other_centre(centre: str) -> str:
+    """The centre of the calibrated result that is not the recommended ``centre``."""
+    return next(c for c in CENTRES if c != centre)
+
+
+def budget_columns(*groups: str, centre: str = CENTRES[1]) -> list[str]:
+    """The table's columns: the paper's, then those of ``groups``, in the order of COLUMN_GROUPS
+    (``centre``: the recommended centre of the calibrated group)."""
     unknown = set(groups) - set(COLUMN_GROUPS)
     if unknown:
         raise ValueError(f"column groups {sorted(unknown)}: expected some of {list(COLUMN_GROUPS)}")
-    return [c for name, columns in COLUMN_GROUPS.items() if name == "paper" or name in groups for c in columns]
+    return [c.format(other=other_centre(centre)) for name, columns in COLUMN_GROUPS.items()
+            if name == "paper" or name in groups for c in columns]
+
+
+def expected_groups(cfg, mock: bool) -> tuple[str, ...]:
+    """The column groups of a budget table with this preset: prior (prior_systematic), calibrated
+    (interval_networks), mock (a truth)."""
+    return ((("prior",) if cfg["prior_systematic"] else ()) + (("calibrated",) if cfg["interval_networks"] else ())
+            + (("mock",) if mock else ()))
 
 
 def result_paths(cfg, mock: str, sigma_gev: float) -> list:
@@ -52,10 +77,13 @@ def result_paths(cfg, mock: str, sigma_gev: float) -> list:
     return [cfg.results_file(mock, sigma_gev, suffix) for suffix in SUFFIXES]
 
 
-def budget_frame(b: bud.Budget, s: PredictionSet) -> pd.DataFrame:
+def budget_frame(b: bud.Budget, s: PredictionSet, calibrated: dict | None = None, centre: str = CENTRES[1]
+                 ) -> pd.DataFrame:
     """The SPEC §10 table: E, central, stat, rep, sys_b, sys_rho, sys_n, total (, sys_prior,
-    total_with_prior with the prior systematic) (, truth, closure_level)."""
-    groups = (("prior",) if b.has_prior else ()) + (("mock",) if s.truth is not None else ())
+    total_with_prior with the prior systematic) (, the calibrated group: ``calibrated`` {column:
+    [N_E]} with ``centre`` recommended) (, truth, closure_level)."""
+    groups = ((("prior",) if b.has_prior else ()) + (("calibrated",) if calibrated else ())
+              + (("mock",) if s.truth is not None else ()))
 
     def column(name):
         if name == "E":
@@ -64,8 +92,10 @@ def budget_frame(b: bud.Budget, s: PredictionSet) -> pd.DataFrame:
             return s.truth
         if name == "closure_level":
             return np.full(len(s.energies), s.closure_level)
+        if calibrated and name in calibrated:
+            return calibrated[name]
         return b.component(name)
-    return pd.DataFrame({name: column(name) for name in budget_columns(*groups)})
+    return pd.DataFrame({name: column(name) for name in budget_columns(*groups, centre=centre)})
 
 
 def _finite_or_none(values) -> list:
@@ -78,8 +108,9 @@ def budget_record(cfg, s: PredictionSet, frame: pd.DataFrame, covariances: dict,
     (the analysis' own, and each prediction file's) and the provenance ``record``."""
     settings = {"analysis": json.loads(record.pop("config")),
                 "prediction_files": json.loads(record.pop("prediction_config"))}
-    for key in ("overrides", "package_versions", "prediction_files", "warnings"):
-        record[key] = json.loads(record[key])
+    for key in ("overrides", "package_versions", "prediction_files", "warnings", "calibration"):
+        if key in record:
+            record[key] = json.loads(record[key])
     columns = {c: _finite_or_none(frame[c]) for c in frame.columns}
     cov = {e: [_finite_or_none(row) for row in covariances[e]] for e in ERRORS if e in covariances}
     return {"name": s.mock, "sigma_gev": float(s.sigma_gev), "sigma": float(cfg.sigma(s.sigma_gev)),
@@ -91,12 +122,14 @@ def budget_record(cfg, s: PredictionSet, frame: pd.DataFrame, covariances: dict,
 
 
 def write_results(cfg, s: PredictionSet, b: bud.Budget, covariances: dict, settings: dict, summary: str,
-                  made_of: str) -> list:
+                  made_of: str, calibrated: dict | None = None, calibration: dict | None = None) -> list:
     """CSV, JSON and HDF5 of the budget and its ``covariances`` ({name: [N_E, N_E]}), atomically,
-    recording the analysis' ``settings``, the ``summary`` line and the fingerprint ``made_of``;
-    returns the paths written."""
-    frame = budget_frame(b, s)
+    recording the analysis' ``settings``, the ``summary`` line and the fingerprint ``made_of``; with
+    the ``calibrated`` columns, the ``calibration`` used ({file, sha256, centre}); returns the paths written."""
+    frame = budget_frame(b, s, calibrated, cfg["calibrated_centre"])
     level = {} if s.closure_level is None else {"closure_level": int(s.closure_level)}
+    if calibration:
+        level["calibration"] = json.dumps(calibration, sort_keys=True)
     record = provenance(cfg, config=json.dumps(settings, sort_keys=True), overrides=json.dumps(settings["overrides"]),
                         prediction_config=json.dumps(s.made_with, sort_keys=True),
                         mock=s.mock, sigma_gev=s.sigma_gev, sample_kind=s.kind, n_samples=len(s.samples),
@@ -156,7 +189,7 @@ def budget_table_problem(cfg, path) -> str | None:
     """What is wrong with a mock's budget table (its columns with this preset, one finite row per
     energy), or None."""
     table = pd.read_csv(path)
-    expected = budget_columns(*(("prior",) if cfg["prior_systematic"] else ()), "mock")
+    expected = budget_columns(*expected_groups(cfg, mock=True), centre=cfg["calibrated_centre"])
     if list(table.columns) != expected:
         return f"columns {list(table.columns)}, expected {expected}"
     if len(table) != cfg["n_energies"] or not np.isfinite(table.to_numpy()).all():

@@ -10,9 +10,13 @@ SYSTEMATICS = {"sys_b": "Nref_b", "sys_rho": "Nref_rho", "sys_n": "Nref_n"}
 PRIOR_ENSEMBLE = "Nref_prior"
 PRIOR_SYSTEMATIC = ("sys_prior", PRIOR_ENSEMBLE)
 # the training run of the interval networks (interval_networks.py): Nmax's network, N_b and N_ρ on
-# the calibration space.  Not an ensemble of the audience (never predicted with it); its files are
-# trained_models_sigma{100σ}/Nmax/interval_{r}_* (paths.py) and its streams are keyed by this name.
+# the calibration space.  Not an ensemble of the audience (not in its budget): it predicts the same
+# samples into a prediction file of its own; its files are trained_models_sigma{100σ}/Nmax/interval_{r}_*
+# (paths.py) and its streams are keyed by this name.
 INTERVAL_RUN = "Nmax_interval"
+# the two centres of the calibrated result (calibration.py): ρ̄_Nmax with the Σ_X, or the interval
+# networks' median
+CALIBRATED_CENTRES = ("paper", "median")
 
 # bootstrap or jackknife samples of the mean: their errors differ (budget.sample_std); the
 # resampling of per-configuration data gives one or the other (correlator_files.resample)

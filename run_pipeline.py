@@ -9,8 +9,8 @@ The same tasks as slurm_scripts/submit_all.sh, in the same order, each Slurm arr
 Stages: generation (one task per N_b, and one for the prior space with the prior systematic:
 tasks.generation_tasks) -> training (one task per
 (ensemble, σ) group of replicas, then with interval_networks one per σ for the interval networks:
-tasks.training_groups) -> for each mock: prediction, then its
-analysis. Each task is a separate process with the pipeline's --preset/--set/--root, exactly as a
+tasks.training_groups) -> with interval_networks the calibration (calibrate_sigma.py, every σ) ->
+for each mock: prediction, then its analysis. Each task is a separate process with the pipeline's --preset/--set/--root, exactly as a
 Slurm job runs it. Finished work is kept by the stages themselves (a complete training file or a
 finished replica is not redone), so a rerun after an interruption continues. The run stops at the
 first failing task and names it. At the end it prints where the plots and result tables are and
@@ -38,8 +38,9 @@ from cli import main_guard
 from config import Config, add_common_args, config_from_args
 from io_utils import exit_cleanly_on_sigterm
 from mocks import MOCK_TABLE, MOCKS
+from calibration import GUARANTEES
 from result_files import budget_table_problem
-from tasks import generated_nrhos, generation_tasks, training_groups, training_tasks
+from tasks import generated_nrhos, generation_tasks, predicted_runs, training_groups, training_tasks
 
 REPO = Path(__file__).resolve().parent
 
@@ -53,6 +54,8 @@ def tasks(cfg: Config) -> list[tuple[str, list[str]]]:
     for ensemble, sigma, ids in training_groups(cfg):
         out.append(("training", python + [str(REPO / "hpc_train_sigma.py"), *options,
                                           "--task-id", f"{ids[0]}-{ids[-1]}"]))
+    if cfg["interval_networks"]:            # the calibrated error's factors, every σ (calibrate_sigma.py)
+        out.append(("calibration", python + [str(REPO / "calibrate_sigma.py"), *options]))
     for mock in MOCK_TABLE:                 # the validation mocks (SPEC §9), mocks.py's table
         out.append((f"prediction {mock.name}", python + [str(REPO / mock.predict_script), *options]))
         out.append((f"analysis {mock.name}", python + [str(REPO / mock.analyze_script), *options]))
@@ -61,15 +64,17 @@ def tasks(cfg: Config) -> list[tuple[str, list[str]]]:
 
 def expected_outputs(cfg: Config) -> dict[str, list[Path]]:
     """Every stage's output files (SPEC §10), by stage."""
-    sigmas, ensembles = cfg["sigmas_gev"], list(cfg["ensembles"])
+    sigmas = cfg["sigmas_gev"]
     out = {"generation": [cfg.training_file(nb, nrho, space) for space, nb in generation_tasks(cfg)
                           for nrho in generated_nrhos(cfg, space)]}
     runs = training_tasks(cfg)
     out["training"] = ([cfg.checkpoint(s, ens, r) for ens, r, s in runs]
                        + [cfg.history_path(s, ens, r) for ens, r, s in runs])
+    if cfg["interval_networks"]:
+        out["calibration"] = [cfg.calibration_file(s) for s in sigmas]
     for mock in MOCKS:
         out[f"prediction {mock}"] = [cfg.prediction_file(mock, ens, s)
-                                     for ens in ensembles for s in sigmas]
+                                     for ens in predicted_runs(cfg) for s in sigmas]
         out[f"analysis {mock}"] = [cfg.results_file(mock, s, suffix) for s in sigmas
                                    for suffix in ("budget.csv", "budget.hdf5")]
     return out
@@ -197,6 +202,11 @@ def run(cfg: Config) -> int:
     for stage, text in summaries:
         print()
         print(summary_of(text))
+    if cfg["interval_networks"]:
+        print(f"\nTwo results side by side, per σ (in the tables: `central` ± `total`, and `central_calibrated` ± "
+              f"`total_calibrated` with the {cfg['calibrated_centre']} centre):\n"
+              f"  paper (σ_tot):  {GUARANTEES['paper']};\n"
+              f"  calibrated:     {GUARANTEES['calibrated']}.")
     return 0
 
 

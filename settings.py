@@ -15,7 +15,7 @@ from typing import Callable
 
 from io_utils import REPO_DIR, UserError
 from paths import STANDIN_NOISE_FILE, sigma_tag
-from roles import INTERVAL_RUN, REFERENCE
+from roles import CALIBRATED_CENTRES, INTERVAL_RUN, REFERENCE
 from sigma_model_utils import KERNELS, SPACES
 
 
@@ -133,6 +133,13 @@ SCHEMA = {
                                  "draws from; training: Nmax's own training space; mixture: half Chebyshev, "
                                  "half the physical space P",
                                  f"one of {tuple(CALIBRATION_SPACES)}", lambda s: s in CALIBRATION_SPACES),
+    "n_cal": Setting("int", "densities N_cal of the calibration set (calibrate_sigma.py)",
+                     ">= 10 (the conformal rank ⌈(N_cal + 1)·0.6827⌉ must not exceed N_cal)", _at_least(10)),
+    "n_boot_cal": Setting("int", "bootstrap samples N_boot,cal of each calibration density",
+                          ">= 2 (the statistical error needs two)", _at_least(2)),
+    "calibrated_centre": Setting("str", "the centre of the recommended calibrated result: paper (ρ̄_Nmax with "
+                                 "the Σ_X) or median (the interval networks' q_50)",
+                                 f"one of {CALIBRATED_CENTRES}", lambda c: c in CALIBRATED_CENTRES),
     "tf32": Setting("bool", "CUDA only: TF32 in float32 matrix products and convolutions (off: IEEE float32)"),
     "noise": Setting("str", "the noise a replica trains on (SPEC §7)", f"one of {NOISE_MODES}",
                      lambda m: m in NOISE_MODES),

@@ -73,6 +73,12 @@ def training_groups(cfg) -> list[tuple[str, float, list[int]]]:
             for g in range(len(tasks) // n_r)]
 
 
+def predicted_runs(cfg) -> list[str]:
+    """What predicts every input (prediction.py): the ensembles, then with interval_networks the
+    interval networks (INTERVAL_RUN, into a prediction file of their own: [N, N_r, 3·N_E])."""
+    return list(cfg["ensembles"]) + ([INTERVAL_RUN] if cfg["interval_networks"] else [])
+
+
 def parse_index_range(text: str) -> list[int]:
     """'3' -> [3]; '0-4' -> [0, 1, 2, 3, 4]; '0,2,5-6' -> [0, 2, 5, 6]."""
     out: list[int] = []

@@ -42,6 +42,7 @@ import json
 import multiprocessing
 import os
 import signal
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,8 +55,8 @@ from io_utils import (DamagedFile, InputError, atomic_output, check_free_space, 
                       open_h5, provenance, raise_if_locked, read_dataset, remove_stale_temporaries, task_lock,
                       write_attrs)
 from noise_files import NoiseModel, covariance_cholesky, load_noise_file
-from sigma_model_utils import (add_noise, correlators_and_targets, noise_scale, rng_for, sample_coefficients,
-                               space_parameters, standardise)
+from sigma_model_utils import (SPACES, add_noise, correlators_and_targets, noise_scale, rng_for,
+                               sample_coefficients, space_parameters, standardise)
 from tasks import ensemble_space, generated_nrhos, training_runs_table
 
 
@@ -124,16 +125,46 @@ def _stream(purpose: str, space: str) -> str:
     return purpose if space == "chebyshev" else f"{purpose}-{space}"
 
 
+# The purposes of the training files' streams (each space's name appended by _stream): what training
+# and early stopping have seen.  Any other set of densities draws from streams of its own.
+TRAINING_PURPOSES = ("training-space", "training-noise")
+
+
+def check_own_stream(purpose: str) -> None:
+    """Refuse ``purpose`` as the stream of a set of densities that must be unseen by training (the
+    calibration set, a validation family): for any space, its stream name, or the name's tag in
+    sigma_model_utils.rng_for, must not be one of the training files' streams."""
+    training = {_stream(p, s) for p in TRAINING_PURPOSES for s in SPACES}
+    tags = {zlib.crc32(name.encode()) for name in training}
+    for space in SPACES:
+        name = _stream(purpose, space)
+        if name in training or zlib.crc32(name.encode()) in tags:
+            raise ValueError(f"random stream {name!r} is one of the training files' streams "
+                             f"({sorted(training)}): a set that training must not have seen needs a stream of its own")
+
+
+def space_samples(cfg, nb: int | None, n: int, space: str, purpose: str):
+    """The first n samples of a space drawn block by block as the training files' are (clean_block),
+    but from the stream ``purpose`` (checked to be none of the training files', check_own_stream):
+    (parameters {dataset: [n, ...]}, exact correlators [n, n_t], exact targets {σ: [n, N_E]})."""
+    check_own_stream(purpose)
+    blocks = [clean_block(cfg, nb, k, space, purpose) for k in range(-(-n // cfg["rng_block"]))]
+    params = {name: np.concatenate([b[0][name] for b in blocks])[:n] for name in blocks[0][0]}
+    correlators = np.concatenate([b[1] for b in blocks])[:n]
+    targets = {s: np.concatenate([b[2][s] for b in blocks])[:n] for s in blocks[0][2]}
+    return params, correlators, targets
+
+
 def _keys(nb: int | None, block: int, space: str) -> tuple:
     """The keys of a block's generators: (N_b, block), or (block,) for P, which has no N_b."""
     return (block,) if space == "physical" else (nb, block)
 
 
-def clean_block(cfg, nb: int | None, block: int, space: str = "chebyshev"):
-    """Block ``block`` of the stream: its parameters {dataset: [n, ...]} (parameter_datasets),
-    C [n, n_t] and {σ: ρ_σ [n, N_E]}."""
+def clean_block(cfg, nb: int | None, block: int, space: str = "chebyshev", purpose: str = "training-space"):
+    """Block ``block`` of the stream ``purpose`` (the training files': training-space): its
+    parameters {dataset: [n, ...]} (parameter_datasets), C [n, n_t] and {σ: ρ_σ [n, N_E]}."""
     n = cfg["rng_block"]
-    rng = rng_for(cfg, _stream("training-space", space), *_keys(nb, block, space))
+    rng = rng_for(cfg, _stream(purpose, space), *_keys(nb, block, space))
     if space == "physical":
         params = physical_space.sample_parameters(rng, n)
         return (params, *physical_space.correlators_and_targets(params, cfg))

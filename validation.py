@@ -15,6 +15,10 @@ preset's slices and kernel and its exact smeared truth for every σ of the prese
   state_tower       a tower of 4-8 isolated states Σ_n A_n δ(ω - E_n), E_n = E_1 + (n - 1) ΔE with
                     random E_1 and spacing ΔE (as finite-volume two-particle levels), amplitudes
                     A_n ∝ n^p rising with n (a growing density of states), Σ A_n = A_tot.
+  calibration_space densities of the calibration space (the interval networks' training space:
+                    half Chebyshev, half P with calibration_space=mixture) from a stream that
+                    neither training nor the calibration set uses: held-out densities of the space
+                    over which the calibrated error promises its coverage.
   fano_dip          a P-wave continuum with a resonance interfering with it (a Fano profile):
                     B θ(ω - E_c) (1 - E_c²/ω²)^{3/2} (q + ε)²/(1 + ε²), ε = 2(ω - M)/Γ, which goes to
                     zero at ε = -q: a dip below the continuum (as the f0(980) in ππ scattering).
@@ -50,12 +54,17 @@ import numpy as np
 
 
 from mocks import correlator_of, o3_density, smeared_of, tanh_continuum
+from roles import INTERVAL_RUN, REFERENCE
 from sigma_model_utils import correlators_and_targets, gaussian, kernel, rng_for, sample_coefficients
+from tasks import ensemble_space
+from training_sets import space_samples
 
 # the order fixes each family's measurement streams (its index): new families are appended
 FAMILIES = ("breit_wigner", "gauss_peaks", "O3_threshold", "delta_continuum", "training_space", "state_tower",
-            "fano_dip")
+            "fano_dip", "calibration_space")
 CONTROL = "training_space"
+# held-out densities of the calibration space itself: where the calibrated error's promise is checked
+CALIBRATION_FAMILY = "calibration_space"
 # the families whose kind of structure the physical training space contains (see above)
 PHYSICAL_SPACE_COVERS = ("breit_wigner", "gauss_peaks", "O3_threshold", "delta_continuum")
 
@@ -228,8 +237,30 @@ def draw_family_member(cfg, family: str, index: int) -> ValidationDensity:
     return _DRAW[family](cfg, index)
 
 
+def calibration_space_densities(cfg, n: int) -> list[ValidationDensity]:
+    """n densities of the calibration space (the interval networks' training space) from the stream
+    'validation-calibration_space', which neither training nor the calibration set uses: held out from
+    both, inside the space the calibrated error promises its coverage over."""
+    space = ensemble_space(cfg, INTERVAL_RUN)
+    nb = int(cfg["ensembles"][REFERENCE]["nb"])
+    _, correlators, targets = space_samples(cfg, nb, n, space, f"validation-{CALIBRATION_FAMILY}")
+    return [ValidationDensity(CALIBRATION_FAMILY, i, {"space": space, "nb": nb}, correlators[i],
+                              {s: targets[s][i] for s in targets}) for i in range(n)]
+
+
+def held_out_from_calibration(cfg, family: str) -> bool:
+    """Whether a family's kind of density is outside the calibration space: the training-space control
+    and the calibration space's own family never are; with calibration_space=mixture neither are the
+    families whose structures the physical space contains (PHYSICAL_SPACE_COVERS)."""
+    inside = {CONTROL, CALIBRATION_FAMILY} | (set(PHYSICAL_SPACE_COVERS) if cfg["calibration_space"] == "mixture"
+                                              else set())
+    return family not in inside
+
+
 def draw_family(cfg, family: str, n: int) -> list[ValidationDensity]:
     """The first n densities of a family (see the module docstring), exact correlators and truths."""
+    if family == CALIBRATION_FAMILY:
+        return calibration_space_densities(cfg, n)
     if family == CONTROL:
         return training_space_densities(cfg, n)
     return [draw_family_member(cfg, family, i) for i in range(n)]

@@ -45,6 +45,18 @@ energy, the share of a family's densities and measurements covered, both levels)
 p-values of the correlated closure statistic, below) and examples_sigma{σ}.png (one reconstruction
 per family against its truth).
 
+Every error side by side: for total, total_with_prior (with the prior systematic) and, when the
+audience has interval networks and a calibration file (calibrate_sigma.py; one made with other
+networks is refused), total_scaled = S·σ_tot and the calibrated results of both centres
+(calibration.calibrated_results; total_calibrated is the recommended centre's), computed from the
+interval networks' predictions of the same samples: coverage (± its error), mean |pull|, R_bv, the
+CRPS of N(c, σ²), the sharpness and χ²/k with that error's covariance, as <figure>_<error> columns,
+the table "Every error side by side" of coverage.md, and pit.png (the PIT histograms, first σ).
+``held_out_from_calibration`` says whether the family lies outside the calibration space
+(validation.held_out_from_calibration).  The family ``calibration_space`` holds held-out densities of
+that space itself, where the calibrated errors promise 68 %.  Without a calibration the calibrated
+columns are absent and coverage.md says so.
+
 The correlated closure statistic: for each row, the χ² of ρ̄ - truth with the result's covariance
 over energies (covariance.result_covariances: statistical, replica and each systematic fully
 correlated with its sign), over the k eigen-directions of its correlation matrix kept by the cut
@@ -70,6 +82,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import budget as bud  # noqa: E402
+import calibration  # noqa: E402
 import closure  # noqa: E402
 import covariance as cv  # noqa: E402
 import validation  # noqa: E402
@@ -79,7 +92,11 @@ from devices import select_device  # noqa: E402
 from figures import plt, save_png  # noqa: E402
 from io_utils import atomic_output, provenance, write_attrs  # noqa: E402
 from noise_files import load_noise_file  # noqa: E402
+from calibration_files import calibration_networks, check_networks, read_calibration  # noqa: E402
 from prediction import find_checkpoints, predict_ensemble  # noqa: E402
+from result_files import other_centre  # noqa: E402
+from roles import INTERVAL_RUN  # noqa: E402
+from interval_networks import split_quantiles  # noqa: E402
 from prediction_files import InputSamples  # noqa: E402
 from run_pipeline import missing_outputs, task_environment, tasks  # noqa: E402
 from sigma_model_utils import rng_for  # noqa: E402
@@ -92,6 +109,10 @@ HEADLINE = ("coverage", "coverage_err", "mean_abs_pull", "r_bv", "r_bv_err", "co
 # with the prior systematic (SPEC §8 extension, Nref_prior in the audience): the same of σ_tot,prior
 PRIOR_HEADLINE = ("coverage_with_prior", "coverage_with_prior_err", "mean_abs_pull_with_prior",
                   "r_bv_with_prior", "r_bv_with_prior_err", "chi2_per_dof_with_prior")
+# every error judged side by side (those the audience has): the figures below, named <figure>_<error>
+ERRORS = ("total", "total_with_prior", "total_scaled", "total_calibrated", "total_calibrated_paper",
+          "total_calibrated_median")
+ERROR_FIGURES = ("coverage", "coverage_err", "mean_abs_pull", "r_bv", "crps", "sharpness", "chi2_per_dof")
 
 
 # --- 1. audiences ----------------------------------------------------------------------------------
@@ -132,7 +153,8 @@ def draw_inputs(cfg, families, n_per_family: int, n_measurements: int, noise) ->
     n_boot = int(cfg["n_boot"])
     for family in families:
         t0 = time.perf_counter()
-        densities = (validation.draw_family(cfg, family, n_per_family) if family == validation.CONTROL
+        densities = (validation.draw_family(cfg, family, n_per_family)
+                     if family in (validation.CONTROL, validation.CALIBRATION_FAMILY)
                      else [validation.draw_family_member(cfg, family, i)
                            for i in tqdm(range(n_per_family), desc=f"exact {family}", leave=False)])
         f = validation.FAMILIES.index(family)
@@ -160,7 +182,8 @@ def predict_family(cfg, samples: dict, sigma_gev, device) -> dict:
     together = InputSamples("validation", stacked, "bootstrap", "closure draws of the mocks",
                             int(cfg["n_boot"]))
     out = {}
-    for ens in cfg["ensembles"]:
+    runs = list(cfg["ensembles"]) + ([INTERVAL_RUN] if calibration_of(cfg, sigma_gev) is not None else [])
+    for ens in runs:
         present, missing = find_checkpoints(cfg, sigma_gev, ens)
         for path in missing:
             print(f"  WARNING: missing checkpoint {path}")
@@ -170,6 +193,43 @@ def predict_family(cfg, samples: dict, sigma_gev, device) -> dict:
         P, _ = predict_ensemble(cfg, together, sigma_gev, ens, present, device)
         P = P.reshape(len(LEVELS), *shape, *P.shape[1:])
         out[ens] = {level: P[j] for j, level in enumerate(LEVELS)}
+    return out
+
+
+def calibration_of(cfg, sigma_gev):
+    """The audience's calibration of σ (refused if made with other networks), or None (with a note)
+    when it has no interval networks or no calibration file: no calibrated figures then."""
+    if not cfg["interval_networks"] or not cfg.calibration_file(sigma_gev).is_file():
+        print(f"  NOTE: audience under {cfg.root}, sigma = {sigma_gev}: no calibration "
+              f"({'interval_networks=false' if not cfg['interval_networks'] else cfg.calibration_file(sigma_gev)} "
+              "missing): no calibrated figures (run calibrate_sigma.py)")
+        return None
+    cal = read_calibration(cfg, sigma_gev)
+    check_networks(cfg, cal, calibration_networks(cfg, sigma_gev))
+    return cal
+
+
+def calibrated_rows(cfg, cal, quantiles, budgets: list, truths: np.ndarray) -> dict:
+    """{error: (central [rows, N_E], σ [rows, N_E], χ² [rows, 2])} of the calibrated results (both
+    centres; the recommended one also as total_calibrated) and of total_scaled, from the interval
+    networks' predictions [n, R, N_boot, N_r, 3·N_E] of one level and the rows' budgets."""
+    q_lo, q_50, q_hi = split_quantiles(quantiles.astype(np.float64))
+    width = calibration.half_width(q_lo, q_hi).mean(axis=(2, 3)).reshape(len(budgets), -1)
+    median = q_50.mean(axis=(2, 3)).reshape(len(budgets), -1)
+    out = {name: ([], [], []) for name in ("total_scaled", *(f"total_calibrated_{c}" for c in calibration.CENTRES))}
+    for i, b in enumerate(budgets):
+        results = calibration.calibrated_results(cal.Q, b, width[i], median[i])
+        covariances = calibration.calibrated_covariances(results, cal.R, b)
+        rows = {"total_scaled": (b.central, calibration.scaled_total(cal.S, b), (np.nan, np.nan))}
+        for c in calibration.CENTRES:
+            r = results[c]
+            rows[f"total_calibrated_{c}"] = (r["central_calibrated"], r["total_calibrated"],
+                                            cv.chi2(r["central_calibrated"], truths[i], covariances[c]))
+        for name, values in rows.items():
+            for part, value in zip(out[name], values):
+                part.append(value)
+    out = {name: tuple(np.array(part) for part in parts) for name, parts in out.items()}
+    out["total_calibrated"] = out[f"total_calibrated_{cfg['calibrated_centre']}"]
     return out
 
 
@@ -206,10 +266,23 @@ def chi2_figures(chi2: np.ndarray) -> dict:
 
 
 # --- 4. statistics ------------------------------------------------------------------------------------
-def family_metrics(truths: np.ndarray, budgets: list, groups=None, chi2: np.ndarray | None = None) -> dict:
+def error_figures(central, truths, error, groups, chi2) -> dict:
+    """ERROR_FIGURES of one error: coverage (± its error), mean |pull|, R_bv, CRPS of N(c, σ²),
+    sharpness (closure.py) and the mean χ²/k (chi2 [rows, 2]), and the PIT values (``_pit``)."""
+    stats = closure.closure_statistics(central, truths, error, groups)
+    return {"coverage": stats.coverage, "coverage_err": stats.coverage_err, "mean_abs_pull": stats.mean_abs_pull,
+            "r_bv": stats.r_bv, "crps": closure.crps(central, truths, error),
+            "sharpness": closure.sharpness(error, truths), "chi2_per_dof": chi2_figures(chi2)["chi2_per_dof"],
+            "_pit": closure.pit(central, truths, error).ravel()}
+
+
+def family_metrics(truths: np.ndarray, budgets: list, groups=None, chi2: np.ndarray | None = None,
+                   calibrated: dict | None = None) -> dict:
     """The figures of one family, σ and level from truths [rows, N_E], the rows' budgets and their
     χ² (budgets_of; None: not computed, NaN); rows of the same ``groups`` entry are measurements of
-    one density (closure.py's conventions)."""
+    one density (closure.py's conventions).  Besides, for every error the audience has (ERRORS:
+    total, total_with_prior, and with ``calibrated`` (calibrated_rows) total_scaled and the calibrated
+    results) ERROR_FIGURES as <figure>_<error>."""
     if chi2 is None:
         chi2 = np.full((len(budgets), 2, 2), np.nan)
     central = np.stack([b.central for b in budgets])
@@ -234,8 +307,14 @@ def family_metrics(truths: np.ndarray, budgets: list, groups=None, chi2: np.ndar
         with_prior = dict(zip(PRIOR_HEADLINE, (p.coverage, p.coverage_err, p.mean_abs_pull, p.r_bv, p.r_bv_err)),
                           verdict_with_prior=p.verdict,
                           chi2_per_dof_with_prior=chi2_figures(chi2[:, 1])["chi2_per_dof"])
+    errors = {"total": (central, total, chi2[:, 0])}
+    if budgets[0].has_prior:
+        errors["total_with_prior"] = (central, np.stack([b.total_with_prior for b in budgets]), chi2[:, 1])
+    errors.update(calibrated or {})
+    per_error = {f"{figure}_{name}": value for name, (c, e, x) in errors.items()
+                 for figure, value in error_figures(c, truths, e, groups, x).items()}
     return {
-        "n_densities": stats.n_groups, "n_rows": stats.n_rows, **with_prior,
+        "n_densities": stats.n_groups, "n_rows": stats.n_rows, **with_prior, **per_error,
         "coverage": stats.coverage, "coverage_err": stats.coverage_err,
         "mean_abs_pull": stats.mean_abs_pull, "r_bv": stats.r_bv, "r_bv_err": stats.r_bv_err,
         "verdict": stats.verdict,
@@ -255,14 +334,20 @@ def judge_audience(cfg, inputs: dict, device) -> tuple[dict, dict]:
     for sigma_gev in cfg["sigmas_gev"]:
         for family, (densities, _, samples) in inputs.items():
             predictions = predict_family(cfg, samples, sigma_gev, device)
+            quantiles = predictions.pop(INTERVAL_RUN, None)
+            cal = calibration_of(cfg, sigma_gev) if quantiles is not None else None
             n_meas = samples[LEVELS[0]].shape[1]
             truths = np.repeat(np.stack([d.truth[sigma_gev] for d in densities]), n_meas, axis=0)
             groups = np.repeat(np.arange(len(densities)), n_meas)
             for level in LEVELS:
                 b, chi2 = budgets_of(predictions, level, truths[::n_meas])
+                rows = [x for row in b for x in row]
+                calibrated = (calibrated_rows(cfg, cal, quantiles[level], rows, truths) if cal is not None else None)
                 budgets[(family, sigma_gev, level)] = b
-                metrics[(family, sigma_gev, level)] = family_metrics(truths, [x for row in b for x in row], groups,
-                                                                     chi2)
+                metrics[(family, sigma_gev, level)] = dict(
+                    family_metrics(truths, rows, groups, chi2, calibrated),
+                    held_out_from_calibration=validation.held_out_from_calibration(cfg, family)
+                    if cfg["interval_networks"] else np.nan)
     return metrics, budgets
 
 
@@ -273,13 +358,15 @@ def over_audiences(per_audience: dict) -> pd.DataFrame:
     for key in keys:
         ms = [per_audience[seed][key] for seed in per_audience]
         row = dict(zip(("family", "sigma_gev", "level"), key), n_audiences=len(ms))
-        for name in HEADLINE + tuple(n for n in PRIOR_HEADLINE if n in ms[0]):
+        per_error = tuple(f"{f}_{e}" for e in ERRORS for f in ERROR_FIGURES if f"{f}_{e}" in ms[0])
+        for name in HEADLINE + tuple(n for n in PRIOR_HEADLINE if n in ms[0]) + per_error:
             values = np.array([m[name] for m in ms], dtype=float)
             row[f"{name}_mean"] = float(values.mean())
             row[f"{name}_spread"] = float(values.std(ddof=1)) if len(values) > 1 else np.nan
         verdicts = pd.Series([m["verdict"] for m in ms]).value_counts()
         row["verdicts"] = "; ".join(f"{c}/{len(ms)}: {v}" if len(ms) > 1 else v for v, c in verdicts.items())
         row["complete"] = all(m["complete"] for m in ms)
+        row["held_out_from_calibration"] = ms[0]["held_out_from_calibration"]
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -332,6 +419,7 @@ def markdown(cfg, summary: pd.DataFrame, table: pd.DataFrame, seeds, n_meas: int
                      f"| {_cell(r, 'common_bias_share_of_misses', True, 0)} "
                      f"| {_cell(r, 'chi2_per_dof', False, 1)}, {_cell(r, 'chi2_p_below_5pct', True, 0)} "
                      f"| {r['verdicts']} |{with_prior}")
+    lines += calibrated_table(cfg, one)
     if k > 1:
         lines += ["", "Per audience (level 1):", "",
                   "| seed | family | σ | coverage of σ_tot | mean \\|pull\\| | R_bv | level-0 coverage |",
@@ -344,6 +432,31 @@ def markdown(cfg, summary: pd.DataFrame, table: pd.DataFrame, seeds, n_meas: int
                              f"{100 * r['coverage_err']:.0f} % | {r['mean_abs_pull']:.2f} | {r['r_bv']:.2f} ± "
                              f"{r['r_bv_err']:.2f} | {100 * z['coverage']:.0f} % |")
     return "\n".join(lines) + "\n"
+
+
+def calibrated_table(cfg, one: pd.DataFrame) -> list[str]:
+    """Every error side by side (level 1): coverage, mean |pull|, R_bv, CRPS, sharpness, χ²/k; a note
+    when the audience has no calibration."""
+    errors = [e for e in ERRORS if f"coverage_{e}_mean" in one.columns]
+    if "total_calibrated" not in errors:
+        return ["", "No calibrated figures: the audience has no interval networks or no calibration file "
+                "(run calibrate_sigma.py)."]
+    centre = cfg["calibrated_centre"]
+    lines = ["", f"Every error side by side (level 1). total_calibrated: the recommended centre ({centre}); "
+             f"total_calibrated_{other_centre(centre)}: the other; total_scaled = S·σ_tot. The calibrated errors "
+             f"promise {calibration.GUARANTEES['calibrated']}: 'held out' says whether the family lies outside "
+             f"that space (calibration_space = {cfg['calibration_space']}). CRPS of N(c, σ²) (lower is better), "
+             "sharpness = median σ / max|truth|.", "",
+             "| family | σ | held out | error | coverage | mean \\|pull\\| | R_bv | CRPS | sharpness | χ²/k |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for key, r in one.iterrows():
+        held = {True: "yes", False: "no"}.get(r["held_out_from_calibration"], "-")
+        for e in errors:
+            lines.append(f"| {key[0]} | {key[1]} | {held} | {e} | {_cell(r, f'coverage_{e}', True, 0, f'coverage_err_{e}')} "
+                         f"| {_cell(r, f'mean_abs_pull_{e}', False, 2)} | {_cell(r, f'r_bv_{e}', False, 2)} "
+                         f"| {_cell(r, f'crps_{e}', False, 4)} | {_cell(r, f'sharpness_{e}', False, 3)} "
+                         f"| {_cell(r, f'chi2_per_dof_{e}', False, 1)} |")
+    return lines
 
 
 def write_outputs(cfg, audiences, inputs, results, out_dir: Path, timings: dict) -> list[Path]:
@@ -463,6 +576,28 @@ def plot_chi2(cfg, results, families, path: Path) -> None:
     _save(fig, path)
 
 
+def plot_pit(cfg, results, families, path: Path) -> None:
+    """Level 1: the PIT histogram Φ((truth − c)/σ) of every error per family (first σ), over densities,
+    measurements, energies and audiences; uniform (dashed) when the error is calibrated."""
+    s = cfg["sigmas_gev"][0]
+    errors = [e for e in ERRORS if f"_pit_{e}" in next(iter(results.values()))[0][(families[0], s, 1)]]
+    fig, axes = plt.subplots(1, len(families), figsize=(3.4 * len(families), 3.0), sharey=True, squeeze=False)
+    bins = np.linspace(0, 1, 11)
+    for ax, f in zip(axes[0], families):
+        for n, e in enumerate(errors):
+            values = _pooled(results, (f, s, 1), f"_pit_{e}")
+            ax.hist(values[np.isfinite(values)], bins=bins, density=True, histtype="step", lw=1.3, color=f"C{n}",
+                    label=e)
+        ax.axhline(1.0, color="k", lw=0.8, ls="--")
+        ax.set_title(f"{f}, σ = {s}", fontsize=8)
+        ax.set_xlabel("PIT", fontsize=8)
+    axes[0, 0].set_ylabel("density")
+    axes[0, 0].legend(fontsize=6)
+    fig.suptitle(f"PIT histograms (level 1), preset {cfg.preset}: uniform when calibrated, piled at 0 and 1 "
+                 "when too small", fontsize=9)
+    _save(fig, path)
+
+
 def plot_coverage_vs_energy(cfg, results, families, path: Path) -> None:
     """Coverage of σ_tot per energy, over a family's densities and measurements (and audiences):
     level 1 solid with its statistical band, level 0 dashed."""
@@ -553,7 +688,8 @@ def main(argv=None) -> int:
     plot_pulls(cfg, results, families, out_dir / "pulls.png")
     plot_coverage_vs_energy(cfg, results, families, out_dir / "coverage_vs_energy.png")
     plot_chi2(cfg, results, families, out_dir / "chi2.png")
-    written += [out_dir / "pulls.png", out_dir / "coverage_vs_energy.png", out_dir / "chi2.png"]
+    plot_pit(cfg, results, families, out_dir / "pit.png")
+    written += [out_dir / "pulls.png", out_dir / "coverage_vs_energy.png", out_dir / "chi2.png", out_dir / "pit.png"]
     for s in cfg["sigmas_gev"]:
         plot_examples(cfg, inputs, results, families, s, out_dir / f"examples_sigma{s}.png")
         written.append(out_dir / f"examples_sigma{s}.png")

@@ -1,7 +1,8 @@
 #!/bin/bash
 # The whole pipeline as chained submissions (each waits for the previous with afterok):
-# generation (CPU array) -> training (GPU array) -> prediction + analysis of each mock (CPU; the
-# mocks of mocks.MOCK_TABLE). Prints one line "stage job_id" per submission.
+# generation (CPU array) -> training (GPU array) -> with interval_networks the calibration (CPU, or
+# GPU with SPECTRAL_CALIBRATION_GPUS) -> prediction + analysis of each mock (CPU; the mocks of
+# mocks.MOCK_TABLE). Prints one line "stage job_id" per submission.
 # Settings: slurm_scripts/cluster.env.
 #   bash slurm_scripts/submit_all.sh [sbatch options for every job...]
 set -euo pipefail
@@ -13,9 +14,16 @@ training="$(bash "$here/submit_training_sigma.sh" --dependency="afterok:$generat
 echo "generation $generation"
 echo "training $training"
 job_ids="$generation,$training"
+before_prediction="$training"
+if [[ "$(spectral_config get interval_networks)" == True ]]; then
+    calibration="$(bash "$here/submit_calibration_sigma.sh" --dependency="afterok:$training" "$@")"
+    echo "calibration $calibration"
+    job_ids+=",$calibration"
+    before_prediction="$calibration"
+fi
 mock_scripts="$("$SPECTRAL_PYTHON" "$SPECTRAL_REPO/mocks.py" submit-scripts)"
 for script in $mock_scripts; do
-    id="$(bash "$here/$script" --dependency="afterok:$training" "$@")"
+    id="$(bash "$here/$script" --dependency="afterok:$before_prediction" "$@")"
     name="${script#submit_}"
     echo "${name%.sh} $id"
     job_ids+=",$id"

@@ -74,3 +74,24 @@ def test_crps_pit_and_sharpness_tell_honest_from_wrong_errors():
     assert stats.kstest(closure.pit(c, y, w).ravel(), "uniform").pvalue > 1e-3
     assert stats.kstest(closure.pit(c, y, 0.5 * w).ravel(), "uniform").pvalue < 1e-6
     assert closure.sharpness(2 * w, y) == pytest.approx(2 * closure.sharpness(w, y))
+
+
+def test_calibration_stream_is_its_own_and_an_overlapping_one_is_refused(tiny_cfg, monkeypatch):
+    """The calibration set is drawn from a stream no training file uses: its densities are none of the
+    interval networks' training file's, and a calibration stream that is a training stream is refused."""
+    import calibrate_sigma
+    from tasks import ensemble_space
+    from training_sets import TRAINING_PURPOSES, check_own_stream, clean_block
+    nb = tiny_cfg["ensembles"]["Nmax"]["nb"]
+    space = ensemble_space(tiny_cfg, "Nmax_interval")
+    assert space == "mixture"                                     # the default calibration space
+    drawn = calibrate_sigma.calibration_set(tiny_cfg)
+    assert drawn.correlators.shape == (tiny_cfg["n_cal"], tiny_cfg.n_t)
+    training = clean_block(tiny_cfg, nb, 0, space)[1]           # the training file's first block
+    assert not np.any(np.all(np.isclose(drawn.correlators[:, None], training[None], rtol=1e-12), axis=-1))
+    for purpose in TRAINING_PURPOSES:
+        with pytest.raises(ValueError, match="one of the training files' streams"):
+            check_own_stream(purpose)
+        monkeypatch.setattr(calibrate_sigma, "CALIBRATION_STREAM", purpose)
+        with pytest.raises(ValueError, match=f"random stream '{purpose}' is one of the training files' streams"):
+            calibrate_sigma.calibration_set(tiny_cfg)

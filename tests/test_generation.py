@@ -12,6 +12,7 @@ import training_sets
 from config import load_config
 from conftest import REPO
 from noise_files import load_noise_file
+from tasks import generation_tasks
 from training_sets import target_key
 
 
@@ -173,8 +174,9 @@ def test_task_id_maps_to_the_presets_nb(tmp_path):
     ok = run_generator("--preset", "tiny", "--task-id", "1", "--root", str(tmp_path))
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "training_datasets_T32" / "training_data_Nb32_Nrho400.hdf5").is_file()
-    bad = run_generator("--preset", "tiny", "--task-id", "2", "--root", str(tmp_path))
-    assert bad.returncode == 2 and "2 generation tasks" in bad.stderr
+    n = len(generation_tasks(load_config("tiny")))         # the Chebyshev N_b, then the mixture's
+    bad = run_generator("--preset", "tiny", "--task-id", str(n), "--root", str(tmp_path))
+    assert bad.returncode == 2 and f"{n} generation tasks" in bad.stderr
 
 
 def test_prior_space_file_is_its_own_prefix_stream_with_its_space_recorded(tiny_cfg, tmp_path):

@@ -90,7 +90,7 @@ def test_interval_network_checkpoint_layout_and_held_out_loss(make_cfg):
     """A trained interval network: in Nmax's folder under interval_{r}, self-contained, with its
     levels and layout recorded; its best validation loss is the pinball loss on the held-out
     samples (computed here from the formula); its medians and quantiles come out in order."""
-    cfg = make_cfg("noise=stored", "max_epochs=2", "lr=2e-3")
+    cfg = make_cfg("noise=stored", "max_epochs=2", "lr=2e-3", "calibration_space=training")
     assert train_replicas(cfg, INTERVAL_RUN, 0.44, [0, 1], device="cpu", log=quiet) == {0: "finished", 1: "finished"}
     paths = interval_checkpoints(cfg, 0.44)
     assert [p.relative_to(cfg.root).as_posix() for p in paths] == [
@@ -119,7 +119,7 @@ def test_interval_network_checkpoint_layout_and_held_out_loss(make_cfg):
 
 def test_resumed_interval_network_equals_uninterrupted(make_cfg, tmp_path):
     """Stopped at step 13 of 10-step epochs and continued == one run, bitwise (CPU, replica noise)."""
-    settings = ("max_epochs=3", "patience=3", "ensembles.Nmax.nrho=200")
+    settings = ("max_epochs=3", "patience=3", "ensembles.Nmax.nrho=200", "calibration_space=training")
     whole = make_cfg(*settings)
     assert train_replicas(whole, INTERVAL_RUN, 0.63, [0, 1], device="cpu", log=quiet) == {0: "finished", 1: "finished"}
     (tmp_path / "second").mkdir()
@@ -209,12 +209,13 @@ def test_mixture_calibration_space_is_generated_and_trained_on(tiny_cfg):
     """calibration_space=mixture: generation makes the mixture file at Nmax's N_b and N_ρ (and only
     that one beyond the audience's), and the interval networks train on it; the audience does not."""
     cfg = load_config("tiny", [*tiny_cfg.overrides, "calibration_space=mixture"], tiny_cfg.root)
+    own = load_config("tiny", [*tiny_cfg.overrides, "calibration_space=training"], tiny_cfg.root)
     nmax = cfg["ensembles"]["Nmax"]
-    assert generation_tasks(cfg) == generation_tasks(tiny_cfg) + [("mixture", nmax["nb"])]
+    assert generation_tasks(cfg) == generation_tasks(own) + [("mixture", nmax["nb"])]
     assert generated_nrhos(cfg, "mixture") == [nmax["nrho"]]
     assert ensemble_space(cfg, INTERVAL_RUN) == "mixture" and ensemble_space(cfg, "Nmax") == "chebyshev"
     assert generation_tasks(load_config("tiny", ["calibration_space=mixture", "interval_networks=false"])) \
-        == generation_tasks(tiny_cfg)
+        == generation_tasks(own)
     paths = generate_training_files(cfg, nmax["nb"], workers=1, progress=False, log=quiet, space="mixture")
     assert paths == [cfg.training_file(nmax["nb"], nmax["nrho"], "mixture")]
     data = load_training_data(cfg, INTERVAL_RUN, 0.44)

@@ -176,7 +176,7 @@ def test_a_sample_does_not_depend_on_its_batch():
 
 # --- streams, files, presets --------------------------------------------------------------------
 def physical_cfg(tiny_cfg, root, *more):
-    return load_config("tiny", tiny_cfg.overrides + ["space=physical", *more], root)
+    return load_config("tiny", tiny_cfg.overrides + ["space=physical", "calibration_space=training", *more], root)
 
 
 def read_all(path):
@@ -273,13 +273,15 @@ def test_mixture_holds_both_kinds_interleaved(tiny_cfg, tmp_path):
 def test_preset_keys_and_defaults():
     reference = load_config("reference")
     assert reference["space"] == "chebyshev"
-    assert generation_tasks(reference) == [("chebyshev", nb) for nb in reference["nb_list"]]
+    assert reference["calibration_space"] == "mixture"            # the interval networks' file at Nmax's N_b
+    assert generation_tasks(reference) == ([("chebyshev", nb) for nb in reference["nb_list"]]
+                                           + [("mixture", reference["ensembles"]["Nmax"]["nb"])])
     assert all("space" not in ens for ens in reference["ensembles"].values())
     prior = load_config("demo_prior")
     assert prior["ensembles"]["Nref_prior"]["space"] == "prior"
     physical_prior = load_config("demo_prior", ["prior_space=physical"])
     assert physical_prior["ensembles"]["Nref_prior"]["space"] == "physical"
-    assert generation_tasks(physical_prior)[-1] == ("physical", None)
+    assert ("physical", None) in generation_tasks(physical_prior)
     audience = load_config("demo", ["space=physical"])
     assert {ens["space"] for ens in audience["ensembles"].values()} == {"physical"}
     with pytest.raises(ConfigError, match="second space"):

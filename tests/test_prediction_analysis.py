@@ -15,17 +15,20 @@ import analyze_delta_tanh_mock
 import analyze_O3_mock_sigma
 import analyze_user_data
 import budget as bud
+import calibrate_sigma
 import generate_delta_mock
 import predict_on_delta_tanh
 import predict_on_O3_mock_sigma
 import predict_on_user_data
 import run_pipeline
 from config import load_config
+from calibration_files import read_calibration
 from io_utils import InputError
 from mocks import make_mock
 from prediction import mock_inputs
+from result_files import budget_columns
 from noise_files import load_noise_file
-from tasks import training_tasks
+from tasks import generation_tasks, training_tasks
 from training import train_replicas
 from training_sets import generate_training_files
 from user_correlators import read_user_samples
@@ -44,17 +47,19 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, request):
-    """The tiny preset's whole audience (4 ensembles x 2 replicas x 2 σ), one epoch each."""
+    """The tiny preset's whole audience (4 ensembles x 2 replicas x 2 σ) and its interval networks,
+    one epoch each, and their calibration."""
     root = tmp_path_factory.mktemp("audience")
     noise = str(request.config.rootpath / "data" / "standin_baryon_T64.h5")
     cfg = load_config("tiny", TINY + [f"noise_file={noise}"], root)
-    for nb in cfg["nb_list"]:
-        generate_training_files(cfg, nb, workers=1, progress=False, log=lambda *a: None)
+    for space, nb in generation_tasks(cfg):
+        generate_training_files(cfg, nb, workers=1, progress=False, log=lambda *a: None, space=space)
     groups = {}
     for ens, r, s in training_tasks(cfg):
         groups.setdefault((ens, s), []).append(r)
     for (ens, s), replicas in groups.items():
         train_replicas(cfg, ens, s, replicas, device="cpu", log=lambda *a: None)
+    assert calibrate_sigma.main(args_of(cfg)) == 0
     return cfg
 
 
@@ -93,9 +98,34 @@ def test_mock_pipeline_end_to_end(trained, capsys):
                     if samples is None:
                         samples = h5["input_samples"][()]
                     np.testing.assert_array_equal(h5["input_samples"][()], samples)
+            with h5py.File(cfg.prediction_file(mock, "Nmax_interval", sigma), "r") as h5:
+                assert h5["predictions"].shape == (n_boot, n_r, 3 * n_e)      # q_lo, q_50, q_hi
+                np.testing.assert_array_equal(h5["input_samples"][()], samples)
             table = pd.read_csv(cfg.results_file(mock, sigma, "budget.csv"))
             assert list(table.columns) == ["E", "central", "stat", "rep", "sys_b", "sys_rho", "sys_n",
-                                           "total", "truth", "closure_level"]
+                                           "total", "central_calibrated", "post", "total_calibrated",
+                                           "central_calibrated_paper", "post_paper", "total_calibrated_paper",
+                                           "total_scaled", "truth", "closure_level"]
+            # the calibrated result as calibration.py defines it, from the calibration file and the
+            # interval networks' predictions
+            cal = read_calibration(cfg, sigma)
+            with h5py.File(cfg.prediction_file(mock, "Nmax_interval", sigma), "r") as h5:
+                q = h5["predictions"][()].astype(np.float64)
+            width = (np.abs(q[..., 2 * n_e:] - q[..., :n_e]) / 2).mean(axis=(0, 1))
+            np.testing.assert_allclose(table["central_calibrated"], q[..., n_e:2 * n_e].mean(axis=(0, 1)), rtol=1e-6)
+            np.testing.assert_allclose(table["post"], cal.Q["median"] * width, rtol=1e-6)
+            np.testing.assert_allclose(table["total_calibrated"], table["post"], rtol=1e-12)
+            np.testing.assert_array_equal(table["central_calibrated_paper"], table["central"])
+            np.testing.assert_allclose(table["post_paper"], cal.Q["paper"] * width, rtol=1e-6)
+            np.testing.assert_allclose(table["total_calibrated_paper"] ** 2, table["post_paper"] ** 2
+                                       + (table[["sys_b", "sys_rho", "sys_n"]] ** 2).sum(axis=1), rtol=1e-8)
+            np.testing.assert_allclose(table["total_scaled"], cal.S * table["total"], rtol=1e-8)
+            with h5py.File(cfg.results_file(mock, sigma, "budget.hdf5"), "r") as h5:
+                cov = h5["covariance/total_calibrated"][()]
+                np.testing.assert_allclose(np.sqrt(np.diag(cov)), table["total_calibrated"], rtol=1e-8)
+                cov = h5["covariance/total_calibrated_paper"][()]
+                np.testing.assert_allclose(np.sqrt(np.diag(cov)), table["total_calibrated_paper"], rtol=1e-8)
+                assert json.loads(h5.attrs["calibration"])["centre"] == "median"
             assert np.all(table["closure_level"] == 1)
             assert len(table) == n_e and np.all(np.isfinite(table.to_numpy()))
             np.testing.assert_allclose(table["total"] ** 2, (table[["stat", "rep", "sys_b", "sys_rho", "sys_n"]] ** 2)
@@ -109,7 +139,8 @@ def test_mock_pipeline_end_to_end(trained, capsys):
                 assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
         out = capsys.readouterr().out
         assert f"Summary for {mock}:" in out
-        assert out.count("mean |pull| = ") == len(cfg["sigmas_gev"])
+        assert out.count("paper (σ_tot): mean |pull| = ") == len(cfg["sigmas_gev"])
+        assert out.count("calibrated (median centre): mean |pull| = ") == len(cfg["sigmas_gev"])
 
 
 def test_prediction_files_record_the_replicas_noise_mode(trained, tmp_path):
@@ -126,6 +157,7 @@ def test_prior_systematic_end_to_end(trained, tmp_path, capsys):
     the second space, trained, predicted and analysed; the budget files gain sys_prior and
     total_with_prior (the paper's total unchanged), the summary reports both."""
     cfg = load_config("tiny", copy_audience(trained, tmp_path).overrides + ["prior_systematic=true"], tmp_path)
+    shutil.copytree(trained.root / "calibration", tmp_path / "calibration")   # Nref_prior is not calibrated
     generate_training_files(cfg, cfg["ensembles"]["Nmax"]["nb"], workers=1, progress=False,
                             log=lambda *a: None, space="prior")
     for s in cfg["sigmas_gev"]:
@@ -139,7 +171,10 @@ def test_prior_systematic_end_to_end(trained, tmp_path, capsys):
     for sigma in cfg["sigmas_gev"]:
         table = pd.read_csv(cfg.results_file("delta_tanh", sigma, "budget.csv"))
         assert list(table.columns) == ["E", "central", "stat", "rep", "sys_b", "sys_rho", "sys_n", "total",
-                                       "sys_prior", "total_with_prior", "truth", "closure_level"]
+                                       "sys_prior", "total_with_prior", *budget_columns("calibrated")[8:],
+                                       "truth", "closure_level"]
+        np.testing.assert_allclose(table["total_calibrated_paper"] ** 2, table["post_paper"] ** 2 + (
+            table[["sys_b", "sys_rho", "sys_n", "sys_prior"]] ** 2).sum(axis=1), rtol=1e-8)
         assert np.all(np.isfinite(table.to_numpy())) and np.any(table["sys_prior"] > 0)
         np.testing.assert_allclose(table["total_with_prior"] ** 2, table["total"] ** 2 + table["sys_prior"] ** 2,
                                    rtol=1e-8)
@@ -407,16 +442,16 @@ def test_validate_coverage_end_to_end(trained, tmp_path, capsys):
     assert second.root == tmp_path / "audiences" / f"seed_{cfg['seed'] + 1}"
     assert f"seed={cfg['seed'] + 1}" in second.overrides
     for target in (tmp_path, second.root):
-        for directory in trained.root.glob("trained_models_sigma*"):
+        for directory in [*trained.root.glob("trained_models_sigma*"), trained.root / "calibration"]:
             shutil.copytree(directory, target / directory.name)
-    families = "O3_threshold,training_space"
+    families = "O3_threshold,training_space,calibration_space"
     argv = ["--preset", "tiny", "--root", str(tmp_path), "--n-per-family", "4", "--measurements", "3",
             "--audience-seeds", "2", "--families", families, "--no-train"] + \
            [a for o in trained.overrides for a in ("--set", o)]
     assert validate_coverage.main(argv) == 0
     out_dir = tmp_path / "results" / "validation"
     table = pd.read_csv(out_dir / "coverage.csv")
-    assert len(table) == 2 * 2 * len(cfg["sigmas_gev"]) * 2          # seeds x families x σ x levels
+    assert len(table) == 2 * 3 * len(cfg["sigmas_gev"]) * 2          # seeds x families x σ x levels
     assert set(table["level"]) == {0, 1} and set(table["audience_seed"]) == {cfg["seed"], cfg["seed"] + 1}
     assert set(table["n_rows"]) == {12} and set(table["n_densities"]) == {4}
     summary = pd.read_csv(out_dir / "coverage_summary.csv")
@@ -424,7 +459,7 @@ def test_validate_coverage_end_to_end(trained, tmp_path, capsys):
     # the copy predicts exactly what the original does: zero spread over these two "audiences"
     np.testing.assert_allclose(summary["coverage_spread"], 0.0, atol=1e-12)
     densities = pd.read_csv(out_dir / "densities.csv")
-    assert len(densities) == 2 * 2 * len(cfg["sigmas_gev"]) * 2 * 4 * 3
+    assert len(densities) == 2 * 3 * len(cfg["sigmas_gev"]) * 2 * 4 * 3
     with h5py.File(out_dir / "validation.hdf5", "r") as h5:
         assert json.loads(h5.attrs["closure_levels"]) == [1, 0] and h5.attrs["measurements"] == 3
         g = h5[f"audience_seed_{cfg['seed']}/O3_threshold/sigma_{cfg['sigmas_gev'][0]}"]
@@ -440,6 +475,15 @@ def test_validate_coverage_end_to_end(trained, tmp_path, capsys):
     for png in ("pulls.png", "coverage_vs_energy.png", "chi2.png", f"examples_sigma{cfg['sigmas_gev'][0]}.png"):
         assert (out_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| training_space |" in capsys.readouterr().out
+    # every error side by side, the calibrated ones from the audience's calibration file
+    for error in ("total", "total_scaled", "total_calibrated", "total_calibrated_paper", "total_calibrated_median"):
+        for figure in ("coverage", "mean_abs_pull", "r_bv", "crps", "sharpness"):
+            assert np.all(np.isfinite(table[f"{figure}_{error}"])), (figure, error)
+    np.testing.assert_array_equal(table["coverage_total"], table["coverage"])
+    np.testing.assert_array_equal(table["coverage_total_calibrated"], table["coverage_total_calibrated_median"])
+    held = table.set_index("family")["held_out_from_calibration"]
+    assert not held["training_space"].any() and not held["calibration_space"].any() and not held["O3_threshold"].any()
+    assert "Every error side by side" in md and (out_dir / "pit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_compare_hlt_runs_on_the_level1_samples(trained, tmp_path, capsys):
@@ -481,8 +525,8 @@ def test_budget_json_holds_every_column_settings_and_provenance(trained):
         # (max_epochs, noise_file changed nothing here), and each prediction file's own configuration
         own = record["settings"]["analysis"]
         assert own == {"preset": "tiny", "overrides": [], "values": {
-            "a_inv_gev": cfg["a_inv_gev"], "ensembles": cfg["ensembles"], "prior_systematic": False,
-            "sigmas_gev": cfg["sigmas_gev"]}}
+            "a_inv_gev": cfg["a_inv_gev"], "calibrated_centre": "median", "ensembles": cfg["ensembles"],
+            "interval_networks": True, "prior_systematic": False, "sigmas_gev": cfg["sigmas_gev"]}}
         assert record["provenance"]["overrides"] == []
         for ens in cfg["ensembles"]:
             with h5py.File(cfg.prediction_file("O3", ens, sigma), "r") as h5:
@@ -633,3 +677,41 @@ def test_overflowing_user_values_are_refused_before_any_file(trained, tmp_path, 
         h5.attrs.update(sample_kind="bootstrap", kernel="rratio", T=64)
     with pytest.raises(InputError, match=r"c\.h5, key 'samples': complex values"):
         read_user_samples(tmp_path / "c.h5", cfg, "c")
+
+
+def test_analysis_refuses_a_calibration_made_with_other_networks(trained, tmp_path, capsys):
+    """One interval network retrained (here: one weight changed) after the calibration: the analysis
+    names the calibration file and the network, and writes no result."""
+    cfg = copy_audience(trained, tmp_path)
+    shutil.copytree(trained.root / "calibration", tmp_path / "calibration")
+    assert predict_on_delta_tanh.main(args_of(cfg)) == 0
+    changed = cfg.checkpoint(cfg["sigmas_gev"][0], "Nmax_interval", 1)
+    record = torch.load(changed, weights_only=True)
+    record["state_dict"]["fc2.bias"] += 1.0
+    torch.save(record, changed)
+    with pytest.raises(SystemExit, match=f"failed for sigma = \\[{cfg['sigmas_gev'][0]}\\]"):
+        analysis.analyze(cfg, "delta_tanh")
+    out = capsys.readouterr().out
+    assert "calibration_sigma44.h5" in out and "made with other networks" in out and "interval_1_best.pth" in out
+    assert not cfg.results_file("delta_tanh", cfg["sigmas_gev"][0], "budget.csv").exists()
+    assert cfg.results_file("delta_tanh", cfg["sigmas_gev"][1], "budget.csv").exists()   # the other σ is fine
+
+
+def test_calibration_is_kept_when_up_to_date_and_resumes_the_missing_sigma(trained, tmp_path, capsys):
+    cfg = copy_audience(trained, tmp_path)
+    shutil.copytree(trained.root / "calibration", tmp_path / "calibration")
+    first, second = (cfg.calibration_file(s) for s in cfg["sigmas_gev"])
+    stamp = first.stat().st_mtime_ns
+    assert calibrate_sigma.main(args_of(cfg)) == 0
+    out = capsys.readouterr().out
+    assert out.count("up to date: ") == 2 and "wrote" not in out
+    second.unlink()                                      # an interrupted calibration: one σ missing
+    assert calibrate_sigma.main(args_of(cfg)) == 0
+    out = capsys.readouterr().out
+    assert out.count("up to date: ") == 1 and f"wrote {second}" in out
+    assert first.stat().st_mtime_ns == stamp
+    again, made = read_calibration(cfg, cfg["sigmas_gev"][1]), read_calibration(trained, trained["sigmas_gev"][1])
+    for centre in made.Q:                                # the same streams: the same factors
+        np.testing.assert_array_equal(again.Q[centre], made.Q[centre])
+    np.testing.assert_array_equal(again.S, made.S)
+    assert again.checkpoints == made.checkpoints and len(made.checkpoints) == 5 * cfg["n_replicas"]

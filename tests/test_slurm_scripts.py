@@ -17,7 +17,7 @@ from tasks import generation_tasks, training_groups, training_tasks
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "slurm_scripts"
-SUBMIT_SCRIPTS = ["submit_generation_sigma.sh", "submit_training_sigma.sh",
+SUBMIT_SCRIPTS = ["submit_generation_sigma.sh", "submit_training_sigma.sh", "submit_calibration_sigma.sh",
                   "submit_prediction_O3.sh", "submit_prediction_delta.sh", "submit_all.sh"]
 
 # Records each call's arguments (one per line, a blank line after each call) and prints a job id.
@@ -109,22 +109,45 @@ def test_submit_all_chains_with_afterok_and_site_settings(fake_slurm):
                SPECTRAL_TRAINING_GPUS="2", SPECTRAL_TRAINING_TIME="02:00:00",
                SPECTRAL_SETUP="echo a module system that talks on stdout")
     out = submit("submit_all.sh", env)
-    assert out.split() == ["generation", "101", "training", "102",
-                           "prediction_O3", "103", "prediction_delta", "104"]
-    generation, training, o3, delta = calls("sbatch")
+    assert out.split() == ["generation", "101", "training", "102", "calibration", "103",
+                           "prediction_O3", "104", "prediction_delta", "105"]
+    generation, training, calibration, o3, delta = calls("sbatch")
     assert option(o3, "array") is None and option(delta, "array") is None   # one process each
+    assert option(calibration, "array") is None
     assert option(generation, "dependency") is None
     assert option(training, "dependency") == "afterok:101"
-    assert option(o3, "dependency") == option(delta, "dependency") == "afterok:102"
-    assert all(option(c, "account") == "lattice42" for c in (generation, training, o3, delta))
+    assert option(calibration, "dependency") == "afterok:102"             # after training,
+    assert option(o3, "dependency") == option(delta, "dependency") == "afterok:103"   # before prediction
+    assert all(option(c, "account") == "lattice42" for c in (generation, training, calibration, o3, delta))
     assert option(training, "partition") == "a100" and option(training, "gres") == "gpu:2"
     assert option(training, "time") == "02:00:00" and option(training, "signal").startswith("B:USR1@")
     assert "--requeue" in training
-    assert option(generation, "partition") == option(o3, "partition") == "cpu"
-    for call in (generation, training, o3, delta):   # logs in slurm_logs/, which must exist
+    assert option(generation, "partition") == option(o3, "partition") == option(calibration, "partition") == "cpu"
+    for call in (generation, training, calibration, o3, delta):   # logs in slurm_logs/, which must exist
         assert Path(option(call, "output")).parent == Path(env["SPECTRAL_ROOT"]) / "slurm_logs"
         assert call[-1] == "run"
     assert (Path(env["SPECTRAL_ROOT"]) / "slurm_logs").is_dir()
+
+
+def test_without_interval_networks_there_is_no_calibration_job(fake_slurm):
+    env, calls = fake_slurm
+    env.update(SPECTRAL_PRESET="tiny", SPECTRAL_OVERRIDES="interval_networks=false")
+    out = submit("submit_all.sh", env)
+    assert out.split() == ["generation", "101", "training", "102", "prediction_O3", "103", "prediction_delta", "104"]
+    assert all(option(c, "dependency") == "afterok:102" for c in calls("sbatch")[2:])
+
+
+def test_calibration_job_runs_calibrate_sigma(fake_slurm):
+    env, _ = fake_slurm
+    fake_python = Path(env["SPECTRAL_ROOT"]).parent / "python_recorder"
+    fake_python.write_text("#!/bin/bash\necho \"$@\" >> \"$(dirname \"$0\")/stages.log\"\n")
+    fake_python.chmod(0o755)
+    result = subprocess.run(["bash", str(SCRIPTS / "submit_calibration_sigma.sh"), "run"], text=True,
+                            env={**env, "SPECTRAL_PYTHON": str(fake_python), "SPECTRAL_PRESET": "tiny"},
+                            capture_output=True, cwd=REPO, timeout=60)
+    assert result.returncode == 0, result.stderr
+    called = (fake_python.parent / "stages.log").read_text().split()
+    assert Path(called[0]).name == "calibrate_sigma.py" and called[1:3] == ["--preset", "tiny"]
 
 
 def test_missing_noise_file_stops_before_submitting(fake_slurm):
@@ -194,8 +217,11 @@ def test_local_runner_runs_the_slurm_tasks_in_order(tmp_path):
     tasks = run_pipeline.tasks(cfg)
     stages = [stage for stage, _ in tasks]
     n_gen, n_groups = len(generation_tasks(cfg)), len(training_groups(cfg))
-    assert stages == (["generation"] * n_gen + ["training"] * n_groups
+    assert stages == (["generation"] * n_gen + ["training"] * n_groups + ["calibration"]
                       + ["prediction O3", "analysis O3", "prediction delta_tanh", "analysis delta_tanh"])
+    plain = load_config("tiny", ["interval_networks=false"], tmp_path)
+    assert "calibration" not in [stage for stage, _ in run_pipeline.tasks(plain)]
+    assert "calibration" not in run_pipeline.expected_outputs(plain)
     task_ids = [cmd[cmd.index("--task-id") + 1] for _, cmd in tasks if "--task-id" in cmd]
     assert task_ids == ([str(i) for i in range(n_gen)]
                         + [f"{ids[0]}-{ids[-1]}" for _, _, ids in training_groups(cfg)])
@@ -207,11 +233,13 @@ def test_check_reports_missing_outputs(tmp_path, capsys):
     assert run_pipeline.main(["--check", "--preset", "tiny", "--root", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "MISSING" in out and "training_data_Nb16_Nrho200.hdf5" in out
+    calibration = next(line for line in out.splitlines() if line.strip().startswith("calibration:"))
+    assert "0/2 files" in calibration and "calibration_sigma44.h5" in calibration
 
 
 def test_budget_table_check(tmp_path):
     cfg = load_config("tiny", [], tmp_path)
-    columns = budget_columns("mock")
+    columns = budget_columns("calibrated", "mock")
     rows = [[0.1 * (k + 1)] * len(columns) for k in range(cfg["n_energies"])]
     good = tmp_path / "good.csv"
     good.write_text(",".join(columns) + "\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
@@ -257,7 +285,7 @@ def test_prior_systematic_adds_one_generation_task_and_one_group_per_sigma():
         assert "Nref_prior" not in base["ensembles"]
         nmax = cfg["ensembles"]["Nmax"]
         assert cfg["ensembles"]["Nref_prior"] == dict(nmax, space="prior")
-        assert generation_tasks(cfg) == generation_tasks(base) + [("prior", nmax["nb"])]
+        assert sorted(generation_tasks(cfg)) == sorted(generation_tasks(base) + [("prior", nmax["nb"])])
         assert len(training_groups(cfg)) == len(training_groups(base)) + len(cfg["sigmas_gev"])
         assert ("Nref_prior", cfg["sigmas_gev"][-1]) in [(e, s) for e, s, _ in training_groups(cfg)]
         prior_file = cfg.training_file(nmax["nb"], nmax["nrho"], "prior")
