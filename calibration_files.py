@@ -17,6 +17,7 @@ made with other networks than those on disk now (retrained, or copied from anoth
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,7 +60,10 @@ def checkpoint_hashes(cfg, paths) -> dict:
             raise InputError(path, None, "missing: a calibration is made with, and checked against, every "
                              f"replica of the audience and every interval network (train first: "
                              f"{cfg.command('run_pipeline.py')})")
-    return {str(Path(p).resolve().relative_to(cfg.root.resolve())): file_sha256(p) for p in paths}
+    # relative by name, not through links: a model folder that is a link (to scratch storage, say)
+    # names the same networks
+    return {Path(os.path.relpath(os.path.abspath(p), os.path.abspath(cfg.root))).as_posix(): file_sha256(p)
+            for p in paths}
 
 
 def write_calibration(cfg, sigma_gev: float, cal: Calibration, **extra) -> Path:

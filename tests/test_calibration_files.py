@@ -50,3 +50,16 @@ def test_round_trip_and_the_networks_it_was_made_with(cfg, tmp_path):
 def test_missing_calibration_says_what_to_run(cfg):
     with pytest.raises(InputError, match="calibrate first.*calibrate_sigma.py --preset tiny"):
         cf.read_calibration(cfg, cfg["sigmas_gev"][0])
+
+
+def test_networks_in_a_linked_model_folder_are_named_relative_to_the_root(tmp_path):
+    """A model folder that is a link to storage elsewhere: the networks keep their names under --root."""
+    elsewhere = tmp_path / "scratch" / "models44"
+    (elsewhere / "Nmax").mkdir(parents=True)
+    (elsewhere / "Nmax" / "replica_0_best.pth").write_bytes(b"net")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "trained_models_sigma44").symlink_to(elsewhere, target_is_directory=True)
+    cfg = load_config("tiny", [], root)
+    hashes = cf.checkpoint_hashes(cfg, [cfg.checkpoint(0.44, "Nmax", 0)])
+    assert list(hashes) == ["trained_models_sigma44/Nmax/replica_0_best.pth"]
