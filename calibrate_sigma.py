@@ -106,7 +106,7 @@ def predict_items(cfg, networks: dict, correlators: np.ndarray, noise) -> dict:
     for first in range(0, len(correlators), CHUNK_ITEMS):
         chunk = correlators[first:first + CHUNK_ITEMS]
         inputs = InputSamples("calibration", measured_samples(cfg, chunk, first, noise).reshape(-1, cfg.n_t),
-                              "bootstrap")
+                              "bootstrap", "closure draws of the calibration densities", n_boot)
         predicted = {run: predict_loaded(cfg, inputs, *loaded).reshape(len(chunk), n_boot, len(loaded[0]), -1)
                      for run, loaded in networks.items()}
         q_lo, q_50, q_hi = split_quantiles(predicted.pop(INTERVAL_RUN).astype(np.float64))
