@@ -6,10 +6,11 @@
 # then requirements.txt; `make test` also the optional readers of correlator files
 # (requirements-formats.txt), so that no format test is skipped.
 #     make docs    the manual, built into site/ (mkdocs build --strict; requirements-docs.txt)
+#     make lint    ruff check . (requirements-lint.txt; rules and line length in pyproject.toml)
 PYTHON ?= python3
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: install install-formats demo test docs
+.PHONY: install install-formats demo test docs lint
 
 install:
 	@if ! command -v nvidia-smi >/dev/null 2>&1 && ! $(PYTHON) -c "import torch" >/dev/null 2>&1; then \
@@ -30,3 +31,7 @@ test: install-formats
 docs:
 	@PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip install -q -r requirements-docs.txt
 	$(PYTHON) -m mkdocs build --strict --site-dir site
+
+lint:
+	@PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip install -q -r requirements-lint.txt
+	$(PYTHON) -m ruff check .

@@ -1,12 +1,13 @@
-"""Stage 4: from prediction files to the result with its error budget (SPEC §8-10).
+"""Stage 4: from prediction files to the result with its error budget (method §8-10).
 
 For one input (a mock, or the user's data) and each σ: read every ensemble's prediction file
 (prediction_files.load_predictions, which checks they predicted the same samples), compute the
 budget (``budget.error_budget``), write it as ``results/{mock}_sigma{σ}_budget.csv``, ``.json`` and
-``.hdf5`` (result_files.py: the SPEC §10 columns, plus ``closure_level`` for a mock; the HDF5 also
-the Δ_X and σ_ΔX, each ensemble's own values, the pulls, the provenance), draw the plots and summarise a mock per σ with closure.py's
+``.hdf5`` (result_files.py: the method §10 columns, plus ``closure_level`` for a mock; the HDF5 also
+the Δ_X and σ_ΔX, each ensemble's own values, the pulls, the provenance), draw the plots and summarise a mock per σ with
+closure.py's
 statistics: coverage (share of energies with |ρ̄ - truth| ≤ σ_tot), mean |pull| and R_bv -- of ONE
-measurement, so the coverage is uncertain by about ±20 % (SPEC §9; validate_coverage.py repeats it).
+measurement, so the coverage is uncertain by about ±20 % (method §9; validate_coverage.py repeats it).
 Outputs made from the same prediction files (their SHA-256) with the same settings are up to date
 (the ``fingerprint`` attribute of the .hdf5): they are kept and reported, ``--force`` redoes them.
 
@@ -16,7 +17,7 @@ of those keys) and each prediction file's stored configuration (its N_boot, seed
 what they hold (e.g. ``--set n_boot=...`` given to the analysis alone) is refused, naming the file,
 the key and both values: the analysis cannot change it, so it must not claim it.
 
-With the prior systematic (SPEC §8 "Beyond the paper", preset option ``prior_systematic``) the
+With the prior systematic (method §8 "Beyond the paper", preset option ``prior_systematic``) the
 audience has Nref_prior, and both files get two more columns after ``total``: ``sys_prior`` and
 ``total_with_prior`` (the HDF5 also ``delta_prior``, ``delta_error_prior``, ``pulls_with_prior``);
 the result plot draws the wider σ_tot,prior band, the summary adds its mean |pull| and coverage.
@@ -48,10 +49,10 @@ import calibration
 import closure
 import covariance as cv
 import exports
+from calibration_files import calibration_networks, check_networks, read_calibration
 from cli import add_wait_lock_arg, main_guard
 from config import add_common_args, config_from_args
 from figures import plt, save_png
-from calibration_files import calibration_networks, check_networks, read_calibration
 from io_utils import InputError, check_writable, file_sha256, fingerprint, remove_stale_temporaries, task_lock
 from mocks import user_data_name
 from prediction_files import PredictionSet, load_interval_predictions, load_predictions
@@ -218,7 +219,7 @@ def plot_result(s: PredictionSet, b: bud.Budget, path, cal: Calibrated | None = 
         ax.fill_between(s.energies, cal.central - cal.total, cal.central + cal.total, facecolor="C2", alpha=0.2,
                         edgecolor="C2", linewidth=1.0, label=f"{CALIBRATED_LABEL}, {cal.centre} centre")
         ax.plot(s.energies, cal.central, color="C2", lw=1.0, ls=":")
-    if b.has_prior:           # SPEC §8 "Beyond the paper": the wider band, beside σ_tot
+    if b.has_prior:           # method §8 "Beyond the paper": the wider band, beside σ_tot
         prior = b.total_with_prior
         ax.fill_between(s.energies, b.central - prior, b.central + prior, facecolor="C1", alpha=0.2,
                         edgecolor="C1", linestyle="--", linewidth=1.0,

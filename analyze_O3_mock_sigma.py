@@ -1,4 +1,4 @@
-"""Stage 4: the error budget, tables, plots and summary of the O(3) mock (SPEC §8-10).
+"""Stage 4: the error budget, tables, plots and summary of the O(3) mock (method §8-10).
 
     python analyze_O3_mock_sigma.py [--preset demo] [--root DIR]
 

@@ -1,4 +1,4 @@
-"""Stage 4: the error budget, tables, plots and summary of the delta + tanh mock (SPEC §8-10).
+"""Stage 4: the error budget, tables, plots and summary of the delta + tanh mock (method §8-10).
 
     python analyze_delta_tanh_mock.py [--preset demo] [--root DIR]
 

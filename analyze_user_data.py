@@ -1,4 +1,4 @@
-"""Stage 4 for your own correlator: the error budget, tables and plots (SPEC §8-10).
+"""Stage 4 for your own correlator: the error budget, tables and plots (method §8-10).
 
     python analyze_user_data.py --name mydata [--preset demo] [--root DIR]
 

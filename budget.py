@@ -1,4 +1,4 @@
-"""The error budget of SPEC §8, one function per formula, pure numpy.
+"""The error budget of method §8, one function per formula, pure numpy.
 
 Inputs are the predictions P_k[b, r, E] of each ensemble k on the same N_b input samples (b),
 by its N_r replicas (r), at N_E energies (E).
@@ -15,7 +15,7 @@ Standard-deviation conventions (stated once, used everywhere):
 A missing ensemble (None) makes the components that need it NaN -- never zero -- and the budget
 lists a warning saying which component cannot be computed and why.
 
-The prior systematic (SPEC §8, "Beyond the paper"; an extension reported beside the paper's σ_tot,
+The prior systematic (method §8, "Beyond the paper"; an extension reported beside the paper's σ_tot,
 never instead of it): when the predictions include the ensemble Nref_prior (Nmax's network, N_b
 and N_ρ trained on the second training space), Σ_prior = |Δ_prior| erf(|Δ_prior| / (√2 σ_Δprior))
 by the same formulas as the Σ_X, and σ_tot,prior = sqrt(σ_tot² + Σ_prior²) (``sys_prior``,
@@ -95,19 +95,19 @@ def total_error(stat, rep, sys_b, sys_rho, sys_n) -> np.ndarray:
 
 
 def total_with_prior(total, sys_prior) -> np.ndarray:
-    """σ_tot,prior = sqrt(σ_tot² + Σ_prior²) (SPEC §8, beside σ_tot; NaN if either is NaN)."""
+    """σ_tot,prior = sqrt(σ_tot² + Σ_prior²) (method §8, beside σ_tot; NaN if either is NaN)."""
     return np.sqrt(total**2 + sys_prior**2)
 
 
 def pulls(central: np.ndarray, truth: np.ndarray, total: np.ndarray) -> np.ndarray:
-    """(ρ̄ - truth) / σ_tot per energy (SPEC §9)."""
+    """(ρ̄ - truth) / σ_tot per energy (method §9)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return (central - truth) / total
 
 
 @dataclass
 class Budget:
-    """Every component of SPEC §8 per energy, plus the ensembles' own central values and errors."""
+    """Every component of method §8 per energy, plus the ensembles' own central values and errors."""
     central: np.ndarray
     stat: np.ndarray
     rep: np.ndarray
@@ -151,7 +151,7 @@ def _check_shapes(predictions: dict) -> tuple[int, int]:
 
 
 def error_budget(predictions: dict, kind: str = "bootstrap") -> Budget:
-    """The budget of SPEC §8 from {ensemble: P_k[b, r, E] or None (missing)}.
+    """The budget of method §8 from {ensemble: P_k[b, r, E] or None (missing)}.
 
     Nmax is required (it is the result); a missing Nref_X makes Σ_X and σ_tot NaN with a warning.
     """

@@ -26,8 +26,16 @@ import numpy as np
 
 from calibration import CENTRES, calibrated_ensembles
 from interval_networks import interval_checkpoints
-from io_utils import (InputError, atomic_output, file_sha256, open_h5, provenance, read_dataset, recorded_fingerprint,
-                      write_attrs)
+from io_utils import (
+    InputError,
+    atomic_output,
+    file_sha256,
+    open_h5,
+    provenance,
+    read_dataset,
+    recorded_fingerprint,
+    write_attrs,
+)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The two .pth formats of training (SPEC §5, §6, §10): self-contained checkpoints of trained
+"""The two .pth formats of training (method §5, §6, §10): self-contained checkpoints of trained
 networks, and the resumable training state of a replica (with its history CSV).
 
 A checkpoint ``replica_{r}_best.pth`` holds everything prediction needs, so the training file is
@@ -199,7 +199,7 @@ def identity(cfg, arch, ensemble, sigma_gev, replica, noise_mode) -> dict:
     and the preset values of TRAINING_KEYS."""
     values = {k: cfg[k] for k in TRAINING_KEYS}
     values["ensemble"] = training_runs_table(cfg)[ensemble]
-    if values["ensemble"].get("space") == "prior":      # Nref_prior (SPEC §8): its space too
+    if values["ensemble"].get("space") == "prior":      # Nref_prior (method §8): its space too
         values["prior_space"] = cfg["prior_space"]
     return {"arch": arch, "ensemble": ensemble, "sigma_gev": float(sigma_gev),
             "replica": int(replica), "noise": noise_mode,

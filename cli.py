@@ -8,7 +8,8 @@
         return 0                          # root, a lock held by another run) anywhere below
 
 ``main_guard`` turns ConfigError (a setting), InputError (a file's content) -- both
-io_utils.UserError -- and OSError (the file system) into ``error: <message>`` and status 2, the status the Slurm scripts and run_pipeline.py
+io_utils.UserError -- and OSError (the file system) into ``error: <message>`` and status 2, the status the Slurm scripts
+and run_pipeline.py
 read as "bad input, do not retry".  Anything else is a bug and keeps its traceback (a bare
 ValueError is not caught).
 """

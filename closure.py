@@ -1,8 +1,8 @@
-"""Closure tests (SPEC §8-9): how a mock is measured, and how a reconstruction of it is judged.
+"""Closure tests (method §8-9): how a mock is measured, and how a reconstruction of it is judged.
 
-Measuring a mock (SPEC §8).  A mock has an exact correlator C and exact truths ρ_σ(E_k).  A
+Measuring a mock (method §8).  A mock has an exact correlator C and exact truths ρ_σ(E_k).  A
 closure test must see the mock the way data are seen (``closure_level`` of the preset):
-  level 1 (the default): the mock is measured once, C̄ = C + s L z₀ (SPEC §4: s = C(t_min) /
+  level 1 (the default): the mock is measured once, C̄ = C + s L z₀ (method §4: s = C(t_min) /
       C_latt(t_min), L = chol(Σ_latt), z₀ ~ N(0, I) from a seeded stream of its own, one per mock
       and repetition), and the N_boot bootstrap samples are drawn around that measurement,
       C̄ + s L z_b.  The central value then carries the measurement's fluctuation, as a result on
@@ -11,10 +11,10 @@ closure test must see the mock the way data are seen (``closure_level`` of the p
       C + s L z_b.  The central value has no statistical fluctuation, so any unbiased estimator
       approaches 100 % coverage whatever its errors.
 The two levels share z_b: the level-1 samples are the level-0 ones shifted by s L z₀, so they
-differ by exactly the measurement's offset.  s is the exact C's (the noise of SPEC §4 belongs to
+differ by exactly the measurement's offset.  s is the exact C's (the noise of method §4 belongs to
 the mock, not to one measurement of it).
 
-Judging a reconstruction (SPEC §9).  The statistics below take arrays [n_rows, N_E]: one row per
+Judging a reconstruction (method §9).  The statistics below take arrays [n_rows, N_E]: one row per
 closure unit (a mock or a test density, measured once), its central value ρ̄, its exact truth
 and an error σ (σ_tot, or any other error column of the budget).  ``groups`` [n_rows] names the
 independent unit a row belongs to: several measurements of one test density share that density's

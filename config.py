@@ -2,7 +2,7 @@
 
 Every script takes ``--preset NAME`` (default ``reference``), ``--set KEY=VALUE`` (repeatable;
 dotted keys reach into nested tables, values are parsed as JSON when they parse, else kept as
-strings) and ``--root DIR`` (default: the current directory).  SPEC §10.  ``load_config`` resolves
+strings) and ``--root DIR`` (default: the current directory).  method §10.  ``load_config`` resolves
 them into a ``Config``: the values, checked against settings.SCHEMA (settings.py: the type, range
 and meaning of every key, the overrides), with the derived grids and the output paths (paths.py).
 The Slurm array index -> task maps are tasks.py's.
@@ -34,21 +34,21 @@ from roles import PRIOR_ENSEMBLE, REFERENCE
 from settings import ConfigError, apply_override, validate
 from tasks import ensemble_space, generation_tasks, training_groups, training_tasks
 
-M_MUON_GEV = 0.10566  # SPEC §5: the energy grid is linspace(m_mu, 24 m_mu, 47)
+M_MUON_GEV = 0.10566  # method §5: the energy grid is linspace(m_mu, 24 m_mu, 47)
 
 _REFERENCE = {
-    # SPEC §2: geometry and kernel
+    # method §2: geometry and kernel
     "kernel": "rratio",            # laplace | periodic | rratio | thermal
     "T": 64,                       # full temporal extent (1/temperature for `thermal`)
     "t_min": 1,                    # first input time slice (t = 0 is never an input)
     "t_max": 32,                   # last input time slice
     "a_inv_gev": 1.0,              # 1/a in GeV, converts the *_gev keys below
-    # SPEC §5: targets
+    # method §5: targets
     "energy_min_gev": M_MUON_GEV,
     "energy_max_gev": 24 * M_MUON_GEV,
     "n_energies": 47,
     "sigmas_gev": [0.44, 0.63],
-    # SPEC §3: the Chebyshev training space
+    # method §3: the Chebyshev training space
     "E0_min": 0.2,
     "E0_max": 1.3,
     "epsilon": 1e-7,
@@ -57,10 +57,10 @@ _REFERENCE = {
     # the training space of the whole audience: chebyshev (the paper's), physical (the
     # physical space P, physical_space.py) or mixture (half each, training_sets.py)
     "space": "chebyshev",
-    # SPEC §8 "Beyond the paper": the prior systematic, off by default (the paper's budget).
+    # method §8 "Beyond the paper": the prior systematic, off by default (the paper's budget).
     # On, it adds the ensemble Nref_prior (Nmax's network, N_b and N_rho, derived from Nmax in
     # load_config) trained on a second space, ``prior_space``: the Chebyshev construction of
-    # SPEC §3 with x(E) = 1 - 2 exp(-E / x_scale) and its own E0 range and ε; chosen by
+    # method §3 with x(E) = 1 - 2 exp(-E / x_scale) and its own E0 range and ε; chosen by
     # measurement: the same map, thresholds E0 ~ U(0.05, 2.5) (README, "The prior systematic").
     # ``prior_space="physical"`` trains Nref_prior on the physical space P instead.
     "prior_systematic": False,
@@ -74,13 +74,13 @@ _REFERENCE = {
     "n_cal": 20_000,
     "n_boot_cal": 50,
     "calibrated_centre": "median",
-    # SPEC §4: noise
+    # method §4: noise
     "noise_file": STANDIN_NOISE_FILE,
     "n_noise": 20,
     # reproducibility: every random stream derives from (seed, purpose, ...) -- see rng_for()
     "seed": 20230703,
     "rng_block": 1000,             # samples per independent random block (fixes the stream)
-    # SPEC §6: networks and training
+    # method §6: networks and training
     "leaky_slope": 0.2,
     "weight_std": 0.05,
     "lr": 2e-4,
@@ -91,11 +91,11 @@ _REFERENCE = {
     "patience": 15,
     "min_delta": 1e-5,
     "val_fraction": 0.2,
-    "noise": "replica",            # NOISE_MODES: each replica's own N_noise copies (SPEC §7)
+    "noise": "replica",            # NOISE_MODES: each replica's own N_noise copies (method §7)
     # CUDA only: TF32 (10-bit mantissa) in float32 matrix products and convolutions; off = IEEE
     # float32, the same numbers as the CPU's within round-off (devices.select_device)
     "tf32": False,
-    # SPEC §7: the broad audience
+    # method §7: the broad audience
     "n_replicas": 5,
     "ensembles": {
         "Nmax": {"arch": "arcL", "nb": 128, "nrho": 400_000},
@@ -103,7 +103,7 @@ _REFERENCE = {
         "Nref_n": {"arch": "arcS", "nb": 128, "nrho": 400_000},
         "Nref_rho": {"arch": "arcL", "nb": 128, "nrho": 25_000},
     },
-    # SPEC §8-9: prediction and validation mocks
+    # method §8-9: prediction and validation mocks
     "n_boot": 800,
     "closure_level": 1,        # 1: each mock is measured once, samples drawn around C̄ (closure.py);
                                # 0: samples around the exact C -- a labelled diagnostic only
@@ -167,7 +167,7 @@ PRESETS = {
         },
     ),
 }
-# the demo with the prior systematic (SPEC §8): one more ensemble, Nref_prior
+# the demo with the prior systematic (method §8): one more ensemble, Nref_prior
 PRESETS["demo_prior"] = _derived(PRESETS["demo"], prior_systematic=True)
 
 
@@ -186,7 +186,7 @@ class Config(OutputPaths, dict):
     # --- derived quantities (lattice units) ---------------------------------------------
     @property
     def t(self) -> np.ndarray:
-        """Input time slices t_min..t_max (SPEC §2)."""
+        """Input time slices t_min..t_max (method §2)."""
         return np.arange(self["t_min"], self["t_max"] + 1, dtype=np.float64)
 
     @property
@@ -195,7 +195,7 @@ class Config(OutputPaths, dict):
 
     @property
     def energies(self) -> np.ndarray:
-        """The N_E target energies E_k in lattice units (SPEC §5)."""
+        """The N_E target energies E_k in lattice units (method §5)."""
         return np.linspace(self["energy_min_gev"], self["energy_max_gev"],
                            self["n_energies"]) / self["a_inv_gev"]
 
@@ -236,7 +236,7 @@ def load_config(preset: str = "reference", overrides: list[str] | None = None,
     if isinstance(ensembles, dict) and PRIOR_ENSEMBLE in ensembles:
         raise ConfigError(f"ensemble {PRIOR_ENSEMBLE} is derived from {REFERENCE}; turn it on with "
                           "--set prior_systematic=true instead of listing it")
-    if values.get("prior_systematic") is True:    # SPEC §8: Nmax's network, N_b and N_rho
+    if values.get("prior_systematic") is True:    # method §8: Nmax's network, N_b and N_rho
         if not isinstance(ensembles, dict) or not isinstance(ensembles.get(REFERENCE), dict):
             raise ConfigError(f"prior_systematic=true needs the ensemble {REFERENCE} ({PRIOR_ENSEMBLE} is derived "
                               "from it)")

@@ -1,4 +1,4 @@
-"""Users' correlator files: every format read in one place, into one structure (SPEC §10).
+"""Users' correlator files: every format read in one place, into one structure (method §10).
 
 ``read_correlator(path, fmt, tag)`` reads a lattice correlator as lattice physicists keep it and
 returns a ``Correlator``: rows ``values`` [N, n] over time slices ``t`` [n] (per-configuration

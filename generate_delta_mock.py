@@ -1,7 +1,7 @@
-"""Write a validation mock (SPEC §9) to a file, with a picture of it.
+"""Write a validation mock (method §9) to a file, with a picture of it.
 
 The delta peak + tanh continuum by default (``--mock O3`` for the O(3) mock): its exact
-correlator ``mean`` [n_t] with the noise covariance ``cov`` = s²Σ_latt of SPEC §4 and ``t`` (the
+correlator ``mean`` [n_t] with the noise covariance ``cov`` = s²Σ_latt of method §4 and ``t`` (the
 user-data layout: predict_on_user_data.py can read it), and its exact smeared truths for every σ;
 parameters from the preset (delta_A, delta_M, delta_B, delta_Ec, delta_w; o3_threshold; the
 choice of B, E_c, w is explained in mocks.py).

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Stage 1 (CPU, one Slurm array task per N_b): generate the training sets of SPEC §3-5, §7.
+"""Stage 1 (CPU, one Slurm array task per N_b): generate the training sets of method §3-5, §7.
 
     python generate_full_dataset_sigma.py --nb 128 [--preset reference] [--set n_noise=10]
     python generate_full_dataset_sigma.py --nb 128 --space prior --set prior_systematic=true
@@ -8,7 +8,7 @@
 
 Writes training_datasets_T{n_t}/training_data_Nb{NB}_Nrho{NRHO}.hdf5 for every N_ρ of the
 preset (prefixes of one stream), atomically; complete files made the same way are kept.  The
-second space of the prior systematic (SPEC §8) writes training_data_prior_Nb{NB}_Nrho{NRHO}.hdf5
+second space of the prior systematic (method §8) writes training_data_prior_Nb{NB}_Nrho{NRHO}.hdf5
 for the N_ρ of Nref_prior; the physical space and the mixture (training_sets.py) write
 training_data_physical_Nrho{NRHO}.hdf5 and training_data_mixture_Nb{NB}_Nrho{NRHO}.hdf5 for the
 N_ρ of the ensembles that train on them.
@@ -55,7 +55,8 @@ def main(argv=None) -> int:
                           f"((space, N_b): {tasks})")
     start = time.perf_counter()
     paths = generate_training_files(cfg, nb, workers=args.workers, space=space, wait_lock=args.wait_lock)
-    print(f"{space} space{'' if nb is None else f', N_b={nb}'}: {len(paths)} training file(s) ready in {time.perf_counter() - start:.1f} s")
+    print(f"{space} space{'' if nb is None else f', N_b={nb}'}: {len(paths)} training file(s) ready in "
+          f"{time.perf_counter() - start:.1f} s")
     return 0
 
 

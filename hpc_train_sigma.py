@@ -1,4 +1,4 @@
-"""Stage 2 worker: train replicas of one ensemble for one σ (SPEC §5-7; the loop is in training.py).
+"""Stage 2 worker: train replicas of one ensemble for one σ (method §5-7; the loop is in training.py).
 
     python hpc_train_sigma.py --ensemble Nmax --replica 0 --sigma 0.44 [--preset ...]
     python hpc_train_sigma.py --ensemble Nmax --replicas 0-4 --sigma 0.44     # 5 replicas batched

@@ -117,7 +117,7 @@ def atomic_output(path: str | Path):
 def save_torch(obj, path: str | Path) -> Path:
     """``torch.save`` to ``path`` atomically.  Serialised in memory first: torch's own writer turns
     a full disk into an unspecific RuntimeError, Python's write into an OutputError naming ``path``."""
-    import torch            # only the stages that save networks need it
+    import torch  # only the stages that save networks need it
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     with atomic_output(path) as tmp:

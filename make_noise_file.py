@@ -1,4 +1,4 @@
-"""Turn per-configuration correlator data into a noise file (SPEC §4, §10).
+"""Turn per-configuration correlator data into a noise file (method §4, §10).
 
 Input: per-configuration measurements of a correlator in any format of correlator_files.py (the
 format detected or given by --format): the project's HDF5 (dataset --tag, default 'samples', with

@@ -1,4 +1,4 @@
-"""The two validation mocks of SPEC §9, outside the Chebyshev training space, with their exact
+"""The two validation mocks of method §9, outside the Chebyshev training space, with their exact
 correlators and exact smeared densities for every σ of the preset.
 
 O(3) non-linear sigma model, 2-particle vector-current density (threshold E_th = 2m, key
@@ -11,7 +11,7 @@ Delta peak + tanh continuum (keys ``delta_A``, ``delta_M``, ``delta_B``, ``delta
 
     ρ(ω) = A δ(ω - M) + B (1 + tanh((ω - E_c)/w))/2
 
-A = 1.5 and M = 0.8 are the SPEC's reference values.  Our choice for the continuum:
+A = 1.5 and M = 0.8 are the method's reference values.  Our choice for the continuum:
 B = 0.5, E_c = 1.6, w = 0.2.  E_c = 2M puts the onset where a two-particle threshold of the
 peak's particle would be, well inside the energy grid (0.106..2.54), so the reconstruction has to
 resolve an isolated peak *and* a rising continuum; at σ = 0.44 the peak (height
@@ -36,8 +36,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import h5py
 import numpy as np
@@ -65,7 +65,7 @@ class Mock:
 
 # --- the densities -------------------------------------------------------------------------------
 def o3_density(omega, threshold: float) -> np.ndarray:
-    """The O(3) 2-particle vector-current density of SPEC §9 (zero below threshold)."""
+    """The O(3) 2-particle vector-current density of method §9 (zero below threshold)."""
     omega = np.asarray(omega, dtype=np.float64)
     above = omega > threshold
     theta = 2.0 * np.arccosh(np.where(above, omega, 2.0 * threshold) / threshold)
@@ -75,7 +75,7 @@ def o3_density(omega, threshold: float) -> np.ndarray:
 
 
 def tanh_continuum(omega, height: float, onset: float, width: float) -> np.ndarray:
-    """B (1 + tanh((ω - E_c)/w))/2, the continuum of the delta_tanh mock (SPEC §9), written as
+    """B (1 + tanh((ω - E_c)/w))/2, the continuum of the delta_tanh mock (method §9), written as
     B expit(2(ω - E_c)/w): the same function without the cancellation of 1 + tanh ≈ 0 far below
     the onset (which rounds to noise QUADPACK cannot integrate when w is small)."""
     return height * expit(2.0 * (np.asarray(omega, dtype=np.float64) - onset) / width)
@@ -101,7 +101,7 @@ def _quad(f, a: float, b: float, points=()) -> float:
 
 
 def correlator_of(density, cfg, start: float, points=()) -> np.ndarray:
-    """C(t) = ∫_start^∞ b(t, ω) ρ(ω) dω for the preset's slices and kernel (SPEC §1-2)."""
+    """C(t) = ∫_start^∞ b(t, ω) ρ(ω) dω for the preset's slices and kernel (method §1-2)."""
     out = np.empty(cfg.n_t)
     for i, t in enumerate(cfg.t):
         def integrand(w, t=t):
@@ -113,7 +113,7 @@ def correlator_of(density, cfg, start: float, points=()) -> np.ndarray:
 
 
 def smeared_of(density, cfg, sigma_gev: float, start: float, points=()) -> np.ndarray:
-    """ρ_σ(E_k) = ∫_start^∞ G_σ(E_k - ω) ρ(ω) dω at the preset's energies (SPEC §1)."""
+    """ρ_σ(E_k) = ∫_start^∞ G_σ(E_k - ω) ρ(ω) dω at the preset's energies (method §1)."""
     sigma = cfg.sigma(sigma_gev)
     out = np.empty(len(cfg.energies))
     for k, E in enumerate(cfg.energies):
@@ -128,7 +128,7 @@ def smeared_of(density, cfg, sigma_gev: float, start: float, points=()) -> np.nd
 
 # --- the mocks -----------------------------------------------------------------------------------
 def o3_mock(cfg) -> Mock:
-    """The O(3) mock with threshold ``o3_threshold`` (SPEC §9)."""
+    """The O(3) mock with threshold ``o3_threshold`` (method §9)."""
     e_th = float(cfg["o3_threshold"])
 
     def density(w):
@@ -140,7 +140,7 @@ def o3_mock(cfg) -> Mock:
 
 
 def delta_tanh_mock(cfg) -> Mock:
-    """The delta peak + tanh continuum mock (SPEC §9); the delta is integrated analytically."""
+    """The delta peak + tanh continuum mock (method §9); the delta is integrated analytically."""
     A, M = float(cfg["delta_A"]), float(cfg["delta_M"])
     B, Ec, w = float(cfg["delta_B"]), float(cfg["delta_Ec"]), float(cfg["delta_w"])
     if cfg["kernel"] == "thermal" and B != 0:
@@ -201,7 +201,7 @@ def make_mock(name: str, cfg) -> Mock:
 
 def write_mock_file(cfg, mock: Mock, noise, path) -> None:
     """The mock as a file: ``mean`` [n_t] (its exact correlator), ``cov`` [n_t, n_t] = s²Σ_latt
-    (the noise of SPEC §4) and ``t`` -- the user-data layout, so it can be fed to
+    (the noise of method §4) and ``t`` -- the user-data layout, so it can be fed to
     predict_on_user_data.py -- plus ``energies`` and ``true_smeared_rho_sigma_{σ}`` [N_E] per σ;
     attributes ``kernel``, ``T``, the parameters and the provenance."""
     scale = float(noise_scale(mock.correlator, noise))

@@ -1,4 +1,4 @@
-"""Noise input files (SPEC §4, §10): from per-configuration correlator samples to a noise file.
+"""Noise input files (method §4, §10): from per-configuration correlator samples to a noise file.
 
 A noise file holds a lattice correlator's mean C_latt(t) and the covariance OF THE MEAN
 Σ_latt(t, t') over time slices t (datasets ``mean`` [n_t], ``cov`` [n_t, n_t], ``t`` [n_t]),
@@ -124,7 +124,7 @@ def select_slices(path, t_file: np.ndarray, cfg, key: str = "t",
 
 
 def load_noise_file(path, cfg) -> NoiseModel:
-    """Read and validate a noise file (SPEC §4, §10).
+    """Read and validate a noise file (method §4, §10).
 
     Accepted layouts: datasets ``mean`` [n], ``cov`` [n, n] and ``t`` [n] at the top level (the
     slices in ``t`` must include the preset's input slices; those are selected); the reference's
@@ -170,7 +170,7 @@ def covariance_cholesky(cov: np.ndarray, path, key: str = "cov") -> np.ndarray:
 
 # --- writing ---------------------------------------------------------------------------------------
 def write_noise_file(path, mean, cov, t, source: str, n_samples: int, cfg, **attrs) -> Path:
-    """Write a noise file (SPEC §10) atomically, checked by the loader before it gets its name.
+    """Write a noise file (method §10) atomically, checked by the loader before it gets its name.
 
     ``cfg`` is the preset the file is checked against (its input slices must be among ``t``);
     its provenance and ``attrs`` are recorded as attributes.

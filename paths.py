@@ -1,4 +1,4 @@
-"""Where every stage's files lie under --root (SPEC §10): the path methods of config.Config.
+"""Where every stage's files lie under --root (method §10): the path methods of config.Config.
 
 ``OutputPaths`` is mixed into config.Config; it needs the configuration's ``root`` and ``n_t``.
 The lock files live in locks/ under --root, beside no output.
@@ -10,16 +10,16 @@ from pathlib import Path
 from io_utils import REPO_DIR
 from roles import INTERVAL_RUN, REFERENCE
 
-STANDIN_NOISE_FILE = "data/standin_baryon_T64.h5"   # the noise file shipped here (SPEC §4)
+STANDIN_NOISE_FILE = "data/standin_baryon_T64.h5"   # the noise file shipped here (method §4)
 
 
 def sigma_tag(sigma_gev: float) -> int:
-    """The directory tag 100·σ of SPEC §10 (0.44 -> 44)."""
+    """The directory tag 100·σ of method §10 (0.44 -> 44)."""
     return int(round(100 * float(sigma_gev)))
 
 
 class OutputPaths:
-    """The SPEC §10 paths of a configuration with ``root`` (--root) and ``n_t`` (input slices)."""
+    """The method §10 paths of a configuration with ``root`` (--root) and ``n_t`` (input slices)."""
     root: Path
     n_t: int
 

@@ -1,9 +1,9 @@
 """Stage 3: predict the O(3) sigma-model mock with every replica of every ensemble, every σ
-(SPEC §8-10).
+(method §8-10).
 
     python predict_on_O3_mock_sigma.py [--preset demo] [--root DIR] [--device cpu]
 
-Draws N_boot bootstrap samples of the mock's exact correlator with the noise of SPEC §4 (seeded),
+Draws N_boot bootstrap samples of the mock's exact correlator with the noise of method §4 (seeded),
 predicts them with every trained replica found under trained_models_sigma*/ and writes
 mock_predictions_sigma{100σ}/O3_predictions_{ensemble}_sigma{σ}.hdf5.  Missing
 checkpoints are listed by name; whatever exists is predicted.  Exit status: 0 (something was

@@ -1,8 +1,8 @@
-"""Stage 3: every replica of every ensemble predicts the same input samples (SPEC §8, §10).
+"""Stage 3: every replica of every ensemble predicts the same input samples (method §8, §10).
 
 The inputs are N samples of a correlator on the preset's time slices:
-- a mock (SPEC §8-9): measured once, C̄ = C + s L z₀, and N_boot bootstrap samples drawn from
-  N(C̄, s²Σ_latt) with the noise of SPEC §4 (s = C(t_min)/C_latt(t_min)): a level-1 closure test
+- a mock (method §8-9): measured once, C̄ = C + s L z₀, and N_boot bootstrap samples drawn from
+  N(C̄, s²Σ_latt) with the noise of method §4 (s = C(t_min)/C_latt(t_min)): a level-1 closure test
   (closure.closure_samples; ``closure_level`` = 0 draws around the exact C instead, a diagnostic).
   Seeded by ``rng_for(cfg, "measurement" / "bootstrap", mock index, closure_repetition)``;
 - the user's data (user_correlators.read_user_samples, any format of correlator_files.py):
@@ -11,7 +11,7 @@ The inputs are N samples of a correlator on the preset's time slices:
   samples are drawn.
 For each σ and ensemble the replicas' checkpoints are loaded together (``checkpoints.
 load_replicas``, which checks their geometry against the preset), the samples are standardised
-with the checkpoints' own μ, γ (SPEC §5; the replicas of an ensemble share them, which
+with the checkpoints' own μ, γ (method §5; the replicas of an ensemble share them, which
 load_replicas verifies) and all replicas predict all samples in one batched pass
 (``predict_replicas``).  One prediction file per (ensemble, σ) (prediction_files.py, its format).
 
@@ -37,14 +37,14 @@ from mocks import MOCKS, make_mock
 from noise_files import load_noise_file
 from prediction_files import InputSamples, prediction_fingerprint, up_to_date, write_prediction_file
 from pytorch_models_t32 import predict_replicas
-from tasks import predicted_runs
 from sigma_model_utils import noise_scale, rng_for, standardise
+from tasks import predicted_runs
 
 
 # --- inputs --------------------------------------------------------------------------------------
 def mock_inputs(cfg, name: str) -> InputSamples:
     """A mock measured once and its N_boot bootstrap samples, at the preset's closure level
-    (SPEC §8; closure.closure_samples), with the noise file's noise."""
+    (method §8; closure.closure_samples), with the noise file's noise."""
     if name not in MOCKS:
         raise ValueError(f"unknown mock {name!r}; expected one of {MOCKS}")
     mock = make_mock(name, cfg)

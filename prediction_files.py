@@ -1,4 +1,4 @@
-"""The prediction file (SPEC §10): its only writer and reader.
+"""The prediction file (method §10): its only writer and reader.
 
 One HDF5 file per (input, ensemble, σ), at cfg.prediction_file(...):
 
@@ -30,9 +30,18 @@ from dataclasses import dataclass, field
 import h5py
 import numpy as np
 
-from io_utils import (InputError, atomic_output, file_sha256, fingerprint, open_h5, provenance, read_dataset,
-                      recorded_fingerprint, write_attrs)
 from interval_networks import split_quantiles
+from io_utils import (
+    InputError,
+    atomic_output,
+    file_sha256,
+    fingerprint,
+    open_h5,
+    provenance,
+    read_dataset,
+    recorded_fingerprint,
+    write_attrs,
+)
 from roles import INTERVAL_RUN, REFERENCE
 
 # Settings that did not shape one prediction file: the lists of σ and of generated N_b, N_ρ, and the
@@ -113,7 +122,7 @@ def write_prediction_file(cfg, inputs: InputSamples, sigma_gev, ensemble, P, pre
                 cfg, mock=inputs.name, ensemble=ensemble, sigma_gev=float(sigma_gev),
                 sample_kind=inputs.kind, n_samples=len(inputs.samples), sample_origin=inputs.origin,
                 n_boot=inputs.n_boot, arch=metas[0]["arch"],
-                noise=str(metas[0].get("noise", "unknown")),     # the replicas' noise mode (SPEC §7)
+                noise=str(metas[0].get("noise", "unknown")),     # the replicas' noise mode (method §7)
                 checkpoints=json.dumps([str(p) for _, p in present]),
                 missing_checkpoints=json.dumps([str(p) for p in missing]),
                 checkpoint_provenance=json.dumps([m["provenance"] for m in metas]),
@@ -147,7 +156,7 @@ def load_predictions(cfg, mock: str, sigma_gev: float) -> PredictionSet:
     """Read every ensemble's prediction file for (mock, σ); a missing file is reported, not fatal.
 
     Checks that the files agree on energies, truth, sample kind, closure level and the input samples
-    themselves: the systematic differences of SPEC §8 are only meaningful on the same samples.
+    themselves: the systematic differences of method §8 are only meaningful on the same samples.
     """
     predictions, files, made_with = {}, {}, {}
     ref = None   # (path, energies, truth, kind, samples, closure level) of the first file read

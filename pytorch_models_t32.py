@@ -1,10 +1,10 @@
-"""The networks of the broad audience (SPEC §6) and the batched evaluation of several replicas.
+"""The networks of the broad audience (method §6) and the batched evaluation of several replicas.
 
     conv1d(1→c1, k3, s2, p1) → LeakyReLU(0.2) → conv1d(c1→c2, k3, s2, p1) → LeakyReLU(0.2)
     → flatten → linear(c2·L2 → 256) → LeakyReLU(0.2) → linear(256 → N_E)
 
 with (c1, c2) = (16, 32) for arcS, (32, 64) for arcM, (64, 128) for arcL.  The input is the
-standardised correlator of length n_t (SPEC §5); L2 is its length after the two stride-2
+standardised correlator of length n_t (method §5); L2 is its length after the two stride-2
 convolutions (8 for the reference n_t = 32).  Weights are drawn from N(0, weight_std²) with
 weight_std = 0.05, biases are zero.
 
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import stack_module_state
 
-# SPEC §6: the channels (c1, c2) of each network architecture an ensemble may name
+# method §6: the channels (c1, c2) of each network architecture an ensemble may name
 ARCHITECTURES = {"arcS": (16, 32), "arcM": (32, 64), "arcL": (64, 128)}
 HIDDEN = 256
 PREDICT_CHUNK_BYTES = 64 << 20     # one chunk's activations in predict_replicas
@@ -43,7 +43,7 @@ def conv_output_length(n_in: int) -> int:
 
 
 class SpectralNet(nn.Module):
-    """One network of SPEC §6: standardised correlator [B, n_t] -> smeared density [B, n_out]."""
+    """One network of method §6: standardised correlator [B, n_t] -> smeared density [B, n_out]."""
 
     def __init__(self, arch: str, n_t: int, n_out: int, leaky_slope: float = 0.2):
         super().__init__()
@@ -66,7 +66,7 @@ class SpectralNet(nn.Module):
 
 
 def initialise(model: nn.Module, weight_std: float, generator: torch.Generator | None = None) -> nn.Module:
-    """Weights ~ N(0, weight_std²), biases 0 (SPEC §6); ``generator`` makes it reproducible."""
+    """Weights ~ N(0, weight_std²), biases 0 (method §6); ``generator`` makes it reproducible."""
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("bias"):
@@ -166,7 +166,7 @@ def predict_replicas(models: list[nn.Module] | StackedReplicas, x_standardised,
                      chunk: int | None = None) -> torch.Tensor:
     """All replicas on the same standardised inputs in one pass: [N, n_t] -> [N, N_r, N_E].
 
-    ``x_standardised`` = (C − μ)/γ with the μ, γ of the checkpoints (SPEC §5); it is moved to the
+    ``x_standardised`` = (C − μ)/γ with the μ, γ of the checkpoints (method §5); it is moved to the
     replicas' device and cast to float32.  Inputs are processed in chunks of ``chunk`` samples
     (default: as many as keep one chunk's activations within PREDICT_CHUNK_BYTES), written into the
     preallocated result: the memory is the inputs, the result and one chunk, whatever N.
@@ -184,7 +184,7 @@ def predict_replicas(models: list[nn.Module] | StackedReplicas, x_standardised,
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Parameter counts of the SPEC §6 architectures")
+    parser = argparse.ArgumentParser(description="Parameter counts of the method §6 architectures")
     parser.add_argument("--n-t", type=int, default=32, help="input length (default 32)")
     parser.add_argument("--n-out", type=int, default=47, help="outputs N_E (default 47)")
     args = parser.parse_args(argv)

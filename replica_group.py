@@ -1,4 +1,4 @@
-"""The optimisation of a batch of replicas (SPEC §6): the learning-rate schedule, the losses, and the
+"""The optimisation of a batch of replicas (method §6): the learning-rate schedule, the losses, and the
 active replicas of one (ensemble, σ) as one stacked model with one Adam.
 
 Several replicas in one process are trained as one batched model (``StackedReplicas``:
@@ -8,8 +8,8 @@ Adam per replica.  A replica that stops is removed by building a new group of th
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ from pytorch_models_t32 import SpectralNet, StackedReplicas
 
 
 def lr_factor(cfg, epoch_index: int) -> float:
-    """f(e) of SPEC §6 for the 0-based epoch index e:
+    """f(e) of method §6 for the 0-based epoch index e:
         f(e) = 1                                   for e < lr_decay_start (= 25)
         f(e) = 1 / (1 + (e − 24)·lr_decay_rate)    for e ≥ 25, with 24 = lr_decay_start − 1
     i.e. the first 25 epochs run at lr, the 26th at lr/(1 + 4e−4), the 200th at lr/(1 + 176·4e−4)."""

@@ -1,4 +1,4 @@
-"""What each replica draws (SPEC §6-7): its random streams, and the noise it trains on.
+"""What each replica draws (method §6-7): its random streams, and the noise it trains on.
 
 Every stream derives from the preset's seed with ``rng_for(cfg, purpose, crc32(ensemble), 100σ,
 replica, ...)``: the initialisation, the 80/20 split of the *clean* samples (all N_noise noisy
@@ -11,7 +11,7 @@ per run by the preset's ``noise`` (settings.NOISE_MODES):
 - ``stored``: the training file's N_noise noisy copies, shared by every replica;
 - ``replica``: N_noise noisy copies per clean sample of the replica's own, drawn once per run
   from ``rng_for(cfg, 'replica-noise', crc32(ensemble), 100σ, replica, block)`` for each block of
-  ``rng_block`` samples (C + s L z of SPEC §4 with the file's noise_mean and noise_cov):
+  ``rng_block`` samples (C + s L z of method §4 with the file's noise_mean and noise_cov):
   independent of the other replicas and of the stored copies, the same in every epoch and after
   a resume (an instance, not stored);
 - ``fresh``: new noise for every occurrence of a sample, drawn per block of FRESH_BLOCK_STEPS
@@ -24,10 +24,10 @@ import zlib
 import numpy as np
 import torch
 
-from paths import sigma_tag
-from settings import NOISE_MODES, ConfigError
 from devices import to_device
+from paths import sigma_tag
 from pytorch_models_t32 import SpectralNet, build_model
+from settings import NOISE_MODES, ConfigError
 from sigma_model_utils import add_noise, rng_for, standardise
 
 FRESH_BLOCK_STEPS = 256            # fresh noise is drawn for this many steps at a time
@@ -39,7 +39,7 @@ def keys(ensemble: str, sigma_gev: float, replica: int) -> tuple[int, int, int]:
 
 
 def split_samples(cfg, ensemble: str, sigma_gev: float, replica: int, n_samples: int):
-    """(train, validation) indices of the clean samples: a random val_fraction held out (SPEC §6)."""
+    """(train, validation) indices of the clean samples: a random val_fraction held out (method §6)."""
     perm = rng_for(cfg, "split", *keys(ensemble, sigma_gev, replica)).permutation(n_samples)
     n_val = int(round(cfg["val_fraction"] * n_samples))
     if n_val < 1 or n_val >= n_samples:
@@ -145,7 +145,7 @@ class FreshNoise(StoredNoise):
     """New noise for every occurrence of a sample; validation on the stored copies.
 
     Item rows of ``order`` name (sample, copy); with fresh noise the copy index only counts how
-    often a sample is seen per epoch, and each occurrence gets its own z (SPEC §4: C + s L z).
+    often a sample is seen per epoch, and each occurrence gets its own z (method §4: C + s L z).
     """
     mode = "fresh"
     needs_stored, needs_clean = True, True

@@ -1,8 +1,8 @@
-"""The result files of stage 4 (SPEC §10): the budget of one input and σ as
+"""The result files of stage 4 (method §10): the budget of one input and σ as
 ``results/{mock}_sigma{σ}_budget.csv``, ``.json`` and ``.hdf5`` -- their only writer and reader.
 
 The table's columns are one ordered list built from named groups (``COLUMN_GROUPS``): the paper's
-(always), the prior systematic's (with Nref_prior in the audience, SPEC §8 "Beyond the paper") and
+(always), the prior systematic's (with Nref_prior in the audience, method §8 "Beyond the paper") and
 the mock's (with a truth).  A new group is one more entry, at its place in the order.
 - CSV (pandas): the columns; NaN written as ``nan``.
 - JSON: one object per σ: every column (NaN as null), the samples (kind, number, origin, n_boot:
@@ -37,8 +37,8 @@ from prediction_files import PredictionSet
 
 # The table's column groups, in the table's order.
 COLUMN_GROUPS = {
-    "paper": ("E", "central", "stat", "rep", "sys_b", "sys_rho", "sys_n", "total"),   # SPEC §8, §10
-    "prior": ("sys_prior", "total_with_prior"),    # SPEC §8 "Beyond the paper": after total
+    "paper": ("E", "central", "stat", "rep", "sys_b", "sys_rho", "sys_n", "total"),   # method §8, §10
+    "prior": ("sys_prior", "total_with_prior"),    # method §8 "Beyond the paper": after total
     # with the interval networks and a calibration: the recommended centre's calibrated result, the
     # other centre's under names of its own ({other}: that centre), the baseline S·σ_tot
     "calibrated": ("central_calibrated", "post", "total_calibrated", "central_calibrated_{other}", "post_{other}",
@@ -79,7 +79,7 @@ def result_paths(cfg, mock: str, sigma_gev: float) -> list:
 
 def budget_frame(b: bud.Budget, s: PredictionSet, calibrated: dict | None = None, centre: str = CENTRES[1]
                  ) -> pd.DataFrame:
-    """The SPEC §10 table: E, central, stat, rep, sys_b, sys_rho, sys_n, total (, sys_prior,
+    """The method §10 table: E, central, stat, rep, sys_b, sys_rho, sys_n, total (, sys_prior,
     total_with_prior with the prior systematic) (, the calibrated group: ``calibrated`` {column:
     [N_E]} with ``centre`` recommended) (, truth, closure_level)."""
     groups = ((("prior",) if b.has_prior else ()) + (("calibrated",) if calibrated else ())

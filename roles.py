@@ -3,9 +3,9 @@
 (method §8, §10).  Imports nothing."""
 
 REFERENCE = "Nmax"              # the result's ensemble: ρ̄_Nmax and its σ_stat, σ_rep
-# SPEC §7-8: the systematic X and the reference ensemble Nref_X it is measured against
+# method §7-8: the systematic X and the reference ensemble Nref_X it is measured against
 SYSTEMATICS = {"sys_b": "Nref_b", "sys_rho": "Nref_rho", "sys_n": "Nref_n"}
-# SPEC §8 "Beyond the paper": the prior systematic and its ensemble (Nmax's network, N_b and N_ρ
+# method §8 "Beyond the paper": the prior systematic and its ensemble (Nmax's network, N_b and N_ρ
 # trained on the second space; derived from Nmax by config.load_config)
 PRIOR_ENSEMBLE = "Nref_prior"
 PRIOR_SYSTEMATIC = ("sys_prior", PRIOR_ENSEMBLE)

@@ -21,7 +21,7 @@ compared with the smeared density implied by a two-state fit of the same correla
    densities, their errors and the pull (audience - fit)/sqrt(σ_tot² + σ_fit²)) and
    results/hpqcd_etas_comparison.png.
 
-Every energy here is in lattice units (1/a, SPEC §1): aE_0 ≈ 0.416 is the η_s mass times the
+Every energy here is in lattice units (1/a, method §1): aE_0 ≈ 0.416 is the η_s mass times the
 lattice spacing; the preset's a_inv_gev = 1, so its energy grid and widths σ (written in "GeV")
 are read as lattice units, i.e. σ = 0.44/a and 0.63/a.
 """

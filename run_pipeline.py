@@ -1,4 +1,4 @@
-"""Run the whole pipeline here, without Slurm, then the analysis (SPEC §10).
+"""Run the whole pipeline here, without Slurm, then the analysis (method §10).
 
 The same tasks as slurm_scripts/submit_all.sh, in the same order, each Slurm array index in turn:
 
@@ -10,7 +10,8 @@ Stages: generation (one task per N_b, and one for the prior space with the prior
 tasks.generation_tasks) -> training (one task per
 (ensemble, σ) group of replicas, then with interval_networks one per σ for the interval networks:
 tasks.training_groups) -> with interval_networks the calibration (calibrate_sigma.py, every σ) ->
-for each mock: prediction, then its analysis. Each task is a separate process with the pipeline's --preset/--set/--root, exactly as a
+for each mock: prediction, then its analysis. Each task is a separate process with the pipeline's --preset/--set/--root,
+exactly as a
 Slurm job runs it. Finished work is kept by the stages themselves (a complete training file or a
 finished replica is not redone), so a rerun after an interruption continues. The run stops at the
 first failing task and names it. At the end it prints where the plots and result tables are and
@@ -34,11 +35,11 @@ import sys
 import time
 from pathlib import Path
 
+from calibration import GUARANTEES
 from cli import main_guard
 from config import Config, add_common_args, config_from_args
 from io_utils import exit_cleanly_on_sigterm
 from mocks import MOCK_TABLE, MOCKS
-from calibration import GUARANTEES
 from result_files import budget_table_problem
 from tasks import generated_nrhos, generation_tasks, predicted_runs, training_groups, training_tasks
 
@@ -51,19 +52,19 @@ def tasks(cfg: Config) -> list[tuple[str, list[str]]]:
     out = [("generation", python + [str(REPO / "generate_full_dataset_sigma.py"), *options,
                                      "--task-id", str(i)])
            for i in range(len(generation_tasks(cfg)))]
-    for ensemble, sigma, ids in training_groups(cfg):
+    for _ensemble, _sigma, ids in training_groups(cfg):
         out.append(("training", python + [str(REPO / "hpc_train_sigma.py"), *options,
                                           "--task-id", f"{ids[0]}-{ids[-1]}"]))
     if cfg["interval_networks"]:            # the calibrated error's factors, every σ (calibrate_sigma.py)
         out.append(("calibration", python + [str(REPO / "calibrate_sigma.py"), *options]))
-    for mock in MOCK_TABLE:                 # the validation mocks (SPEC §9), mocks.py's table
+    for mock in MOCK_TABLE:                 # the validation mocks (method §9), mocks.py's table
         out.append((f"prediction {mock.name}", python + [str(REPO / mock.predict_script), *options]))
         out.append((f"analysis {mock.name}", python + [str(REPO / mock.analyze_script), *options]))
     return out
 
 
 def expected_outputs(cfg: Config) -> dict[str, list[Path]]:
-    """Every stage's output files (SPEC §10), by stage."""
+    """Every stage's output files (method §10), by stage."""
     sigmas = cfg["sigmas_gev"]
     out = {"generation": [cfg.training_file(nb, nrho, space) for space, nb in generation_tasks(cfg)
                           for nrho in generated_nrhos(cfg, space)]}
@@ -199,7 +200,7 @@ def run(cfg: Config) -> int:
     print(f"plots:  {', '.join(sorted(p.name for p in results.glob('*.png')))}")
     print(f"tables: {', '.join(sorted(p.name for p in results.glob('*.csv')))}")
     print(f"(all in {results.resolve()})")
-    for stage, text in summaries:
+    for _stage, text in summaries:
         print()
         print(summary_of(text))
     if cfg["interval_networks"]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import ast
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from io_utils import REPO_DIR, UserError
 from paths import STANDIN_NOISE_FILE, sigma_tag
@@ -33,7 +33,7 @@ def architecture_names() -> tuple[str, ...]:
 
 ARCHITECTURES = architecture_names()
 
-# SPEC §7: the noise a replica trains on (replica_streams.py): its own noise instance, the training
+# method §7: the noise a replica trains on (replica_streams.py): its own noise instance, the training
 # file's shared copies, or new noise every epoch
 NOISE_MODES = ("replica", "stored", "fresh")
 # the ``space`` a whole audience may train on (sigma_model_utils.SPACES less the prior systematic's)
@@ -96,7 +96,7 @@ def _at_least(n):
 
 
 SCHEMA = {
-    "kernel": Setting("str", "kernel b(t, ω) of SPEC §2", f"one of {KERNELS}", lambda k: k in KERNELS),
+    "kernel": Setting("str", "kernel b(t, ω) of method §2", f"one of {KERNELS}", lambda k: k in KERNELS),
     "T": Setting("int", "temporal extent of the lattice, 1/temperature for the thermal kernel", ">= 2", _at_least(2)),
     "t_min": Setting("int", "first input time slice", ">= 1 (t = 0 is never an input)", _at_least(1)),
     "t_max": Setting("int", "last input time slice", "> t_min", _at_least(2)),
@@ -116,11 +116,11 @@ SCHEMA = {
     "nrho_list": Setting("int list", "training-set sizes N_ρ generated (prefixes of one stream)",
                          "a non-empty, strictly increasing list of integers >= 2",
                          lambda s: len(s) > 0 and s[0] >= 2 and all(a < b for a, b in zip(s, s[1:]))),
-    "noise_file": Setting("str", "noise file (mean, cov, t; SPEC §4), relative to --root or the repository",
+    "noise_file": Setting("str", "noise file (mean, cov, t; method §4), relative to --root or the repository",
                           f"the path of a noise file (the default {STANDIN_NOISE_FILE}, or one made "
                           "by make_noise_file.py)", lambda p: p.strip() != ""),
     "prior_systematic": Setting("bool", "whether the prior systematic Σ_prior is computed (ensemble "
-                                "Nref_prior, SPEC §8)"),
+                                "Nref_prior, method §8)"),
     "space": Setting("str", "the training space of the whole audience (default chebyshev, the paper's)",
                      f"one of {AUDIENCE_SPACES}", lambda s: s in AUDIENCE_SPACES),
     "prior_space": Setting("prior space", "the second training space of Nref_prior: a table {x_scale, E0_min, "
@@ -141,7 +141,7 @@ SCHEMA = {
                                  "the Σ_X) or median (the interval networks' q_50)",
                                  f"one of {CALIBRATED_CENTRES}", lambda c: c in CALIBRATED_CENTRES),
     "tf32": Setting("bool", "CUDA only: TF32 in float32 matrix products and convolutions (off: IEEE float32)"),
-    "noise": Setting("str", "the noise a replica trains on (SPEC §7)", f"one of {NOISE_MODES}",
+    "noise": Setting("str", "the noise a replica trains on (method §7)", f"one of {NOISE_MODES}",
                      lambda m: m in NOISE_MODES),
     "n_noise": Setting("int", "noisy copies N_noise per training sample", ">= 1", _at_least(1)),
     "seed": Setting("int", "seed from which every random stream derives", ">= 0", _at_least(0)),
@@ -160,7 +160,7 @@ SCHEMA = {
                             "strictly between 0 and 1", lambda f: 0 < f < 1),
     "n_replicas": Setting("int", "replicas N_r per ensemble", ">= 2 (the replica spread σ_rep needs two)",
                           _at_least(2)),
-    "ensembles": Setting("ensembles", "the ensembles of the broad audience, SPEC §7"),
+    "ensembles": Setting("ensembles", "the ensembles of the broad audience, method §7"),
     "n_boot": Setting("int", "bootstrap samples N_boot of a test correlator",
                       ">= 2 (the statistical error needs two)", _at_least(2)),
     "closure_level": Setting("int", "how a mock is seen (closure.py)", "1 (measured mocks, the default) or 0 "
@@ -179,7 +179,7 @@ SCHEMA = {
 
 # the keys of one ensemble of the ``ensembles`` table
 ENSEMBLE_SCHEMA = {
-    "arch": Setting("str", "network architecture (SPEC §6)", f"one of {tuple(ARCHITECTURES)}",
+    "arch": Setting("str", "network architecture (method §6)", f"one of {tuple(ARCHITECTURES)}",
                     lambda a: a in ARCHITECTURES),
     "nb": Setting("int", "N_b of its training set (one of nb_list)", ">= 1", _at_least(1)),
     "nrho": Setting("int", "N_ρ of its training set (one of nrho_list)", ">= 2", _at_least(2)),
@@ -264,7 +264,7 @@ def validate(cfg: dict) -> None:
             raise ConfigError(f"prior_space {prior}: expected E0_min < E0_max")
     if not cfg["t_min"] < cfg["t_max"]:
         raise ConfigError(f"time slices t_min={cfg['t_min']}, t_max={cfg['t_max']}: "
-                          "expected 1 <= t_min < t_max (t = 0 is never an input, SPEC §2)")
+                          "expected 1 <= t_min < t_max (t = 0 is never an input, method §2)")
     if cfg["kernel"] != "laplace" and cfg["t_max"] >= cfg["T"]:
         raise ConfigError(f"t_max={cfg['t_max']} must be below T={cfg['T']} for kernel {cfg['kernel']}")
     for low, high in (("E0_min", "E0_max"), ("energy_min_gev", "energy_max_gev")):

@@ -1,9 +1,9 @@
 """The physics core: kernels, the Chebyshev training space (and the second space of the prior
-systematic, SPEC §8: the same construction with its own map scale and E0 range), Gaussian
+systematic, method §8: the same construction with its own map scale and E0 range), Gaussian
 smearing, exact correlators and smeared targets for whole batches of samples, noise from a real
-lattice covariance, and standardisation.  Each formula of SPEC §1-5 is written once, here.
+lattice covariance, and standardisation.  Each formula of method §1-5 is written once, here.
 
-Exact integrals (SPEC §3 accuracy contract).  For a sample with threshold E0 every integral
+Exact integrals (method §3 accuracy contract).  For a sample with threshold E0 every integral
 runs over ω ∈ [E0, ∞).  ρ is continuous at E0 but has a kink there, so the quadrature nodes move
 with the sample: ω = E0 + y_j with fixed offsets y_j of a composite Gauss-Legendre rule whose
 panels grow geometrically away from E0 (``quadrature_rule``).  The number of nodes of each panel is
@@ -25,9 +25,9 @@ import numpy as np
 KERNELS = ("laplace", "periodic", "rratio", "thermal")
 
 
-# --- SPEC §2: kernels ----------------------------------------------------------------------------
+# --- method §2: kernels ----------------------------------------------------------------------------
 def kernel(t, omega, kind: str, T: int):
-    """b(t, ω) of SPEC §2, broadcasting ``t`` against ``omega`` (lattice units, ω > 0).
+    """b(t, ω) of method §2, broadcasting ``t`` against ``omega`` (lattice units, ω > 0).
 
     thermal: cosh(ω(t - T/2)) / sinh(ωT/2) = (e^{-tω} + e^{-(T-t)ω}) / (1 - e^{-Tω}), written
     with decaying exponentials only (no overflow).
@@ -46,14 +46,14 @@ def kernel(t, omega, kind: str, T: int):
     return forward_backward / -np.expm1(-T * omega)
 
 
-# --- SPEC §1: Gaussian smearing ---------------------------------------------------------------
+# --- method §1: Gaussian smearing ---------------------------------------------------------------
 def gaussian(x, sigma: float):
     """G_σ(x) = exp(-x²/2σ²) / (√(2π) σ)."""
     x = np.asarray(x, dtype=np.float64)
     return np.exp(np.square(x) * (-0.5 / sigma**2)) * (1.0 / (np.sqrt(2 * np.pi) * sigma))
 
 
-# --- SPEC §3: the Chebyshev functional space (and the second space of SPEC §8) -----------------
+# --- method §3: the Chebyshev functional space (and the second space of method §8) -----------------
 # the training spaces: the paper's Chebyshev space, the second Chebyshev space of the prior systematic,
 # the physical space P (physical_space.py) and the mixture of the first and P (training_sets.py)
 SPACES = ("chebyshev", "prior", "physical", "mixture")
@@ -61,8 +61,8 @@ SPACES = ("chebyshev", "prior", "physical", "mixture")
 
 def space_parameters(cfg, space: str = "chebyshev") -> dict:
     """The parameters of a training space: the map scale λ of x(E) = 1 - 2 e^{-E/λ}, the range
-    of E0 and ε of the coefficient law.  ``chebyshev`` is SPEC §3 (λ = 1); ``prior`` is the second
-    space of the prior systematic (SPEC §8, "Beyond the paper"), the preset's ``prior_space``."""
+    of E0 and ε of the coefficient law.  ``chebyshev`` is method §3 (λ = 1); ``prior`` is the second
+    space of the prior systematic (method §8, "Beyond the paper"), the preset's ``prior_space``."""
     if space == "chebyshev":
         return {"space": space, "x_scale": 1.0, "E0_min": float(cfg["E0_min"]),
                 "E0_max": float(cfg["E0_max"]), "epsilon": float(cfg["epsilon"])}
@@ -74,7 +74,7 @@ def space_parameters(cfg, space: str = "chebyshev") -> dict:
 
 
 def x_of_energy(E, x_scale: float = 1.0):
-    """x(E) = 1 - 2 e^{-E/λ} (λ = ``x_scale``, 1 in SPEC §3), mapping [0, ∞) onto [-1, 1)."""
+    """x(E) = 1 - 2 e^{-E/λ} (λ = ``x_scale``, 1 in method §3), mapping [0, ∞) onto [-1, 1)."""
     return 1.0 - 2.0 * np.exp(-np.asarray(E, dtype=np.float64) / x_scale)
 
 
@@ -188,7 +188,7 @@ def correlators_and_targets(E0: np.ndarray, c: np.ndarray, cfg, rule: Quadrature
                             space: str = "chebyshev"):
     """Exact clean correlators C(t) [B, n_t] and smeared targets {σ_gev: ρ_σ(E_k) [B, N_E]}.
 
-    SPEC §1-3: C(t) = ∫ b(t, ω) ρ(ω) dω and ρ_σ(E) = ∫ G_σ(E - ω) ρ(ω) dω for the densities
+    method §1-3: C(t) = ∫ b(t, ω) ρ(ω) dω and ρ_σ(E) = ∫ G_σ(E - ω) ρ(ω) dω for the densities
     ρ = Σ_n c_n B_n of a batch of samples of the training space ``space``, by the moving
     composite rule of ``quadrature_rule`` (which must be that space's rule).
     ρ is summed for 64 samples at a time (long vector operations), the kernel and Gaussian arrays
@@ -213,9 +213,9 @@ def correlators_and_targets(E0: np.ndarray, c: np.ndarray, cfg, rule: Quadrature
     return correlators, targets
 
 
-# --- SPEC §4: noise from a real lattice correlator ------------------------------------------------
+# --- method §4: noise from a real lattice correlator ------------------------------------------------
 def noise_scale(correlators: np.ndarray, noise) -> np.ndarray:
-    """s = C(t_min) / C_latt(t_min) for each clean correlator (SPEC §4, the paper's Eq. 44)."""
+    """s = C(t_min) / C_latt(t_min) for each clean correlator (method §4, the paper's Eq. 44)."""
     return correlators[..., 0] / noise.mean[0]
 
 
@@ -228,7 +228,7 @@ def add_noise(correlators: np.ndarray, noise, rng: np.random.Generator, n_noise:
     return correlators[:, None, :] + s[:, None, None] * (z @ noise.chol.T)
 
 
-# --- SPEC §5: standardisation -------------------------------------------------------------------
+# --- method §5: standardisation -------------------------------------------------------------------
 def standardise(correlators: np.ndarray, mu: np.ndarray, gamma: np.ndarray) -> np.ndarray:
     """(C - μ)/γ with the training file's clean-correlator mean μ(t) and std γ(t), as float32."""
     return ((correlators - mu) / gamma).astype(np.float32)

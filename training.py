@@ -1,10 +1,10 @@
-"""The training loop (SPEC §5-7): the replicas of one ensemble and σ, the logic behind
+"""The training loop (method §5-7): the replicas of one ensemble and σ, the logic behind
 hpc_train_sigma.py.
 
     resume or start every replica; while replicas run: run an epoch, end the epoch;
     on a stop request: save every state and return (the one preemption exit).
 
-What one replica does (SPEC §6):
+What one replica does (method §6):
 - its own random streams (replica_streams.py): initialisation, the 80/20 split of the clean
   samples, the order of every epoch and, per the preset's ``noise``, the noise it trains on.
 - an epoch is one pass, in a fresh random order, over the N_noise noisy copies of each training
@@ -42,8 +42,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from checkpoints import (ReplicaState, checkpoint_problem, checkpoint_record, history_differs, identity, load_state,
-                         save_states, write_checkpoint_record, write_history)
+from checkpoints import (
+    ReplicaState,
+    checkpoint_problem,
+    checkpoint_record,
+    history_differs,
+    identity,
+    load_state,
+    save_states,
+    write_checkpoint_record,
+    write_history,
+)
 from config import ConfigError, load_config
 from devices import select_device, to_device
 from interval_networks import objective

@@ -1,4 +1,4 @@
-"""Which training runs a worker does, and how it is asked to stop (SPEC §7, §10).
+"""Which training runs a worker does, and how it is asked to stop (method §7, §10).
 
 Slurm array indices map to (ensemble, σ, [replicas]) through tasks.training_tasks, the one
 definition shared with the Slurm scripts and the local runner.  ``Preemption`` turns SIGTERM or

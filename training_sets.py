@@ -1,11 +1,11 @@
-"""Stage 1: the HDF5 training sets (SPEC §3-5, §7, §10), written and read here.
+"""Stage 1: the HDF5 training sets (method §3-5, §7, §10), written and read here.
 
 One call generates, for one N_b, the file of every N_ρ of the preset.  They are prefixes of one
 stream: the samples are drawn in blocks of ``rng_block`` samples, block k from its own generator
 ``rng_for(cfg, 'training-space', N_b, k)`` (and its noise from ``'training-noise'``), so a sample
 does not depend on N_ρ, on the chunking or on the number of worker processes.  Only the
 standardisation differs between the files: μ and γ are those of each file's own clean correlators
-(SPEC §5; std with ddof = 0).
+(method §5; std with ddof = 0).
 
 The other training spaces (sigma_model_utils.SPACES) are made the same way, each from its own
 streams ``'training-space-<space>'`` and ``'training-noise-<space>'``, into its own files, only
@@ -51,17 +51,37 @@ import numpy as np
 from tqdm import tqdm
 
 import physical_space
-from io_utils import (DamagedFile, InputError, atomic_output, check_free_space, check_writable, file_sha256,
-                      open_h5, provenance, raise_if_locked, read_dataset, remove_stale_temporaries, task_lock,
-                      write_attrs)
+from io_utils import (
+    DamagedFile,
+    InputError,
+    atomic_output,
+    check_free_space,
+    check_writable,
+    file_sha256,
+    open_h5,
+    provenance,
+    raise_if_locked,
+    read_dataset,
+    remove_stale_temporaries,
+    task_lock,
+    write_attrs,
+)
 from noise_files import NoiseModel, covariance_cholesky, load_noise_file
-from sigma_model_utils import (SPACES, add_noise, correlators_and_targets, noise_scale, rng_for,
-                               sample_coefficients, space_parameters, standardise)
+from sigma_model_utils import (
+    SPACES,
+    add_noise,
+    correlators_and_targets,
+    noise_scale,
+    rng_for,
+    sample_coefficients,
+    space_parameters,
+    standardise,
+)
 from tasks import ensemble_space, generated_nrhos, training_runs_table
 
 
 def target_key(sigma_gev: float) -> str:
-    """The training-file dataset of the smeared targets for σ as written in the preset (SPEC §10)."""
+    """The training-file dataset of the smeared targets for σ as written in the preset (method §10)."""
     return f"clean_smeared_rho_sigma_{sigma_gev}"
 
 
@@ -330,12 +350,12 @@ def _generate_training_files(cfg, nb: int | None, workers, progress: bool, log, 
                                                    desc=f"{label} exact correlators", unit="block"):
                 lo = k * block
                 correlators[lo:lo + block] = corr
-                for h5, lo, hi, n in _files_holding(files, lo, block):
+                for h5, start, stop, n in _files_holding(files, lo, block):
                     for name, values in params.items():
-                        h5[name][lo:hi] = values[:n]
-                    h5["clean_correlators"][lo:hi] = corr[:n]
+                        h5[name][start:stop] = values[:n]
+                    h5["clean_correlators"][start:stop] = corr[:n]
                     for sigma in cfg["sigmas_gev"]:
-                        h5[target_key(sigma)][lo:hi] = targets[sigma][:n]
+                        h5[target_key(sigma)][start:stop] = targets[sigma][:n]
 
         # pass 2: standardisation of each file, noisy copies
         scales = {}
@@ -349,9 +369,9 @@ def _generate_training_files(cfg, nb: int | None, workers, progress: bool, log, 
             corr = correlators[lo:lo + block]
             noisy = noisy_block(cfg, nb, k, corr, noise, space)
             s = noise_scale(corr, noise)
-            for h5, lo, hi, n in _files_holding(files, lo, block):
-                h5["noise_scale"][lo:hi] = s[:n]
-                h5["standardized_noisy_correlators"][lo:hi] = standardise(noisy[:n],
+            for h5, start, stop, n in _files_holding(files, lo, block):
+                h5["noise_scale"][start:stop] = s[:n]
+                h5["standardized_noisy_correlators"][start:stop] = standardise(noisy[:n],
                                                                           *scales[h5.attrs["nrho"]])
     for nrho in todo:
         log(f"wrote  {paths[nrho]}")
@@ -380,7 +400,7 @@ class TrainingData:
 
 def load_training_data(cfg, ensemble: str, sigma_gev: float, noisy: bool = True,
                        clean: bool = False) -> TrainingData:
-    """Read and check the training file of ``ensemble`` (SPEC §10) for the target of σ: with
+    """Read and check the training file of ``ensemble`` (method §10) for the target of σ: with
     ``noisy`` the stored noisy copies, with ``clean`` the clean correlators and the noise model."""
     run = training_runs_table(cfg)[ensemble]
     nb, nrho = run["nb"], run["nrho"]
@@ -451,7 +471,7 @@ def _read_training_file(cfg, path, what, ensemble, sigma_gev, noisy, clean, spac
         elif stored in h5 and h5[stored].ndim == 3:
             n_samples, n_noise = h5[stored].shape[:2]
         else:
-            raise InputError(path, stored, "missing or not [N_rho, N_noise, n_t] (SPEC §10)")
+            raise InputError(path, stored, "missing or not [N_rho, N_noise, n_t] (method §10)")
         if n_samples != nrho:
             raise InputError(path, stored, f"{n_samples} samples; expected N_rho={nrho}")
         targets = read_dataset(h5, key, (n_samples, len(energies))).astype(np.float32)
@@ -467,7 +487,7 @@ def _read_training_file(cfg, path, what, ensemble, sigma_gev, noisy, clean, spac
             stored_scale = read_dataset(h5, "noise_scale", (n_samples,))
             if not np.allclose(noise_scale(correlators, noise), stored_scale, rtol=1e-10):
                 raise InputError(path, "noise_scale", "disagrees with clean_correlators[:, 0] / "
-                                 "noise_mean[0] (SPEC §4)")
+                                 "noise_mean[0] (method §4)")
     return TrainingData(path=path, inputs=inputs, targets=targets, n_samples=n_samples,
                         n_noise=n_noise, mu=mu, gamma=gamma, t=t, energies=energies, nb=nb,
                         nrho=nrho, clean=correlators, noise=noise)

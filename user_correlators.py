@@ -1,4 +1,4 @@
-"""A user's correlator, from its file to the checked samples the networks predict (SPEC §8, §10).
+"""A user's correlator, from its file to the checked samples the networks predict (method §8, §10).
 
 ``read_user_samples`` reads the file (any format of correlator_files.py), checks its geometry
 against the preset (the kernel and T, stated by the file or given), folds, selects the networks'
@@ -120,7 +120,8 @@ def describe_inputs(inputs: InputSamples) -> str:
     """One line: what the networks predict and how it was made from the user's file."""
     s = inputs.source
     made = {"configurations": f"{s.get('n_configurations')} configurations -> {s.get('n_bins')} bins of "
-                              f"{s.get('bin_size')} -> ", "mean+cov": "mean and covariance -> "}.get(s.get("layout"), "")
+                              f"{s.get('bin_size')} -> ",
+            "mean+cov": "mean and covariance -> "}.get(s.get("layout"), "")
     seeded = f" (seed {s['seed']}, stream {s['rng']})" if "rng" in s else ""
     return (f"{s.get('file')} ({s.get('format')}{', folded' if s.get('folded') else ''}): {made}"
             f"{len(inputs.samples)} {inputs.kind} samples{seeded}"

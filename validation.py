@@ -1,4 +1,4 @@
-"""Families of test densities for validating the audience's error bars (issue 6, SPEC §9).
+"""Families of test densities for validating the audience's error bars (issue 6, method §9).
 
 Each family draws random densities a physicist would test, each with its exact correlator on the
 preset's slices and kernel and its exact smeared truth for every σ of the preset:
@@ -7,10 +7,10 @@ preset's slices and kernel and its exact smeared truth for every σ of the prese
                     on ω > 0: long tails, peaks narrower and wider than σ.
   gauss_peaks       1-2 Gaussian peaks A_j N(ω; M_j, w_j) (w_j < σ) on a P-wave two-particle
                     continuum B θ(ω - E_c) (1 - E_c²/ω²)^{3/2} (the free vector current's shape).
-  O3_threshold      the O(3) mock of SPEC §9 (mocks.o3_density) with a random threshold E_th.
-  delta_continuum   A δ(ω - M) + the tanh continuum of SPEC §9 (``tanh_continuum``) with random
+  O3_threshold      the O(3) mock of method §9 (mocks.o3_density) with a random threshold E_th.
+  delta_continuum   A δ(ω - M) + the tanh continuum of method §9 (``tanh_continuum``) with random
                     A, M, B, E_c, w.
-  training_space    the control: densities of the Chebyshev training space itself (SPEC §3), with
+  training_space    the control: densities of the Chebyshev training space itself (method §3), with
                     N_b of the Nmax ensemble, drawn from a stream the training sets never use.
   state_tower       a tower of 4-8 isolated states Σ_n A_n δ(ω - E_n), E_n = E_1 + (n - 1) ΔE with
                     random E_1 and spacing ΔE (as finite-volume two-particle levels), amplitudes
@@ -47,11 +47,10 @@ rule (sigma_model_utils.correlators_and_targets).  Densities that do not vanish 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
-
 
 from mocks import correlator_of, o3_density, smeared_of, tanh_continuum
 from roles import INTERVAL_RUN, REFERENCE
@@ -216,7 +215,7 @@ def _draw_fano_dip(cfg, i: int) -> ValidationDensity:
 
 
 def training_space_densities(cfg, n: int) -> list[ValidationDensity]:
-    """n in-distribution densities (SPEC §3) with the Nmax ensemble's N_b, from the stream
+    """n in-distribution densities (method §3) with the Nmax ensemble's N_b, from the stream
     rng_for(cfg, 'validation-training_space'), which no training set uses."""
     nb = int(cfg["ensembles"]["Nmax"]["nb"])
     E0, c = sample_coefficients(rng_for(cfg, "validation-training_space"), n, nb, cfg)

@@ -1,7 +1,7 @@
 """Training steps/s on the device this machine has, and the device-hours of the reference audience (issue 13).
 
 On CUDA if torch sees a GPU, otherwise on the CPU (the output says which), at batch 32, for the
-two architectures of the reference audience (arcS, arcL; SPEC §6-7), four layouts of the same
+two architectures of the reference audience (arcS, arcL; method §6-7), four layouts of the same
 training step (Adam, L1 loss):
   (a) baseline   one network fed by a per-item Dataset and a DataLoader from host memory, each
                  batch moved to the device in the step (bench_training.baseline)
@@ -50,8 +50,20 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_training import (BATCH, N_E, N_NOISE, N_T, baseline, batch_order, fresh_weights,  # noqa: E402
-                            group_batches, replica_group, timed, worker_path)
+from bench_training import (  # noqa: E402
+    BATCH,
+    N_E,
+    N_NOISE,
+    N_T,
+    baseline,
+    batch_order,
+    fresh_weights,
+    group_batches,
+    replica_group,
+    timed,
+    worker_path,
+)
+
 from config import load_config  # noqa: E402
 from devices import configure_threads, float32_precision, select_device  # noqa: E402
 from replica_streams import split_samples  # noqa: E402
@@ -192,10 +204,12 @@ def audience_hours(cfg, steps_per_s: dict[str, float], kind: str) -> float:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=6.0, help="measured time per figure (default 6)")
-    parser.add_argument("--samples", type=int, help="clean samples (x20 noisy copies); default 400000 on CUDA, 5000 on CPU")
+    parser.add_argument("--samples", type=int,
+                        help="clean samples (x20 noisy copies); default 400000 on CUDA, 5000 on CPU")
     parser.add_argument("--archs", nargs="+", default=["arcS", "arcL"], choices=["arcS", "arcM", "arcL"])
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    parser.add_argument("--tf32", action="store_true", help="TF32 in CUDA's float32 matmul/conv (default off, as the preset)")
+    parser.add_argument("--tf32", action="store_true",
+                        help="TF32 in CUDA's float32 matmul/conv (default off, as the preset)")
     parser.add_argument("--quick", action="store_true",
                         help="a check that it runs: 0.2 s per figure, 500 samples, (d) skipped on the CPU")
     return parser.parse_args(argv)

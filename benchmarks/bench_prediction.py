@@ -2,7 +2,7 @@
 
     python benchmarks/bench_prediction.py [--n-boot 800] [--baseline-samples 40] [--repeats 3]
 
-The audience is the reference one (SPEC §7: Nmax, Nref_b, Nref_rho are arcL, Nref_n is arcS;
+The audience is the reference one (method §7: Nmax, Nref_b, Nref_rho are arcL, Nref_n is arcS;
 5 replicas; σ = 0.44, 0.63) with randomly initialised weights, saved as real checkpoints in a
 temporary directory (timing does not depend on the weights).  Measured in the same run:
 

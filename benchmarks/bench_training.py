@@ -1,6 +1,6 @@
 """Training throughput (samples/s) at batch 32 on this machine's CPU (issue 3).
 
-For arcS and arcL (SPEC §6), three ways of running the same training steps (Adam, L1 loss):
+For arcS and arcL (method §6), three ways of running the same training steps (Adam, L1 loss):
   baseline   one network fed by a torch Dataset with a per-item __getitem__ and a DataLoader
              (shuffle, batch 32), torch.optim.Adam with its defaults: a straightforward script
   preloaded  one network through the worker's path (replica_group.ReplicaGroup): batches are index

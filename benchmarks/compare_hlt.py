@@ -1,5 +1,5 @@
 """HLT cross-check: the audience against the Hansen-Lupo-Tantalo method (package ``lsdensities``)
-on exactly the same bootstrap samples, for the two validation mocks (issues 6 and 9, SPEC §8-9).
+on exactly the same bootstrap samples, for the two validation mocks (issues 6 and 9, method §8-9).
 
     pip install -r requirements-hlt.txt          # lsdensities: optional, not needed by the pipeline
     python benchmarks/compare_hlt.py --preset demo [--root DIR] [--energy-stride 2] [--workers 2]
@@ -13,12 +13,13 @@ diagnostic is labelled as such).  It computes the audience's result and σ_tot w
 budget.error_budget, and runs lsdensities' InverseProblemWrapper
 (its λ scan, plateau search and systematic error from λ -> kfactor·λ, with lsdensities' own
 example settings -- 8 compatible steps within 0.3 σ, kfactor 0.1, A/A0 < 0.1 -- but one α = 0 for
-speed and λ scanned from 0.1 down to 1e-10, where these data put the plateau) on the same samples at the same energies (every
+speed and λ scanned from 0.1 down to 1e-10, where these data put the plateau) on the same samples at the same energies
+(every
 ``--energy-stride``-th energy of the grid) and σ.
 
 HLT and the kernels.  lsdensities knows the bases e^{-tω} (EXP, our ``laplace``) and
 e^{-tω} + e^{-(T-t)ω} (COSH, our ``periodic``), with the Gaussian target G_σ(E - ω) normalised on
-the real line (its FULLNORMGAUSS, the G_σ of SPEC §1).  Our default kernel ``rratio`` is
+the real line (its FULLNORMGAUSS, the G_σ of method §1).  Our default kernel ``rratio`` is
 ω²/(12π²) times the periodic one, so Σ_t g_t b_t(ω) ≈ G_σ(E - ω) is the COSH problem with the
 target w(ω) G_σ(E - ω), w = b_periodic / b_rratio = 12π²/ω².  lsdensities has no switch for a
 weighted target, so for ``rratio`` the two target integrals it needs are supplied to it
@@ -143,9 +144,9 @@ def target_integrals(kind: str, T: int):
 
 def run_hlt(cfg, samples: np.ndarray, sigma_gev: float, energies: np.ndarray, logdir: Path) -> dict:
     """lsdensities' HLT on bootstrap ``samples`` [N, n_t] (t = 1..t_max) at ``energies``."""
-    from mpmath import mpf
     from lsdensities.InverseProblemWrapper import AlgorithmParameters, InverseProblemWrapper
     from lsdensities.utils.rhoUtils import Inputs, MatrixBundle, Obs, init_precision
+    from mpmath import mpf
 
     if cfg["t_min"] != 1:
         raise ConfigError(f"t_min = {cfg['t_min']}: lsdensities' basis starts at t = 1")
@@ -197,7 +198,7 @@ def hlt_settings_text(cfg) -> str:
 
 # --- the comparison ------------------------------------------------------------------------------
 def audience_and_samples(cfg, mock: str, sigma_gev: float):
-    """The audience's budget and the bootstrap samples every ensemble predicted (SPEC §8, §10)."""
+    """The audience's budget and the bootstrap samples every ensemble predicted (method §8, §10)."""
     s = load_predictions(cfg, mock, sigma_gev)           # checks the samples agree across ensembles
     return s, bud.error_budget(s.predictions, s.kind), s.samples
 
@@ -301,15 +302,18 @@ def main(argv=None) -> int:
              "(audience − HLT)/√(σ_tot² + σ_HLT²). Coverage, mean |pull| and R_bv are of one measurement "
              "(a single mock's coverage is uncertain by about ±20 %).",
              f"lsdensities {lsdensities_version()} settings: {hlt_settings_text(cfg)}.",
-             "", "| mock | σ | mean \\|diff\\| | \\|diff\\| ≤ 1 | \\|diff\\| ≤ 2 | audience coverage (mean \\|pull\\|, R_bv) "
+             "", "| mock | σ | mean \\|diff\\| | \\|diff\\| ≤ 1 | \\|diff\\| ≤ 2 "
+             "| audience coverage (mean \\|pull\\|, R_bv) "
              "| HLT coverage (mean \\|pull\\|, R_bv) | median σ_tot | median σ_HLT | HLT plateau found |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in summary.to_dict("records"):
-        lines.append(f"| {r['mock']} | {r['sigma_gev']} | {r['mean_abs_difference']:.2f} | {100 * r['share_within_1']:.0f}% "
+        lines.append(f"| {r['mock']} | {r['sigma_gev']} | {r['mean_abs_difference']:.2f} "
+                     f"| {100 * r['share_within_1']:.0f}% "
                      f"| {100 * r['share_within_2']:.0f}% | {100 * r['audience_coverage']:.0f}% "
                      f"({r['audience_mean_abs_pull']:.2f}, {r['audience_r_bv']:.2f}) | {100 * r['hlt_coverage']:.0f}% "
                      f"({r['hlt_mean_abs_pull']:.2f}, {r['hlt_r_bv']:.2f}) "
-                     f"| {r['audience_median_error']:.3g} | {r['hlt_median_error']:.3g} | {100 * r['hlt_plateau_share']:.0f}% |")
+                     f"| {r['audience_median_error']:.3g} | {r['hlt_median_error']:.3g} "
+                     f"| {100 * r['hlt_plateau_share']:.0f}% |")
     with atomic_output(out_dir / "compare_hlt.md") as tmp:
         tmp.write_text("\n".join(lines) + "\n")
     with atomic_output(out_dir / "compare_hlt.hdf5") as tmp:
@@ -318,10 +322,12 @@ def main(argv=None) -> int:
                 values = frame[column].to_numpy()
                 h5[column] = values.astype("S") if values.dtype == object else values
             write_attrs(h5, provenance(cfg, what="compare_hlt", hlt_settings=json.dumps(HLT_SETTINGS),
-                                       closure_levels=json.dumps(sorted({int(s.closure_level) for s, _, _ in inputs.values()})),
+                                       closure_levels=json.dumps(sorted({int(s.closure_level)
+                                                                         for s, _, _ in inputs.values()})),
                                        lsdensities_version=lsdensities_version(),
                                        a0_cut=A0_CUT, e0=float(cfg["E0_min"]), precision_digits=PRECISION_DIGITS,
-                                       hlt_seconds=json.dumps({f"{m}_{sg}": h["seconds"] for (m, sg), h in results.items()})))
+                                       hlt_seconds=json.dumps({f"{m}_{sg}": h["seconds"]
+                                                               for (m, sg), h in results.items()})))
 
     keys = list(inputs)
     fig, axes = plt.subplots(2, len(keys), figsize=(4.2 * len(keys), 5.2), sharex=True,

@@ -1,5 +1,5 @@
 """Are the audience's error bars honest?  Level-1 closure tests on many random test densities
-(issues 6 and 9, SPEC §8-9).
+(issues 6 and 9, method §8-9).
 
     python benchmarks/validate_coverage.py --preset demo [--root DIR] [--n-per-family 30]
         [--measurements 3] [--audience-seeds K] [--families breit_wigner,O3_threshold] [--no-train]
@@ -16,12 +16,12 @@
    is measured R times (``--measurements``, default 3): C̄_{i,m} = C_i + s L z₀ with
    rng_for(cfg, 'validation-measurement', family, i, m), and gets N_boot samples around each
    measurement, drawn with rng_for(cfg, 'validation-noise', family, i, m): the level-1 closure
-   test of SPEC §8 (closure.closure_samples).  The level-0 diagnostic (the same sample noise around
+   test of method §8 (closure.closure_samples).  The level-0 diagnostic (the same sample noise around
    the exact C_i) is computed beside it, to show what level 0 hides; the preset's
    ``closure_level`` does not apply here, both levels are always reported.  These streams use the
    seed as given, never the audiences' seeds: every audience is judged on the same test set.
 3. Every replica of every ensemble predicts every sample (prediction.predict_ensemble, one batched
-   pass per audience, σ, ensemble and family); the budget of SPEC §8 is computed per (density,
+   pass per audience, σ, ensemble and family); the budget of method §8 is computed per (density,
    measurement, level) with budget.error_budget.
 4. Per audience, family, σ and level, with closure.py's statistics (its docstring states the
    conventions): coverage of σ_tot with its standard error (from the spread over densities, each
@@ -86,18 +86,18 @@ import calibration  # noqa: E402
 import closure  # noqa: E402
 import covariance as cv  # noqa: E402
 import validation  # noqa: E402
+from calibration_files import calibration_networks, check_networks, read_calibration  # noqa: E402
 from cli import main_guard  # noqa: E402
 from config import ConfigError, add_common_args, config_from_args, load_config  # noqa: E402
 from devices import select_device  # noqa: E402
 from figures import plt, save_png  # noqa: E402
+from interval_networks import split_quantiles  # noqa: E402
 from io_utils import atomic_output, provenance, write_attrs  # noqa: E402
 from noise_files import load_noise_file  # noqa: E402
-from calibration_files import calibration_networks, check_networks, read_calibration  # noqa: E402
 from prediction import find_checkpoints, predict_ensemble  # noqa: E402
+from prediction_files import InputSamples  # noqa: E402
 from result_files import other_centre  # noqa: E402
 from roles import INTERVAL_RUN  # noqa: E402
-from interval_networks import split_quantiles  # noqa: E402
-from prediction_files import InputSamples  # noqa: E402
 from run_pipeline import missing_outputs, task_environment, tasks  # noqa: E402
 from sigma_model_utils import rng_for  # noqa: E402
 
@@ -106,7 +106,7 @@ RELATIVE_FLOOR = 0.1          # relative errors only where |truth| >= 10% of the
 HEADLINE = ("coverage", "coverage_err", "mean_abs_pull", "r_bv", "r_bv_err", "coverage_stat_rep",
             "median_rel_error", "median_sys_share", "common_bias_share_of_misses", "chi2_per_dof",
             "chi2_p_below_5pct", "chi2_dof_median")
-# with the prior systematic (SPEC §8 extension, Nref_prior in the audience): the same of σ_tot,prior
+# with the prior systematic (method §8 extension, Nref_prior in the audience): the same of σ_tot,prior
 PRIOR_HEADLINE = ("coverage_with_prior", "coverage_with_prior_err", "mean_abs_pull_with_prior",
                   "r_bv_with_prior", "r_bv_with_prior_err", "chi2_per_dof_with_prior")
 # every error judged side by side (those the audience has): the figures below, named <figure>_<error>
@@ -323,7 +323,8 @@ def family_metrics(truths: np.ndarray, budgets: list, groups=None, chi2: np.ndar
         "median_sys_share": float(np.median(sys2 / total**2)),
         "common_bias_share_of_misses": float(common[missed].mean()) if missed.any() else 0.0,
         "complete": bool(np.all(np.isfinite(total))), **chi2_figures(chi2[:, 0]),
-        "_coverage_vs_energy": stats.coverage_vs_energy, "_per_row": closure.covered(central, truths, total).mean(axis=1),
+        "_coverage_vs_energy": stats.coverage_vs_energy,
+        "_per_row": closure.covered(central, truths, total).mean(axis=1),
         "_pulls": bud.pulls(central, truths, total), "_central": central, "_total": total,
     }
 
@@ -392,7 +393,7 @@ def markdown(cfg, summary: pd.DataFrame, table: pd.DataFrame, seeds, n_meas: int
     lines = [f"Preset `{cfg.preset}`{' ' + ' '.join('--set ' + o for o in cfg.overrides) if cfg.overrides else ''}: "
              f"{len(cfg['ensembles'])} ensembles x {cfg['n_replicas']} replicas, N_boot = {cfg['n_boot']}; "
              f"{int(table['n_densities'].iloc[0])} densities per family x {n_meas} measurements each. "
-             f"Level 1: each density measured once per repetition, samples around the measurement (SPEC §8); "
+             f"Level 1: each density measured once per repetition, samples around the measurement (method §8); "
              f"level 0: samples around the exact correlator, a diagnostic. Honest errors: coverage "
              f"{100 * closure.HONEST_COVERAGE:.0f}%, mean |pull| {closure.HONEST_MEAN_ABS_PULL:.2f}, R_bv 1; "
              f"χ² of ρ̄ - truth with the result's covariance over its k eigen-directions above "
@@ -452,7 +453,8 @@ def calibrated_table(cfg, one: pd.DataFrame) -> list[str]:
     for key, r in one.iterrows():
         held = {True: "yes", False: "no"}.get(r["held_out_from_calibration"], "-")
         for e in errors:
-            lines.append(f"| {key[0]} | {key[1]} | {held} | {e} | {_cell(r, f'coverage_{e}', True, 0, f'coverage_err_{e}')} "
+            lines.append(f"| {key[0]} | {key[1]} | {held} | {e} "
+                         f"| {_cell(r, f'coverage_{e}', True, 0, f'coverage_err_{e}')} "
                          f"| {_cell(r, f'mean_abs_pull_{e}', False, 2)} | {_cell(r, f'r_bv_{e}', False, 2)} "
                          f"| {_cell(r, f'crps_{e}', False, 4)} | {_cell(r, f'sharpness_{e}', False, 3)} "
                          f"| {_cell(r, f'chi2_per_dof_{e}', False, 1)} |")

@@ -45,7 +45,7 @@ activate_python() {
     fi
 }
 
-# --preset, --set for each override, --root: what every stage script takes (SPEC §10).
+# --preset, --set for each override, --root: what every stage script takes (method §10).
 stage_options() {
     STAGE_OPTIONS=(--preset "$SPECTRAL_PRESET" --root "$SPECTRAL_ROOT")
     local item items

@@ -1,4 +1,4 @@
-"""The error budget of SPEC §8 on synthetic prediction arrays whose answers are known."""
+"""The error budget of method §8 on synthetic prediction arrays whose answers are known."""
 import numpy as np
 import pytest
 from scipy.special import erf
@@ -143,7 +143,7 @@ def test_bad_inputs():
         bud.error_budget({"Nmax": P[:1]})
 
 
-# --- the prior systematic (SPEC §8, "Beyond the paper") ----------------------------------------
+# --- the prior systematic (method §8, "Beyond the paper") ----------------------------------------
 def test_prior_ensemble_equal_to_nmax_gives_zero_sys_prior_and_unchanged_total():
     P = rng(20).normal(size=(N_BOOT, N_R, N_E))
     preds = audience(P, b=0.3, rho=-0.1)

@@ -1,4 +1,4 @@
-"""The closure test itself is tested (issue 9, SPEC §8-9).
+"""The closure test itself is tested (issue 9, method §8-9).
 
 - Level-1 measurements (closure.closure_samples, prediction.mock_inputs): the mean of the samples
   minus the exact C is one noise draw, not 1/√N_boot of one; same seed, same measurement;

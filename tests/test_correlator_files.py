@@ -9,10 +9,9 @@ import warnings
 import h5py
 import numpy as np
 import pytest
-
-from correlator_files import (bin_samples, detect_format, fold_correlator, read_correlator,
-                              resample)
 from conftest import need
+
+from correlator_files import bin_samples, detect_format, fold_correlator, read_correlator, resample
 from io_utils import InputError
 
 
@@ -204,7 +203,8 @@ def test_missing_optional_package_says_how_to_install(tmp_path, monkeypatch):
         read_correlator(tmp_path / "c.json")
 
 
-# --- the readers of make_noise_file.py's formats (moved here from test_noise_files.py) ------------------------------------------------------------
+# --- the readers of make_noise_file.py's formats
+# (moved here from test_noise_files.py) ---------------------------------------------------------------------------
 def test_every_reader_round_trips(tmp_path):
     need("gvar")
     samples = configurations(n_cfg=5, T=8)

@@ -1,4 +1,4 @@
-"""Stage 1 files (SPEC §3-5, §10): prefixes, determinism, regeneration, standardisation, bad input."""
+"""Stage 1 files (method §3-5, §10): prefixes, determinism, regeneration, standardisation, bad input."""
 import json
 import subprocess
 import sys
@@ -6,11 +6,11 @@ import sys
 import h5py
 import numpy as np
 import pytest
+from conftest import REPO
 
 import sigma_model_utils as smu
 import training_sets
 from config import load_config
-from conftest import REPO
 from noise_files import load_noise_file
 from tasks import generation_tasks
 from training_sets import target_key
@@ -38,7 +38,7 @@ def test_smaller_file_is_the_prefix_of_the_larger(tiny_cfg, tiny_files):
     keys = ["E0", "coefficients", "clean_correlators", "noise_scale"] + [target_key(s) for s in tiny_cfg["sigmas_gev"]]
     for key in keys:
         np.testing.assert_array_equal(small[key], large[key][:n], err_msg=key)
-    # the noisy copies are the same stream; only the standardisation is per file (SPEC §5)
+    # the noisy copies are the same stream; only the standardisation is per file (method §5)
     raw_small = small["standardized_noisy_correlators"] * small["gamma_vector"] + small["mu_vector"]
     raw_large = large["standardized_noisy_correlators"][:n] * large["gamma_vector"] + large["mu_vector"]
     np.testing.assert_allclose(raw_small, raw_large, rtol=0, atol=1e-6 * np.abs(raw_large).max())
@@ -180,7 +180,7 @@ def test_task_id_maps_to_the_presets_nb(tmp_path):
 
 
 def test_prior_space_file_is_its_own_prefix_stream_with_its_space_recorded(tiny_cfg, tmp_path):
-    """The second space (SPEC §8 extension): the layout of SPEC §10 under its own name, the space
+    """The second space (method §8 extension): the layout of method §10 under its own name, the space
     and its parameters in ``functional_space``, samples regenerable from (E0, c) in that space,
     a smaller N_ρ the prefix of a larger one, and another stream than the Chebyshev file."""
     overrides = tiny_cfg.overrides + ["prior_systematic=true"]

@@ -9,17 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_training import data_root, make_cfg, quiet  # noqa: F401  (the tiny training files)
 from torch.overrides import TorchFunctionMode
 
 import replica_streams
 import training
 from replica_group import ReplicaGroup
-from test_training import data_root, make_cfg, quiet  # noqa: F401  (the tiny training files)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import bench_gpu  # noqa: E402
 from bench_training import BATCH, batch_order, fresh_weights, group_batches, replica_group  # noqa: E402
+
 from config import load_config  # noqa: E402
 from devices import float32_precision, select_device  # noqa: E402
 
@@ -43,7 +44,7 @@ def test_bench_gpu_quick_runs_on_the_cpu(capsys):
 
 
 def test_audience_steps_of_the_reference_preset():
-    """SPEC §7 by hand: a 400k set keeps 320k samples for training (80 %), x 20 noisy copies
+    """method §7 by hand: a 400k set keeps 320k samples for training (80 %), x 20 noisy copies
     = 6.4M items = 200,000 steps of 32 per epoch; the 25k set (Nref_rho) 20k x 20 / 32 = 12,500.
     arcL: Nmax, Nref_b, Nref_rho; arcS: Nref_n; each at 2 σ, 5 replicas per (ensemble, σ)."""
     cfg = load_config("reference")

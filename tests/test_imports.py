@@ -75,7 +75,7 @@ def test_physics_core_devices_network_and_roles_import_nothing_of_the_project():
 
 
 # --- who opens which files -------------------------------------------------------------------------
-# Each stage's file format (SPEC §10) and the one module that writes and reads it.
+# Each stage's file format (method §10) and the one module that writes and reads it.
 FORMAT_OWNERS = {
     "noise file": "noise_files",
     "training file": "training_sets",

@@ -9,11 +9,21 @@ import pytest
 import torch
 from scipy import optimize, stats
 
+# the tiny preset's training files, one-thread fixture and helpers of the training tests
+from test_training import NOISE, REPO, StopAfter, _history, _weights, data_root, make_cfg, one_thread, quiet  # noqa: F401
+
 import run_pipeline
 from checkpoints import load_checkpoint
 from config import load_config
-from interval_networks import (LAYOUT, QUANTILE_LEVELS, interval_checkpoints, load_interval_networks,
-                               pinball_loss, predict_quantiles, split_quantiles)
+from interval_networks import (
+    LAYOUT,
+    QUANTILE_LEVELS,
+    interval_checkpoints,
+    load_interval_networks,
+    pinball_loss,
+    predict_quantiles,
+    split_quantiles,
+)
 from replica_streams import initial_model, noisy_items, split_samples
 from roles import INTERVAL_RUN
 from settings import ConfigError
@@ -22,9 +32,6 @@ from tasks import ensemble_space, generated_nrhos, generation_tasks, training_gr
 from training import train_replicas
 from training_runs import runs_from_task_ids
 from training_sets import generate_training_files, load_training_data
-
-# the tiny preset's training files, one-thread fixture and helpers of the training tests
-from test_training import REPO, NOISE, StopAfter, _history, _weights, data_root, make_cfg, one_thread, quiet  # noqa: F401
 
 
 # --- the loss against the law ----------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The validation mocks (SPEC §9) against independent evaluations: closed forms and a different
+"""The validation mocks (method §9) against independent evaluations: closed forms and a different
 quadrature (Gauss-Legendre in the O(3) rapidity u = arccosh(ω/E_th), with the density written
 in u), for every kernel."""
 import h5py
@@ -136,6 +136,6 @@ def test_mock_file(tiny_cfg):
         for sigma_gev in tiny_cfg["sigmas_gev"]:
             np.testing.assert_array_equal(h5[f"true_smeared_rho_sigma_{sigma_gev}"][()], mock.truth[sigma_gev])
         assert h5.attrs["kernel"] == tiny_cfg["kernel"] and "code_version" in h5.attrs
-    # the relative error at t_min is that of the lattice data (SPEC §4)
+    # the relative error at t_min is that of the lattice data (method §4)
     rel_mock = np.sqrt(s**2 * noise.cov[0, 0]) / mock.correlator[0]
     assert rel_mock == pytest.approx(np.sqrt(noise.cov[0, 0]) / noise.mean[0], rel=1e-12)

@@ -1,4 +1,4 @@
-"""The SPEC §6 networks, the batched replica evaluation and self-contained checkpoints."""
+"""The method §6 networks, the batched replica evaluation and self-contained checkpoints."""
 import numpy as np
 import pytest
 import torch
@@ -12,7 +12,7 @@ CHANNELS = {"arcS": (16, 32), "arcM": (32, 64), "arcL": (64, 128)}
 
 
 def hand_count(c1, c2, n_t, n_out):
-    """Parameters from the layer sizes of SPEC §6, counted by hand.
+    """Parameters from the layer sizes of method §6, counted by hand.
 
     conv(k=3, s=2, p=1) maps length n to floor((n - 1)/2) + 1: 32 -> 16 -> 8, 20 -> 10 -> 5.
     """

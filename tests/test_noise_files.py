@@ -1,4 +1,4 @@
-"""Noise input files (SPEC §4, §10): samples -> mean and covariance of the mean, the readers of
+"""Noise input files (method §4, §10): samples -> mean and covariance of the mean, the readers of
 user sample files, the stand-in file, the loader's bad inputs, and the HPQCD η_s demo."""
 import os
 import subprocess
@@ -8,12 +8,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from conftest import need
 
 import make_noise_file
 from config import load_config
-from conftest import need
-from io_utils import InputError
 from correlator_files import bin_samples, fold_periodic
+from io_utils import InputError
 from noise_files import load_noise_file, mean_and_cov_of_mean, noise_from_samples, write_noise_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -259,7 +259,8 @@ def test_hpqcd_fetch_reports_an_impossible_download_with_status_3(tmp_path):
 @pytest.mark.parametrize("damage, message", [
     ("zero column", "zero variance at t = 5: every bin has the same value there"),
     ("identical rows", "zero variance at t = 1..32"),
-    ("duplicated column", "the covariance of the mean is singular at t = 8: there the bins are a linear combination of t = 1..7"),
+    ("duplicated column", "the covariance of the mean is singular at t = 8: "
+                          "there the bins are a linear combination of t = 1..7"),
     ("overflowing column", "the mean or its covariance overflows float64 at t = 10 "),     # issue 22 item 7
 ])
 def test_covariance_errors_name_the_input_and_the_slice(tmp_path, damage, message, capsys):

@@ -28,10 +28,12 @@ def reference_density(params: dict, i: int):
     for A, M, G in params["resonances"][i]:
         if A > 0:
             norm = 0.5 + np.arctan(M / G) / np.pi
-            parts.append(lambda w, A=A, M=M, G=G, n=norm: A * 2 * w * M * G / np.pi / ((w * w - M * M) ** 2 + (M * G) ** 2) / n)
+            parts.append(lambda w, A=A, M=M, G=G, n=norm:
+                         A * 2 * w * M * G / np.pi / ((w * w - M * M) ** 2 + (M * G) ** 2) / n)
     for A, E, a, b in params["thresholds"][i]:
         if A > 0:
-            parts.append(lambda w, A=A, E=E, a=a, b=b: A * (w - E) ** a * np.exp(-b * (w - E)) * b ** (a + 1) / gamma(a + 1)
+            parts.append(lambda w, A=A, E=E, a=a, b=b:
+                         A * (w - E) ** a * np.exp(-b * (w - E)) * b ** (a + 1) / gamma(a + 1)
                          if w > E else 0.0)
     A, E_c, width, *d = params["continuum"][i]
     if A > 0:
@@ -78,9 +80,11 @@ def worst_relative_error(params, cfg, samples, t_indices=(0, 15, -1), e_indices=
             sigma = cfg.sigma(s)
             for k in e_indices:
                 E = cfg.energies[k]
-                exact = quad_over(lambda w: np.exp(-(E - w) ** 2 / (2 * sigma**2)) / (np.sqrt(2 * np.pi) * sigma) * rho(w),
+                exact = quad_over(lambda w: np.exp(-(E - w) ** 2 / (2 * sigma**2)) / (np.sqrt(2 * np.pi) * sigma)
+                                  * rho(w),
                                   points + [E])
-                exact += sum(A * np.exp(-(E - M) ** 2 / (2 * sigma**2)) / (np.sqrt(2 * np.pi) * sigma) for A, M in states)
+                exact += sum(A * np.exp(-(E - M) ** 2 / (2 * sigma**2)) / (np.sqrt(2 * np.pi) * sigma)
+                             for A, M in states)
                 worst = max(worst, abs(targets[s][i, k] - exact) / exact)
     return worst
 
@@ -88,7 +92,8 @@ def worst_relative_error(params, cfg, samples, t_indices=(0, 15, -1), e_indices=
 def hard_samples() -> dict:
     """Two samples with every kind of structure at its sharpest: Γ = 0.005 resonances (one at the
     bottom of the range), a wide one, an S-wave threshold with β = 5, a sharp continuum onset, δ terms."""
-    p = {kind: np.zeros((2,) + table.shape[1:]) for kind, table in ps.sample_parameters(np.random.default_rng(0), 1).items()}
+    p = {kind: np.zeros((2,) + table.shape[1:])
+         for kind, table in ps.sample_parameters(np.random.default_rng(0), 1).items()}
     p["states"][0] = [[0.3, 0.9], [0.05, 2.2]]
     p["resonances"][0] = [[0.2, 1.7, 0.005], [0.1, 0.1, 0.005], [0.4, 0.6, 1.0]]
     p["thresholds"][0] = [[0.5, 0.35, 0.5, 5.0], [0.1, 2.4, 2.7, 0.6]]
@@ -231,14 +236,16 @@ def test_physical_files_are_deterministic_prefixes_and_regenerate(tiny_cfg, tmp_
     reseeded = physical_cfg(tiny_cfg, tmp_path / "c", "seed=1")
     training_sets.generate_training_files(reseeded, None, workers=1, progress=False, log=lambda m: None,
                                           space="physical")
-    assert not np.array_equal(read_all(reseeded.training_file(None, 400, "physical"))[0]["resonances"], large["resonances"])
+    assert not np.array_equal(read_all(reseeded.training_file(None, 400, "physical"))[0]["resonances"],
+                              large["resonances"])
 
 
 def test_interrupted_physical_generation_resumes(tiny_cfg, monkeypatch, tmp_path):
     cfg = physical_cfg(tiny_cfg, tmp_path)
     monkeypatch.setattr(training_sets, "noisy_block", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
-        training_sets.generate_training_files(cfg, None, workers=1, progress=False, log=lambda m: None, space="physical")
+        training_sets.generate_training_files(cfg, None, workers=1, progress=False, log=lambda m: None,
+                                              space="physical")
     directory = cfg.training_file(None, 400, "physical").parent
     assert list(directory.iterdir()) == []
     monkeypatch.undo()

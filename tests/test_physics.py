@@ -1,8 +1,8 @@
-"""The physics core against independent computations (SPEC §1-5).
+"""The physics core against independent computations (method §1-5).
 
 References: scipy.integrate.quad over ω with the density written as cos(n arccos x) sums
 (``chebyshev_basis``), closed forms for one basis function, numpy's Chebyshev module, and the
-SPEC's own hyperbolic form of the thermal kernel.
+the method's own hyperbolic form of the thermal kernel.
 """
 import numpy as np
 import pytest
@@ -35,7 +35,8 @@ def test_correlators_and_targets_match_adaptive_quadrature(kind, nb):
     E0, c = smu.sample_coefficients(rng, 3, nb, cfg)
     correlators, targets = smu.correlators_and_targets(E0, c, cfg)
     i = nb % 3                                   # one sample per case keeps the test fast
-    rho = lambda w: float(smu.chebyshev_basis(w, E0[i], nb)[0] @ c[i])
+    def rho(w):
+        return float(smu.chebyshev_basis(w, E0[i], nb)[0] @ c[i])
     for k in (0, 13, cfg.n_t - 1):
         t = cfg.t[k]
         exact, scale = quad_over_threshold(lambda w: smu.kernel(t, w, kind, cfg["T"]) * rho(w), E0[i])
@@ -50,7 +51,7 @@ def test_correlators_and_targets_match_adaptive_quadrature(kind, nb):
 @pytest.mark.parametrize("kind, nb, space", [(kind, 128, []) for kind in smu.KERNELS]
                          + [(kind, 16, ["prior_space.x_scale=2.0"]) for kind in ("laplace", "rratio")])
 def test_prior_space_integrals_match_adaptive_quadrature(kind, nb, space):
-    """The second space of the prior systematic (SPEC §8): the same 1e-8 contract as SPEC §3, for
+    """The second space of the prior systematic (method §8): the same 1e-8 contract as method §3, for
     the preset's space (its own E0 range) and for another map scale λ, with x(E) = 1 - 2 e^{-E/λ}
     written out here and T_n(x) from numpy's Chebyshev module."""
     cfg = load_config("reference", [f"kernel={kind}", "prior_systematic=true", *space])
@@ -60,8 +61,10 @@ def test_prior_space_integrals_match_adaptive_quadrature(kind, nb, space):
     correlators, targets = smu.correlators_and_targets(E0, c, cfg, space="prior")
     i = nb % 2
     full = np.r_[0.0, c[i]]
-    rho = lambda w: (chebyshev.chebval(1 - 2 * np.exp(-w / lam), full)
-                     - chebyshev.chebval(1 - 2 * np.exp(-E0[i] / lam), full)) if w >= E0[i] else 0.0
+    def rho(w):
+        if w < E0[i]:
+            return 0.0
+        return chebyshev.chebval(1 - 2 * np.exp(-w / lam), full) - chebyshev.chebval(1 - 2 * np.exp(-E0[i] / lam), full)
     for k in (0, cfg.n_t - 1):
         t = cfg.t[k]
         exact, scale = quad_over_threshold(lambda w: smu.kernel(t, w, kind, cfg["T"]) * rho(w), E0[i])
@@ -135,7 +138,8 @@ def test_kernels_match_their_spec_formulas():
 
 def test_gaussian_is_normalised():
     for s in (0.1, 0.44, 0.63):
-        assert quad(lambda x: smu.gaussian(x, s), -np.inf, np.inf, epsabs=0, epsrel=1e-12)[0] == pytest.approx(1, rel=1e-12)
+        assert quad(lambda x: smu.gaussian(x, s), -np.inf, np.inf,
+                    epsabs=0, epsrel=1e-12)[0] == pytest.approx(1, rel=1e-12)
 
 
 def test_noise_has_the_scaled_lattice_covariance(tiny_cfg):
@@ -153,7 +157,7 @@ def test_noise_has_the_scaled_lattice_covariance(tiny_cfg):
         # each element of a sample covariance of N(0, I) has standard error ≤ √(2/n)
         assert np.abs(cov - np.eye(tiny_cfg.n_t)).max() < 5 * np.sqrt(2 / n)
         assert np.abs(white.mean(axis=0)).max() < 5 / np.sqrt(n)
-        # the relative error at t_min is that of the lattice data (SPEC §4)
+        # the relative error at t_min is that of the lattice data (method §4)
         rel = noisy[i, :, 0].std() / abs(clean[i, 0])
         assert rel == pytest.approx(np.sqrt(noise.cov[0, 0]) / abs(noise.mean[0]), rel=5 * np.sqrt(1 / (2 * n)))
 

@@ -1,5 +1,5 @@
 """Prediction and analysis end to end on a tiny audience trained here (generate -> train ->
-predict -> analyse, SPEC §8-10), the user-data path (bootstrap, jackknife, mean + cov), missing
+predict -> analyse, method §8-10), the user-data path (bootstrap, jackknife, mean + cov), missing
 ensembles and checkpoints, and bad inputs."""
 import json
 import shutil
@@ -21,13 +21,13 @@ import predict_on_delta_tanh
 import predict_on_O3_mock_sigma
 import predict_on_user_data
 import run_pipeline
-from config import load_config
 from calibration_files import read_calibration
+from config import load_config
 from io_utils import InputError
 from mocks import make_mock
+from noise_files import load_noise_file
 from prediction import mock_inputs
 from result_files import budget_columns
-from noise_files import load_noise_file
 from tasks import generation_tasks, training_tasks
 from training import train_replicas
 from training_sets import generate_training_files
@@ -91,10 +91,10 @@ def test_mock_pipeline_end_to_end(trained, capsys):
                     np.testing.assert_array_equal(h5["energy_grid_smeared"][()], cfg.energies)
                     np.testing.assert_array_equal(h5["true_smeared_rho"][()], truth[sigma])
                     assert h5.attrs["sample_kind"] == "bootstrap" and h5.attrs["ensemble"] == ens
-                    assert h5.attrs["closure_level"] == 1          # a measured mock (SPEC §8)
+                    assert h5.attrs["closure_level"] == 1          # a measured mock (method §8)
                     assert np.any(h5["measured_correlator"][()] != h5["clean_correlator"][()])
                     assert "code_version" in h5.attrs and json.loads(h5.attrs["missing_checkpoints"]) == []
-                    # the same samples for every ensemble and σ (SPEC §8)
+                    # the same samples for every ensemble and σ (method §8)
                     if samples is None:
                         samples = h5["input_samples"][()]
                     np.testing.assert_array_equal(h5["input_samples"][()], samples)
@@ -153,7 +153,7 @@ def test_prediction_files_record_the_replicas_noise_mode(trained, tmp_path):
 
 
 def test_prior_systematic_end_to_end(trained, tmp_path, capsys):
-    """SPEC §8 extension on the tiny preset with prior_systematic=true: Nref_prior is generated on
+    """method §8 extension on the tiny preset with prior_systematic=true: Nref_prior is generated on
     the second space, trained, predicted and analysed; the budget files gain sys_prior and
     total_with_prior (the paper's total unchanged), the summary reports both."""
     cfg = load_config("tiny", copy_audience(trained, tmp_path).overrides + ["prior_systematic=true"], tmp_path)

@@ -15,7 +15,6 @@ import pytest
 
 import analysis
 import prediction
-import run_pipeline
 import training_sets
 from benchmarks.bench_prediction import write_random_audience
 from config import ConfigError, load_config
@@ -293,6 +292,7 @@ def test_a_task_is_stopped_with_its_runner(sig, tmp_path):
 # --- items 1 and 7: one process per training task; its stale temporaries removed under the lock --
 def test_two_runs_of_one_training_task_exactly_one_trains(tmp_path):
     import torch
+
     from checkpoints import load_checkpoint
     cfg = load_config("tiny", [f"noise_file={NOISE}", "max_epochs=40", "patience=40"], tmp_path)
     training_sets.generate_training_files(cfg, 32, workers=1, progress=False, log=lambda *a: None)
@@ -339,6 +339,7 @@ def test_a_task_removes_only_its_own_stale_temporaries(tmp_path):
 # --- issue 22 item 4: prediction and analysis hold a lock per input, and clean their temporaries ----
 def test_prediction_and_analysis_lock_their_input_and_remove_their_stale_temporaries(tmp_path, capsys):
     import threading
+
     from io_utils import task_lock
     cfg = load_config("tiny", [f"noise_file={NOISE}", "n_boot=8"], tmp_path)
     inputs = prediction.mock_inputs(cfg, "delta_tanh")
@@ -465,6 +466,7 @@ def test_a_state_of_the_earlier_format_is_read_not_refused(tmp_path):
     """A finished replica whose state was saved before the state kept its best network (format
     spectral-train-state/1) is reported finished: neither retrained nor refused."""
     import torch
+
     from checkpoints import STATE_FORMAT
     from training import train_replicas
     cfg = load_config("tiny", [f"noise_file={NOISE}", "max_epochs=2"], tmp_path)
@@ -520,6 +522,7 @@ def test_a_kill_or_full_disk_while_a_group_saves_its_states_resumes_bitwise(tmp_
     its file operations (2 states written, the commit record, 2 renames: k = 1, 3, 4), by SIGKILL
     or a full disk; the same command then finishes, equal bit for bit to an uninterrupted run."""
     import torch
+
     import hpc_train_sigma
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     threads = torch.get_num_threads()

@@ -275,7 +275,7 @@ def test_every_mock_of_the_table_has_its_scripts_and_job(fake_slurm):
 
 
 def test_prior_systematic_adds_one_generation_task_and_one_group_per_sigma():
-    """SPEC §8 extension: Nref_prior is Nmax's network, N_b and N_rho on the second space; it adds
+    """method §8 extension: Nref_prior is Nmax's network, N_b and N_rho on the second space; it adds
     one generation task (the prior space at Nmax's N_b) and one training group per σ."""
     for preset, overrides in (("demo", ["prior_systematic=true"]), ("demo_prior", []),
                               ("reference", ["prior_systematic=true", "ensembles.Nmax.nrho=200000"])):

@@ -1,4 +1,4 @@
-"""The training worker (SPEC §6-7, issue 3): split, schedule, fitting, resume, batched replicas,
+"""The training worker (method §6-7, issue 3): split, schedule, fitting, resume, batched replicas,
 task mapping, preemption and bad input.  Tiny sizes: a few seconds each."""
 import csv
 import dataclasses
@@ -16,9 +16,9 @@ import torch
 import training_runs
 from checkpoints import load_checkpoint
 from config import ConfigError, load_config
+from devices import configure_threads
 from io_utils import InputError
 from pytorch_models_t32 import predict_replicas
-from devices import configure_threads
 from replica_group import lr_factor
 from replica_streams import ReplicaNoise, StoredNoise, initial_model, noisy_items, split_samples
 from tasks import training_groups
@@ -110,7 +110,8 @@ def test_split_keeps_noisy_copies_of_a_sample_together():
 
 
 def test_task_ids_cover_every_run_exactly_once():
-    cfg = load_config("reference", ["interval_networks=false"])    # the paper's 40 runs (tests/test_intervals.py: the rest)
+    # the paper's 40 runs (tests/test_intervals.py: the rest)
+    cfg = load_config("reference", ["interval_networks=false"])
     expected = {(e, r, s) for e in ("Nmax", "Nref_b", "Nref_n", "Nref_rho") for r in range(5)
                 for s in (0.44, 0.63)}
     singles = []
@@ -219,7 +220,7 @@ def test_checkpoint_predicts_without_training_file(make_cfg, tmp_path):
         assert l1 == pytest.approx(meta["best_val_loss"], rel=1e-5)
 
 
-# --- the noise a replica trains on (SPEC §7, issue 10) -----------------------------------------------
+# --- the noise a replica trains on (method §7, issue 10) -----------------------------------------------
 def _noise_of(instance, data):
     """The noise s·L z of standardised noisy copies [N·N_noise, n_t], divided by s, [N·N_noise, n_t]."""
     noisy = instance.astype(np.float64).reshape(data.n_samples, data.n_noise, -1) * data.gamma + data.mu

@@ -130,8 +130,9 @@ def test_thermal_kernel_refused_where_the_correlator_diverges(tmp_path):
 
 def test_family_metrics_known_answers():
     """Coverage, mean |pull| and relative error from budgets built to give known answers."""
-    from budget import Budget
     from validate_coverage import family_metrics
+
+    from budget import Budget
     n_e = 10
     truth = np.ones((2, n_e))
     zeros = np.zeros(n_e)
@@ -154,8 +155,9 @@ def test_family_metrics_known_answers():
 def test_family_metrics_report_total_with_prior_beside_total():
     """With Nref_prior in the audience the figures of σ_tot,prior appear beside σ_tot's: equal when
     Σ_prior = 0, wider when Σ_prior covers the miss; without it there are no such figures."""
-    from budget import Budget
     from validate_coverage import PRIOR_HEADLINE, family_metrics
+
+    from budget import Budget
     n_e = 10
     truth = np.ones((2, n_e))
     zeros = np.zeros(n_e)
@@ -184,9 +186,9 @@ def test_hlt_target_integrals_reproduce_lsdensities_closed_forms():
     closed forms (f_t and A0 of the FULLNORMGAUSS target); with the rratio weight they are those of
     w(ω) = 12π²/ω² (checked at one point against a direct quadrature of the formula)."""
     pytest.importorskip("lsdensities")
-    from mpmath import mp, mpf
     import lsdensities.core as lcore
     from compare_hlt import target_weight, weighted_a0, weighted_ft
+    from mpmath import mp, mpf
     mp.dps = 30
     sigma, e0, T = 0.44, 0.2, 64
     for e in (0.3, 1.2, 2.5):
