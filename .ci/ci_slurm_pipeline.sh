@@ -73,8 +73,10 @@ cd "$WORK"
 submitted="$(bash "$REPO/slurm_scripts/submit_all.sh")"
 echo "$submitted" | sed 's/^/    /'
 mapfile -t ids < <(awk '{print $2}' <<< "$submitted")
-if (( ${#ids[@]} != 4 )); then
-    log "expected 4 job ids from submit_all.sh, got: ${ids[*]}"
+expected=4    # generation, training, the two mocks; and the calibration with interval networks
+[[ "$("$PYTHON" "$REPO/config.py" get interval_networks)" == True ]] && expected=5
+if (( ${#ids[@]} != expected )); then
+    log "expected $expected job ids from submit_all.sh, got: ${ids[*]}"
     exit 1
 fi
 if ! wait_for "${ids[@]}"; then
