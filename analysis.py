@@ -111,9 +111,8 @@ def calibrated_result(cfg, s: PredictionSet, b: bud.Budget) -> Calibrated | None
     if quantiles is None:
         print("  NOTE: no calibrated result without the interval networks' predictions (rerun the prediction)")
         return None
-    q_lo, q_50, q_hi = quantiles
-    width = calibration.half_width(q_lo, q_hi).mean(axis=(0, 1))
-    results = calibration.calibrated_results(cal.Q, b, width, q_50.mean(axis=(0, 1)))
+    width, median = calibration.width_and_median(*quantiles)
+    results = calibration.calibrated_results(cal.Q, b, width, median)
     covariances = calibration.calibrated_covariances(results, cal.R, b)
     centre, other = cfg["calibrated_centre"], other_centre(cfg["calibrated_centre"])
     columns = {**results[centre], **{f"{name}_{other}": values for name, values in results[other].items()},

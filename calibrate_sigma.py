@@ -110,7 +110,8 @@ def predict_items(cfg, networks: dict, correlators: np.ndarray, noise) -> dict:
         predicted = {run: predict_loaded(cfg, inputs, *loaded).reshape(len(chunk), n_boot, len(loaded[0]), -1)
                      for run, loaded in networks.items()}
         q_lo, q_50, q_hi = split_quantiles(predicted.pop(INTERVAL_RUN).astype(np.float64))
-        rows = {"width": calibration.half_width(q_lo, q_hi).mean(axis=(1, 2)), "median": q_50.mean(axis=(1, 2))}
+        width, median = calibration.width_and_median(q_lo, q_50, q_hi)
+        rows = {"width": width, "median": median}
         budgets = [bud.error_budget({run: P[j] for run, P in predicted.items()}) for j in range(len(chunk))]
         for name in ("central", "total", *bud.SYSTEMATICS):
             rows[name] = np.stack([b.component(name) for b in budgets])

@@ -74,6 +74,12 @@ def half_width(q_lo: np.ndarray, q_hi: np.ndarray) -> np.ndarray:
     return 0.5 * np.abs(np.asarray(q_hi) - np.asarray(q_lo))
 
 
+def width_and_median(q_lo: np.ndarray, q_50: np.ndarray, q_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(w, the median centre): the means over the input samples and the replicas -- the two axes
+    before the energies, [..., N_boot, N_r, N_E] -> [..., N_E] -- of the half-width and of q_50."""
+    return half_width(q_lo, q_hi).mean(axis=(-3, -2)), np.asarray(q_50).mean(axis=(-3, -2))
+
+
 def calibrated_total(post: np.ndarray, systematics: list) -> np.ndarray:
     """sqrt(post² + Σ of the systematics squared): the ``paper`` centre's error (no systematics:
     the ``median`` centre's, = post)."""

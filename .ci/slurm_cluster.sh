@@ -6,7 +6,7 @@
 # Partitions `cpu` (default) and `gpu` on the same node. The node declares fake GPUs (gres with
 # File=/dev/null...) so that the training jobs' unmodified --gres=gpu:N requests are accepted, and
 # advertises more CPUs and memory than the machine has (config_overrides) so that cluster-size
-# requests are accepted too. The facts behind each setting: ../shared/SLURM_NOTES.md.
+# requests are accepted too. Why each non-default setting of slurm.conf is there: above it.
 set -euo pipefail
 
 STATE="${SLURM_CI_STATE:-/tmp/spectral_ci_slurm}"   # pids, logs, spool
@@ -45,6 +45,15 @@ $MARK
 AutoDetect=off
 $gpu_lines
 EOF
+    # Slurm 22.05 from Debian, measured on such a one-node cluster:
+    # - auth/none and cred/none: no munge daemon is needed on a throwaway localhost cluster;
+    # - batch_sched_delay=0: jobs start at once instead of in 3 s waves;
+    # - kill_invalid_depend: a job whose afterok dependency failed is cancelled, not left pending
+    #   forever (in 22.05 it must be under DependencyParameters, not SchedulerParameters);
+    # - EnforcePartLimits=ALL: a request larger than the node is refused at submit, not pending forever;
+    # - MinJobAge=3600: finished jobs stay visible to squeue -t all (there is no sacct database);
+    # - DefMemPerCPU: a job without --mem would otherwise take the whole node;
+    # - gres with File=: a GPU gres without a device file puts the node in state INVAL.
     cat > "$CONF_DIR/slurm.conf" <<EOF
 $MARK
 ClusterName=spectralci

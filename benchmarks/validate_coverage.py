@@ -213,9 +213,8 @@ def calibrated_rows(cfg, cal, quantiles, budgets: list, truths: np.ndarray) -> d
     """{error: (central [rows, N_E], σ [rows, N_E], χ² [rows, 2])} of the calibrated results (both
     centres; the recommended one also as total_calibrated) and of total_scaled, from the interval
     networks' predictions [n, R, N_boot, N_r, 3·N_E] of one level and the rows' budgets."""
-    q_lo, q_50, q_hi = split_quantiles(quantiles.astype(np.float64))
-    width = calibration.half_width(q_lo, q_hi).mean(axis=(2, 3)).reshape(len(budgets), -1)
-    median = q_50.mean(axis=(2, 3)).reshape(len(budgets), -1)
+    width, median = calibration.width_and_median(*split_quantiles(quantiles.astype(np.float64)))
+    width, median = width.reshape(len(budgets), -1), median.reshape(len(budgets), -1)
     out = {name: ([], [], []) for name in ("total_scaled", *(f"total_calibrated_{c}" for c in calibration.CENTRES))}
     for i, b in enumerate(budgets):
         results = calibration.calibrated_results(cal.Q, b, width[i], median[i])
@@ -557,24 +556,32 @@ def plot_pulls(cfg, results, families, path: Path) -> None:
     _save(fig, path)
 
 
+def _uniform_histograms(ax, series: list, title: str, xlabel: str) -> None:
+    """Step histograms on [0, 1] of [(label, values)] against the uniform density (dashed), which
+    p-values and PIT values follow when the errors are honest."""
+    bins = np.linspace(0, 1, 11)
+    for n, (label, values) in enumerate(series):
+        values = values[np.isfinite(values)]
+        if len(values):
+            ax.hist(values, bins=bins, density=True, histtype="step", lw=1.3, color=f"C{n}", label=label)
+    ax.axhline(1.0, color="k", lw=0.8, ls="--")
+    ax.set_title(title, fontsize=8)
+    ax.set_xlabel(xlabel, fontsize=8)
+
+
 def plot_chi2(cfg, results, families, path: Path) -> None:
     """Level 1: the histogram of p = P(χ²(k) > χ²) per family and σ, over densities, measurements
     and audiences; uniform when the result and its covariance are honest, piled up at 0 when the
     errors or their correlations are too small, at 1 when too large."""
     sigmas = cfg["sigmas_gev"]
     fig, axes = plt.subplots(1, len(sigmas), figsize=(5.8 * len(sigmas), 3.9), sharey=True, squeeze=False)
-    bins = np.linspace(0, 1, 11)
     for ax, s in zip(axes[0], sigmas):
-        for n, f in enumerate(families):
-            p = _pooled(results, (f, s, 1), "_chi2_p")
-            if len(p):
-                ax.hist(p, bins=bins, density=True, histtype="step", lw=1.4, color=f"C{n}", label=f)
-        ax.axhline(1.0, color="k", lw=0.8, ls="--", label="honest (uniform)")
-        ax.set(xlabel=r"p-value of $\chi^2$ with the result's covariance (level 1)", title=f"σ = {s}")
+        _uniform_histograms(ax, [(f, _pooled(results, (f, s, 1), "_chi2_p")) for f in families], f"σ = {s}",
+                            r"p-value of $\chi^2$ with the result's covariance (level 1)")
     axes[0, 0].set_ylabel("density")
     axes[0, 0].legend(fontsize=7)
     fig.suptitle(f"correlated closure test, preset {cfg.preset}: eigenvalue cut {cv.EIGENVALUE_CUT:g} of "
-                 "the largest", fontsize=9)
+                 "the largest; honest: uniform (dashed)", fontsize=9)
     _save(fig, path)
 
 
@@ -584,15 +591,9 @@ def plot_pit(cfg, results, families, path: Path) -> None:
     s = cfg["sigmas_gev"][0]
     errors = [e for e in ERRORS if f"_pit_{e}" in next(iter(results.values()))[0][(families[0], s, 1)]]
     fig, axes = plt.subplots(1, len(families), figsize=(3.4 * len(families), 3.0), sharey=True, squeeze=False)
-    bins = np.linspace(0, 1, 11)
     for ax, f in zip(axes[0], families):
-        for n, e in enumerate(errors):
-            values = _pooled(results, (f, s, 1), f"_pit_{e}")
-            ax.hist(values[np.isfinite(values)], bins=bins, density=True, histtype="step", lw=1.3, color=f"C{n}",
-                    label=e)
-        ax.axhline(1.0, color="k", lw=0.8, ls="--")
-        ax.set_title(f"{f}, σ = {s}", fontsize=8)
-        ax.set_xlabel("PIT", fontsize=8)
+        _uniform_histograms(ax, [(e, _pooled(results, (f, s, 1), f"_pit_{e}")) for e in errors], f"{f}, σ = {s}",
+                            "PIT")
     axes[0, 0].set_ylabel("density")
     axes[0, 0].legend(fontsize=6)
     fig.suptitle(f"PIT histograms (level 1), preset {cfg.preset}: uniform when calibrated, piled at 0 and 1 "
