@@ -84,6 +84,10 @@ class OutputPaths:
     def results_file(self, mock: str, sigma_gev: float, suffix: str) -> Path:
         return self.root / "results" / f"{mock}_sigma{sigma_gev}_{suffix}"
 
+    def task_log(self, number: int, stage: str) -> Path:
+        """The output of task ``number`` of run_pipeline.py when it runs beside others (--jobs)."""
+        return self.root / "pipeline_logs" / f"task{number:02d}_{stage.replace(' ', '_')}.log"
+
     def calibration_file(self, sigma_gev: float) -> Path:
         """The conformal calibration of one σ (calibration_files.py)."""
         return self.root / "calibration" / f"calibration_sigma{sigma_tag(sigma_gev)}.h5"

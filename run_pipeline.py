@@ -1,25 +1,30 @@
 """Run the whole pipeline here, without Slurm, then the analysis (method §10).
 
-The same tasks as slurm_scripts/submit_all.sh, in the same order, each Slurm array index in turn:
+The same tasks as slurm_scripts/submit_all.sh, in the same order, each Slurm array index in turn,
+except that the training tasks (one per (ensemble, σ) group, independent like the Slurm array's
+jobs) run side by side, --jobs at a time (default: the usable cores), one torch thread each, their
+output in pipeline_logs/ under --root:
 
     python run_pipeline.py                      # the `demo` preset: minutes on a laptop
     python run_pipeline.py --preset tiny --root /tmp/try
     python run_pipeline.py --check --preset tiny --root DIR   # only check every stage's outputs
+    python run_pipeline.py --jobs 1             # one task at a time, all output on the terminal
 
 Stages: generation (one task per N_b, and one for the prior space with the prior systematic:
 tasks.generation_tasks) -> training (one task per
 (ensemble, σ) group of replicas, then with interval_networks one per σ for the interval networks:
 tasks.training_groups) -> with interval_networks the calibration (calibrate_sigma.py, every σ) ->
-for each mock: prediction, then its analysis. Each task is a separate process with the pipeline's --preset/--set/--root,
-exactly as a
-Slurm job runs it. Finished work is kept by the stages themselves (a complete training file or a
-finished replica is not redone), so a rerun after an interruption continues. The run stops at the
-first failing task and names it. At the end it prints where the plots and result tables are and
-the analysis summaries (level-1 coverage, mean |pull| and R_bv per mock and σ). Each task gets one
-torch thread unless OMP_NUM_THREADS is set (see task_environment).
+for each mock: prediction, then its analysis. Each task is a separate process with the
+pipeline's --preset/--set/--root, exactly as a Slurm job runs it. Finished work is kept by the
+stages themselves (a complete training file or a finished replica is not redone), so a rerun after
+an interruption continues. The run stops at the first failing task and names it (with the end of
+its log when it ran beside others, whose training is stopped and saved). At the end it prints
+where the plots and result tables are and the analysis summaries (level-1 coverage, mean |pull|
+and R_bv per mock and σ). Each task gets one torch thread unless OMP_NUM_THREADS is set (see
+task_environment).
 
-Each task runs in its own process group (``run_task``).  Interrupted (Ctrl-C, SIGTERM) the runner
-sends SIGTERM to the task's group -- training saves its state, generation removes its temporary
+Each task runs in its own process group (``start_task``).  Interrupted (Ctrl-C, SIGTERM) the runner
+sends SIGTERM to every running task's group -- training saves its state, generation removes its temporary
 files -- waits up to STOP_GRACE_S seconds, then kills what is left.  On Linux a task also gets
 SIGTERM when the runner itself dies, even by SIGKILL (prctl PR_SET_PDEATHSIG), so no task
 outlives it; and the training lock keeps any survivor from racing a rerun.
@@ -27,6 +32,7 @@ outlives it; and the training lock keeps any survivor from racing a rerun.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import os
 import signal
@@ -110,6 +116,11 @@ def check(cfg: Config) -> int:
     return status
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def task_environment() -> dict[str, str]:
     """The tasks' environment: one torch/BLAS thread each unless OMP_NUM_THREADS is set.
 
@@ -137,60 +148,133 @@ def _task_setup(runner_pid: int):
     return setup
 
 
-def stop_task(proc: subprocess.Popen) -> None:
-    """SIGTERM to the task's process group, SIGKILL to whatever is left after STOP_GRACE_S."""
+def stop_tasks(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM to every task's process group, SIGKILL to whatever is left after STOP_GRACE_S."""
     for sig, grace in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, None)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
+        alive = [p for p in procs if p.poll() is None]
+        for proc in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+        deadline = time.monotonic() + (grace or 0)
+        for proc in alive:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()) if grace else None)
+        if all(p.poll() is not None for p in procs):
             break
-        try:
-            proc.wait(timeout=grace)
-            break
-        except subprocess.TimeoutExpired:
-            continue
+
+
+def start_task(command: list[str], cwd, env, stdout=None) -> subprocess.Popen:
+    """One task in its own process group, stopped with the runner (``_task_setup``)."""
+    return subprocess.Popen(command, cwd=cwd, env=env, stdout=stdout,
+                            stderr=subprocess.STDOUT if stdout not in (None, subprocess.PIPE) else None,
+                            text=True, start_new_session=True, preexec_fn=_task_setup(os.getpid()))
 
 
 def run_task(command: list[str], cwd, env, capture: bool = False) -> tuple[int, str | None]:
-    """Run one task in its own process group; (exit status, its stdout if captured).  An
-    interruption of the runner (KeyboardInterrupt, SystemExit from SIGTERM) stops the task first."""
-    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE if capture else None,
-                            text=True, start_new_session=True, preexec_fn=_task_setup(os.getpid()))
+    """Run one task, its output on the terminal (or captured); (exit status, its stdout if captured).
+    An interruption of the runner (KeyboardInterrupt, SystemExit from SIGTERM) stops the task first."""
+    proc = start_task(command, cwd, env, subprocess.PIPE if capture else None)
     try:
         out, _ = proc.communicate()
     except BaseException:
-        stop_task(proc)
+        stop_tasks([proc])
         raise
     return proc.returncode, out
 
 
-def run(cfg: Config) -> int:
+def run_side_by_side(todo: list[tuple[int, list[str], Path]], cwd, env, jobs: int,
+                     labels: dict[int, str] | None = None) -> tuple[int, int] | None:
+    """Run the (number, command, log) tasks of one stage, at most ``jobs`` at once, each writing its
+    output to its log; None if all succeed, else (number, status) of the first that fails, the
+    others stopped (training saves its state, so a rerun continues). An interruption of the runner
+    stops them all."""
+    waiting, running, done, labels = list(todo), {}, 0, labels or {}
+    try:
+        while waiting or running:
+            while waiting and len(running) < jobs:
+                number, command, log = waiting.pop(0)
+                log.parent.mkdir(parents=True, exist_ok=True)
+                with open(log, "w") as out:
+                    running[number] = (start_task(command, cwd, env, out), time.monotonic())
+                print(f"  task {number} started: {labels.get(number, '')} (output: {log})", flush=True)
+            time.sleep(0.2)
+            for number, (proc, t0) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                del running[number]
+                if proc.returncode != 0:
+                    stop_tasks([p for p, _ in running.values()])
+                    return number, proc.returncode
+                done += 1
+                print(f"  task {number} done in {time.monotonic() - t0:.0f} s [{done}/{len(todo)}]", flush=True)
+    except BaseException:
+        stop_tasks([p for p, _ in running.values()])
+        raise
+    return None
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    """The last lines of a task's log (progress bars' carriage returns resolved to their last state)."""
+    text = path.read_text(errors="replace").splitlines()
+    return "\n".join("    " + line.split("\r")[-1] for line in text[-lines:])
+
+
+def waves(todo: list[tuple[str, list[str]]]) -> list[tuple[str, list[tuple[int, list[str]]]]]:
+    """The tasks grouped by stage, in order, each with its number (1-based): the tasks of one stage
+    are independent (one Slurm array), so they may run side by side."""
+    out = []
+    for number, (stage, command) in enumerate(todo, 1):
+        if out and out[-1][0] == stage:
+            out[-1][1].append((number, command))
+        else:
+            out.append((stage, [(number, command)]))
+    return out
+
+
+def run(cfg: Config, jobs: int = 1) -> int:
     todo = tasks(cfg)
     env = task_environment()
-    print(f"{len(todo)} tasks; torch threads per task: OMP_NUM_THREADS={env['OMP_NUM_THREADS']}")
+    print(f"{len(todo)} tasks; torch threads per task: OMP_NUM_THREADS={env['OMP_NUM_THREADS']}; "
+          f"up to {jobs} training task(s) at once")
     started, summaries, stage_times = time.monotonic(), [], {}
-    for number, (stage, command) in enumerate(todo, 1):
-        print(f"\n=== [{number}/{len(todo)}] {stage}: {' '.join(command[1:])}", flush=True)
+    for stage, wave in waves(todo):
         t0 = time.monotonic()
-        returncode, out = run_task(command, cfg.root, env, capture=stage.startswith("analysis"))
-        if out is not None:
-            print(out, end="", flush=True)
-            summaries.append((stage, out))
-        stage_times[stage] = stage_times.get(stage, 0.0) + time.monotonic() - t0
-        if returncode != 0:
-            print(f"\nFAILED: {stage} task exited with status {returncode}: {' '.join(command)}",
-                  file=sys.stderr)
-            return 1
-        is_last_task_of_stage = number == len(todo) or todo[number][0] != stage
-        if is_last_task_of_stage:
-            missing = missing_outputs(cfg, stage)
-            if missing:
-                print(f"\nFAILED: {stage} finished but these outputs are missing or unusable: "
-                      f"{', '.join(missing)}; delete the unusable ones and run the same command again "
-                      "(each stage redoes what is missing; training retrains a replica whose best "
-                      "checkpoint is lost)",
+        # generation parallelises itself over the cores (training_sets.py); the other stages are
+        # one task each, except training: one task per (ensemble, σ) group, one torch thread each
+        side_by_side = jobs > 1 and len(wave) > 1 and stage == "training"
+        if side_by_side:
+            print(f"\n=== [{wave[0][0]}-{wave[-1][0]}/{len(todo)}] {stage}: {len(wave)} tasks, up to {jobs} at once",
+                  flush=True)
+            labels = {number: f"{ensemble}, σ = {sigma} GeV"
+                      for (number, _), (ensemble, sigma, _) in zip(wave, training_groups(cfg), strict=True)}
+            for number, command in wave:
+                print(f"  task {number}: {' '.join(command[1:])}")
+            failed = run_side_by_side([(n, c, cfg.task_log(n, stage)) for n, c in wave], cfg.root, env, jobs, labels)
+            if failed:
+                number, returncode = failed
+                log = cfg.task_log(number, stage)
+                print(f"\nFAILED: {stage} task {number} exited with status {returncode}: "
+                      f"{' '.join(dict(wave)[number])}\nthe end of its output ({log}):\n{tail(log)}", file=sys.stderr)
+                return 1
+        for number, command in ([] if side_by_side else wave):
+            print(f"\n=== [{number}/{len(todo)}] {stage}: {' '.join(command[1:])}", flush=True)
+            returncode, out = run_task(command, cfg.root, env, capture=stage.startswith("analysis"))
+            if out is not None:
+                print(out, end="", flush=True)
+                summaries.append((stage, out))
+            if returncode != 0:
+                print(f"\nFAILED: {stage} task exited with status {returncode}: {' '.join(command)}",
                       file=sys.stderr)
                 return 1
+        stage_times[stage] = time.monotonic() - t0
+        missing = missing_outputs(cfg, stage)
+        if missing:
+            print(f"\nFAILED: {stage} finished but these outputs are missing or unusable: "
+                  f"{', '.join(missing)}; delete the unusable ones and run the same command again "
+                  "(each stage redoes what is missing; training retrains a replica whose best "
+                  "checkpoint is lost)",
+                  file=sys.stderr)
+            return 1
 
     total = time.monotonic() - started
     results = cfg.path("results")
@@ -225,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     for action in parser._actions:   # this runner's default preset is demo (not $SPECTRAL_PRESET)
         if action.dest == "preset":
             action.default, action.help = "demo", "named preset (default: demo)"
+    parser.add_argument("--jobs", type=int, default=usable_cores(),
+                        help="training tasks run side by side, one torch thread each, their output in "
+                             "pipeline_logs/ (default: the usable cores, here %(default)s)")
     parser.add_argument("--check", action="store_true",
                         help="only check that every stage's outputs exist (exit 1 if not)")
     args = parser.parse_args(argv)
@@ -235,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         return check(cfg)
     exit_cleanly_on_sigterm()
     try:
-        return run(cfg)
+        return run(cfg, max(1, args.jobs))
     except (KeyboardInterrupt, SystemExit) as stop:
         print("\ninterrupted: the running task was stopped (training saves its state); run the same "
               "command again to continue", file=sys.stderr)

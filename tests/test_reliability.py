@@ -15,6 +15,7 @@ import pytest
 
 import analysis
 import prediction
+import run_pipeline
 import training_sets
 from benchmarks.bench_prediction import write_random_audience
 from config import ConfigError, load_config
@@ -259,34 +260,89 @@ RUNNER = """
 import sys
 sys.path.insert(0, {repo!r})
 import io_utils, run_pipeline
+from pathlib import Path
 io_utils.exit_cleanly_on_sigterm()
-run_pipeline.run_task([sys.executable, "-c", {child!r}, {marker!r}], ".", None)
+markers = {markers!r}
+if len(markers) == 1:
+    run_pipeline.run_task([sys.executable, "-c", {child!r}, markers[0]], ".", None)
+else:
+    run_pipeline.run_side_by_side([(n, [sys.executable, "-c", {child!r}, m], Path(m + ".log"))
+                                   for n, m in enumerate(markers)], ".", None, jobs=len(markers))
 """
 
 
+@pytest.mark.parametrize("side_by_side", [False, True])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
-def test_a_task_is_stopped_with_its_runner(sig, tmp_path):
+def test_a_task_is_stopped_with_its_runner(sig, side_by_side, tmp_path):
+    """Every running task, alone or beside others (--jobs), is told to stop once when its runner is
+    interrupted or killed."""
     if sig == signal.SIGKILL and not sys.platform.startswith("linux"):
         pytest.skip("the parent-death signal (prctl) exists on Linux only")
-    marker = tmp_path / "task.txt"
+    markers = [tmp_path / f"task{n}.txt" for n in range(2 if side_by_side else 1)]
     # SIGINT at its default in the runner, as in an interactive shell (Ctrl-C): a runner started
     # from a non-interactive shell's background job inherits SIGINT ignored, and keeps ignoring it
     runner = subprocess.Popen([sys.executable, "-c", RUNNER.format(repo=str(REPO), child=CHILD,
-                                                                   marker=str(marker))], cwd=tmp_path,
-                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                                                                   markers=list(map(str, markers)))],
+                              cwd=tmp_path, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for _ in range(600):
-        if marker.exists() and marker.read_text():
+        if all(m.exists() and m.read_text() for m in markers):
             break
         time.sleep(0.05)
-    pid, group = map(int, marker.read_text().split()[:2])
-    assert group == pid != runner.pid                 # its own process group
+    started = [tuple(map(int, m.read_text().split()[:2])) for m in markers]
+    for pid, group in started:
+        assert group == pid != runner.pid                 # its own process group
     runner.send_signal(sig)
     runner.wait(timeout=30)
-    for _ in range(200):
-        if marker.read_text().endswith("SIGTERM"):
-            break
-        time.sleep(0.05)
-    assert marker.read_text() == f"{pid} {group} SIGTERM"   # told to stop, once, and it did
+    for marker, (pid, group) in zip(markers, started, strict=True):
+        for _ in range(200):
+            if marker.read_text().endswith("SIGTERM"):
+                break
+            time.sleep(0.05)
+        assert marker.read_text() == f"{pid} {group} SIGTERM"   # told to stop, once, and it did
+
+
+SLEEPER = """
+import signal, sys, time
+marker, seconds, status = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+def stop(signum, frame):
+    with open(marker, "a") as fh:
+        fh.write(" SIGTERM")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+with open(marker, "w") as fh:
+    fh.write(f"{time.monotonic()}")
+print("output of", marker)
+time.sleep(seconds)
+with open(marker, "a") as fh:
+    fh.write(f" {time.monotonic()}")
+sys.exit(status)
+"""
+
+
+def sleepers(tmp_path, plan: list[tuple[float, int]]) -> list[tuple[int, list[str], Path]]:
+    """Tasks 1, 2, ... that sleep the given seconds, then exit with the given status."""
+    return [(n, [sys.executable, "-c", SLEEPER, str(tmp_path / f"m{n}"), str(seconds), str(status)],
+             tmp_path / "logs" / f"task{n}.log") for n, (seconds, status) in enumerate(plan, 1)]
+
+
+def test_tasks_run_side_by_side_at_most_jobs_at_once(tmp_path, capsys):
+    todo = sleepers(tmp_path, [(1.0, 0), (1.0, 0), (1.0, 0)])
+    assert run_pipeline.run_side_by_side(todo, tmp_path, None, jobs=2) is None
+    spans = [tuple(map(float, (tmp_path / f"m{n}").read_text().split())) for n in (1, 2, 3)]
+    assert spans[1][0] < spans[0][1] and spans[0][0] < spans[1][1]     # the first two overlap
+    assert spans[2][0] >= min(spans[0][1], spans[1][1])               # the third waits for one
+    for n, _, log in todo:
+        assert log.read_text() == f"output of {tmp_path / f'm{n}'}\n"   # each task's output in its log
+    assert capsys.readouterr().out.count(" done in ") == 3
+
+
+def test_a_failing_task_stops_the_others_and_is_named(tmp_path):
+    todo = sleepers(tmp_path, [(60.0, 0), (0.2, 3), (0.1, 0)])
+    t0 = time.monotonic()
+    assert run_pipeline.run_side_by_side(todo, tmp_path, None, jobs=2) == (2, 3)
+    assert time.monotonic() - t0 < 30
+    assert (tmp_path / "m1").read_text().endswith(" SIGTERM")     # stopped, not waited for
+    assert not (tmp_path / "m3").exists()                          # never started
 
 
 # --- items 1 and 7: one process per training task; its stale temporaries removed under the lock --
