@@ -40,7 +40,8 @@ from cli import main_guard
 from closure import closure_samples
 from config import add_common_args, config_from_args
 from devices import configure_threads, select_device
-from interval_networks import load_interval_networks, split_quantiles
+from interval_networks import load_interval_networks
+from interval_outputs import split_quantiles
 from io_utils import InputError, check_writable, file_sha256, fingerprint
 from noise_files import load_noise_file
 from prediction import find_checkpoints, load_ensemble, predict_loaded

@@ -25,7 +25,7 @@ import h5py
 import numpy as np
 
 from calibration import CENTRES, calibrated_ensembles
-from interval_networks import interval_checkpoints
+from interval_outputs import interval_checkpoints
 from io_utils import (
     InputError,
     atomic_output,

@@ -7,7 +7,8 @@ replica r of Nmax, an interval network of Nmax's architecture has 3·N_E outputs
     outputs[..., 0:N_E] = q_lo,   outputs[..., N_E:2N_E] = q_50,   outputs[..., 2N_E:3N_E] = q_hi
 
 the quantiles at the levels τ = Φ(−1), 1/2, Φ(1) (QUANTILE_LEVELS; Φ the standard normal CDF, so
-[q_lo, q_hi] is a 68.27 % interval).  It is trained with the pinball loss
+[q_lo, q_hi] is a 68.27 % interval; the levels, the layout and the networks' paths are in
+interval_outputs.py, which needs no torch).  It is trained with the pinball loss
 
     L_τ(y, q) = max(τ (y − q), (τ − 1)(y − q)),
 
@@ -26,26 +27,16 @@ _state.pth), self-contained checkpoints (checkpoints.py) that record the levels 
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
 from checkpoints import load_replicas
+from interval_outputs import LAYOUT, QUANTILE_LEVELS, interval_checkpoints, split_quantiles
 from io_utils import InputError
 from pytorch_models_t32 import predict_replicas
 from replica_group import L1, Objective
 from roles import INTERVAL_RUN
 from sigma_model_utils import standardise
-
-
-def normal_cdf(x: float) -> float:
-    """Φ(x) = (1 + erf(x/√2))/2."""
-    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
-
-
-QUANTILE_LEVELS = (normal_cdf(-1.0), 0.5, normal_cdf(1.0))      # (q_lo, q_50, q_hi)
-LAYOUT = "q_lo[N_E], q_50[N_E], q_hi[N_E]"
 
 
 def pinball_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -63,20 +54,6 @@ PINBALL = Objective(pinball_loss, width=len(QUANTILE_LEVELS),
 def objective(ensemble: str) -> Objective:
     """What a training run minimises: the pinball loss for the interval networks, else L1."""
     return PINBALL if ensemble == INTERVAL_RUN else L1
-
-
-def split_quantiles(outputs):
-    """(q_lo, q_50, q_hi), each [..., N_E], of an interval network's outputs [..., 3·N_E] (numpy
-    or torch): the one place that knows the layout."""
-    n_energies = outputs.shape[-1] // len(QUANTILE_LEVELS)
-    if outputs.shape[-1] != len(QUANTILE_LEVELS) * n_energies:
-        raise ValueError(f"outputs of width {outputs.shape[-1]}: expected 3·N_E ({LAYOUT})")
-    return tuple(outputs[..., j * n_energies:(j + 1) * n_energies] for j in range(len(QUANTILE_LEVELS)))
-
-
-def interval_checkpoints(cfg, sigma_gev: float) -> list:
-    """The paths of the interval networks of σ, one per replica of Nmax (missing ones included)."""
-    return [cfg.checkpoint(sigma_gev, INTERVAL_RUN, r) for r in range(cfg["n_replicas"])]
 
 
 def load_interval_networks(cfg, sigma_gev: float, map_location="cpu"):

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import h5py
 import numpy as np
 
-from interval_networks import split_quantiles
+from interval_outputs import split_quantiles
 from io_utils import (
     InputError,
     atomic_output,

@@ -91,7 +91,7 @@ from cli import main_guard  # noqa: E402
 from config import ConfigError, add_common_args, config_from_args, load_config  # noqa: E402
 from devices import select_device  # noqa: E402
 from figures import plt, save_png  # noqa: E402
-from interval_networks import split_quantiles  # noqa: E402
+from interval_outputs import split_quantiles  # noqa: E402
 from io_utils import atomic_output, provenance, write_attrs  # noqa: E402
 from noise_files import load_noise_file  # noqa: E402
 from prediction import find_checkpoints, predict_ensemble  # noqa: E402

@@ -3,6 +3,8 @@ network module import nothing of the project, and each stage's file format is op
 module only (issue 21).  Walks the code with ast, so it needs no imports.  The manual names every
 module, script, preset and preset key."""
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,6 +95,7 @@ OWN_FILES = {
     "compare_hlt": "its HLT comparison (results/hlt/)",
     "validate_coverage": "its coverage study (results/validation/)",
     "bench_gpu": "/proc/cpuinfo, read",
+    "run_pipeline": "the logs of the training tasks it runs side by side (pipeline_logs/), written and tailed",
     "settings": "the network module's source, read for its architecture table without importing torch",
 }
 # What opens a file: h5py.File, json.dump/load, pandas' read_csv and DataFrame.to_csv, torch.save/load,
@@ -210,3 +213,15 @@ def test_settings_read_the_network_modules_architectures_without_torch():
     graph = project_imports()
     assert "pytorch_models_t32" not in graph["settings"] | graph["config"] | graph["tasks"] | graph["paths"]
 
+
+
+def test_the_analysis_runs_without_torch():
+    """The analysis scripts (run on a laptop, after the cluster) read prediction and calibration files
+    and never import torch: the interval networks' layout is in interval_outputs.py."""
+    scripts = ["analysis", "analyze_O3_mock_sigma", "analyze_delta_tanh_mock", "analyze_user_data"]
+    code = f"import sys; import {', '.join(scripts)}; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    planted = subprocess.run([sys.executable, "-c", code.replace("import sys;", "import sys, interval_networks;")],
+                             cwd=REPO, capture_output=True, text=True, check=True)
+    assert planted.stdout.strip() == "True"            # the check sees torch when it is imported

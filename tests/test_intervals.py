@@ -15,15 +15,8 @@ from test_training import NOISE, REPO, StopAfter, _history, _weights, data_root,
 import run_pipeline
 from checkpoints import load_checkpoint
 from config import load_config
-from interval_networks import (
-    LAYOUT,
-    QUANTILE_LEVELS,
-    interval_checkpoints,
-    load_interval_networks,
-    pinball_loss,
-    predict_quantiles,
-    split_quantiles,
-)
+from interval_networks import load_interval_networks, pinball_loss, predict_quantiles
+from interval_outputs import LAYOUT, QUANTILE_LEVELS, interval_checkpoints, split_quantiles
 from replica_streams import initial_model, noisy_items, split_samples
 from roles import INTERVAL_RUN
 from settings import ConfigError
