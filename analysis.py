@@ -93,6 +93,14 @@ class Calibrated:
     def total(self) -> np.ndarray:
         return self.columns["total_calibrated"]
 
+    def of(self, centre: str) -> tuple[np.ndarray, np.ndarray]:
+        """(central_calibrated, total_calibrated) of either centre (calibration.CENTRES): the
+        recommended one's columns are unsuffixed, the other's end in _<centre>."""
+        suffix = "" if centre == self.centre else f"_{other_centre(self.centre)}"
+        if suffix and centre != other_centre(self.centre):
+            raise ValueError(f"centre {centre!r}: expected one of {calibration.CENTRES}")
+        return self.columns[f"central_calibrated{suffix}"], self.columns[f"total_calibrated{suffix}"]
+
 
 def calibrated_result(cfg, s: PredictionSet, b: bud.Budget) -> Calibrated | None:
     """The calibrated result from the calibration file of σ and the interval networks' prediction file;

@@ -211,3 +211,15 @@ def closure_statistics(central, truth, error, groups=None) -> ClosureStatistics:
     per_energy, per_energy_err = coverage_vs_energy(central, truth, error, groups)
     return ClosureStatistics(cov, cov_err, mean_abs_pull(central, truth, error), r_bv, r_bv_err,
                              per_energy, per_energy_err, central.shape[0], len(np.unique(groups)))
+
+
+# the figures every error is judged by, side by side (validate_coverage.py, compare_hlt.py)
+ERROR_FIGURES = ("coverage", "coverage_err", "mean_abs_pull", "r_bv", "crps", "sharpness")
+
+
+def error_figures(central, truth, error, groups=None) -> dict:
+    """ERROR_FIGURES of one error: coverage (± its error), mean |pull|, R_bv, the CRPS of N(ρ̄, σ²)
+    (``crps``) and the sharpness (``sharpness``) of the rows, by the definitions above."""
+    stats = closure_statistics(central, truth, error, groups)
+    return {"coverage": stats.coverage, "coverage_err": stats.coverage_err, "mean_abs_pull": stats.mean_abs_pull,
+            "r_bv": stats.r_bv, "crps": crps(central, truth, error), "sharpness": sharpness(error, truth)}

@@ -10,7 +10,13 @@ predict_on_delta_tanh.py).  For each mock and σ it reads the samples every ense
 a level-1 closure test, the mock measured once and the samples drawn around that measurement
 (closure.py; the files' ``closure_level`` is carried into every output here, and a level-0
 diagnostic is labelled as such).  It computes the audience's result and σ_tot with
-budget.error_budget, and runs lsdensities' InverseProblemWrapper
+budget.error_budget -- and every other error the audience has, as analysis.py computes them:
+σ_tot,prior with the prior systematic (Nref_prior; preset key prior_systematic), and, with interval
+networks (interval_networks) and the calibration file of σ (calibrate_sigma.py,
+calibration/calibration_sigma{100σ}.h5; one made with other networks is refused), the scaled baseline
+S·σ_tot and the calibrated results of both centres (analysis.calibrated_result: the paper centre
+ρ̄_Nmax, and the interval networks' median from their own prediction file of the mock, run
+Nmax_interval) -- and runs lsdensities' InverseProblemWrapper
 (its λ scan, plateau search and systematic error from λ -> kfactor·λ, with lsdensities' own
 example settings -- 8 compatible steps within 0.3 σ, kfactor 0.1, A/A0 < 0.1 -- but one α = 0 for
 speed and λ scanned from 0.1 down to 1e-10, where these data put the plateau) on the same samples at the same energies
@@ -33,13 +39,22 @@ quadrature at 51 digits agree with the float64 ones to 6 digits for λ from 1e-3
 assumed to vanish), is the training space's E0_min: the same prior knowledge the audience has.
 For every kernel lsdensities' target integrals are memoised (it recomputes each t_max times per λ).
 
-Writes results/hlt/compare_hlt.csv (per mock, σ, energy: truth, audience ± σ_tot, HLT ± its
-stat ⊕ sys error, A/A0 at the chosen λ, the difference in units of the combined error
-√(σ_tot² + σ_HLT²) -- conservative: both use the same samples, so their statistical errors are
-correlated -- and the closure level), compare_hlt.md (summary per mock and σ: coverage, mean
-|pull| and R_bv of each method by closure.py, of ONE measurement, so each coverage is uncertain by
-about ±20 %), compare_hlt.hdf5, {mock}_sigma{σ}_hlt.png and compare_hlt.png (all four panels) and
-hlt_logs/ (lsdensities' own logs).
+Writes results/hlt/compare_hlt.csv (per mock, σ, energy: truth; the audience's ρ̄_Nmax
+(``audience``) with each of its errors, ``audience_total`` (σ_tot), ``audience_total_with_prior``,
+``audience_total_scaled``, ``audience_total_calibrated_paper`` and ``audience_total_calibrated_median``,
+and the calibrated centres ``audience_calibrated_paper`` (= ρ̄_Nmax) and ``audience_calibrated_median``
+-- each only where the audience has it, NaN for a mock and σ without; HLT ± its stat ⊕ sys error,
+A/A0 at the chosen λ, the difference in units of the combined error √(σ_tot² + σ_HLT²) --
+conservative: both use the same samples, so their statistical errors are correlated -- the pulls
+of ρ̄_Nmax by σ_tot and of HLT by its error, and the closure level), compare_hlt.md (per mock and σ:
+the difference and HLT's plateau; then one row per method and error -- each error around its own
+centre, HLT's around its result -- with closure.error_figures: coverage, mean |pull|, R_bv, the CRPS
+of N(centre, σ²) (scoringrules, closure.crps) and the sharpness (median σ / max |truth|), and the
+median error; all of ONE measurement, so each coverage is uncertain by about ±20 %; a note names
+the mocks and σ without calibrated rows), compare_hlt.hdf5 (the csv's columns, with the
+calibration files used in its provenance), {mock}_sigma{σ}_hlt.png and compare_hlt.png (all four
+panels: the paper's band ρ̄_Nmax ± σ_tot and beside it the calibrated band of the median centre)
+and hlt_logs/ (lsdensities' own logs).
 """
 from __future__ import annotations
 
@@ -60,7 +75,9 @@ from scipy import integrate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import analysis  # noqa: E402
 import budget as bud  # noqa: E402
+import calibration  # noqa: E402
 import closure  # noqa: E402
 from cli import main_guard  # noqa: E402
 from config import ConfigError, add_common_args, config_from_args  # noqa: E402
@@ -77,6 +94,15 @@ HLT_SETTINGS = dict(alphaA=0, alphaB=0.5, alphaC=1.99, lambdaMax=0.1, lambdaStep
                     kfactor=0.1, lambdaMin=1e-10, comparisonRatio=0.3)
 A0_CUT = 0.1
 PERIODICITY = {"laplace": "EXP", "periodic": "COSH", "rratio": "COSH"}
+# the audience's errors, each judged around its own centre: error -> (the frame's centre column, how
+# the outputs name it); the error's own column is audience_<error>.  Those the audience has: total
+# always, total_with_prior with Nref_prior, the others with interval networks and a calibration.
+AUDIENCE_ERRORS = {
+    "total": ("audience", "σ_tot (paper)"),
+    "total_with_prior": ("audience", "σ_tot,prior (with the prior systematic)"),
+    "total_scaled": ("audience", "S·σ_tot (scaled baseline)"),
+    **{f"total_calibrated_{c}": (f"audience_calibrated_{c}", f"calibrated, {c} centre") for c in calibration.CENTRES},
+}
 
 
 # --- lsdensities with our target -----------------------------------------------------------------
@@ -197,10 +223,15 @@ def hlt_settings_text(cfg) -> str:
 
 
 # --- the comparison ------------------------------------------------------------------------------
-def audience_and_samples(cfg, mock: str, sigma_gev: float):
-    """The audience's budget and the bootstrap samples every ensemble predicted (method §8, §10)."""
+def audience_result(cfg, mock: str, sigma_gev: float):
+    """(the prediction files of every ensemble, with the bootstrap samples they all predicted; the
+    audience's budget; its calibrated result or None), method §8, §10: the budget by
+    budget.error_budget, the calibrated result as the analysis computes it
+    (analysis.calibrated_result: None without interval networks, a calibration file or the
+    interval networks' predictions; a calibration made with other networks is refused)."""
     s = load_predictions(cfg, mock, sigma_gev)           # checks the samples agree across ensembles
-    return s, bud.error_budget(s.predictions, s.kind), s.samples
+    b = bud.error_budget(s.predictions, s.kind)
+    return s, b, analysis.calibrated_result(cfg, s, b)
 
 
 def _hlt_job(job):
@@ -211,39 +242,110 @@ def _hlt_job(job):
     return mock, sigma_gev, out
 
 
-def comparison_frame(mock, sigma_gev, energies, pick, s, b, h) -> pd.DataFrame:
-    truth = s.truth[pick]
-    central, total = b.central[pick], b.total[pick]
+def audience_frame(mock, sigma_gev, pick, s, b, cal=None) -> pd.DataFrame:
+    """Per energy of the grid's indices ``pick``: the truth, the audience's ρ̄_Nmax (``audience``) and
+    each error it has (AUDIENCE_ERRORS) as audience_<error>, with the calibrated centres
+    audience_calibrated_<centre> (``cal``: analysis.calibrated_result's, or None)."""
+    columns = {"mock": mock, "sigma_gev": sigma_gev, "closure_level": s.closure_level, "E": s.energies[pick],
+               "truth": s.truth[pick], "audience": b.central[pick], "audience_total": b.total[pick]}
+    if b.has_prior:
+        columns["audience_total_with_prior"] = b.total_with_prior[pick]
+    if cal is not None:
+        columns["audience_total_scaled"] = cal.columns["total_scaled"][pick]
+        for centre in calibration.CENTRES:
+            central, total = cal.of(centre)
+            columns[f"audience_calibrated_{centre}"] = central[pick]
+            columns[f"audience_total_calibrated_{centre}"] = total[pick]
+    return pd.DataFrame(columns)
+
+
+def comparison_frame(mock, sigma_gev, pick, s, b, h, cal=None) -> pd.DataFrame:
+    """audience_frame with HLT's result ``h`` (run_hlt) at the same energies, the difference in units
+    of √(σ_tot² + σ_HLT²) and both methods' pulls."""
+    frame = audience_frame(mock, sigma_gev, pick, s, b, cal)
+    truth, central, total = frame["truth"], frame["audience"], frame["audience_total"]
     combined = np.sqrt(total**2 + h["total"] ** 2)
-    return pd.DataFrame({
-        "mock": mock, "sigma_gev": sigma_gev, "closure_level": s.closure_level, "E": energies, "truth": truth,
-        "audience": central, "audience_total": total, "hlt": h["rho"], "hlt_stat": h["stat"],
-        "hlt_sys": h["sys"], "hlt_total": h["total"], "hlt_lambda": h["lambda"], "hlt_A_over_A0": h["A_over_A0"],
-        "difference_over_combined": (central - h["rho"]) / combined,
-        "audience_pull": (central - truth) / total, "hlt_pull": (h["rho"] - truth) / h["total"]})
+    return frame.assign(
+        hlt=h["rho"], hlt_stat=h["stat"], hlt_sys=h["sys"], hlt_total=h["total"], hlt_lambda=h["lambda"],
+        hlt_A_over_A0=h["A_over_A0"], difference_over_combined=(central - h["rho"]) / combined,
+        audience_pull=(central - truth) / total, hlt_pull=(h["rho"] - truth) / h["total"])
 
 
-def summary_rows(frame: pd.DataFrame) -> list[dict]:
+def methods(frame: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """[(name, centre column, error column)]: the audience's errors present in ``frame``, then HLT's
+    (stat ⊕ sys) when it has HLT's columns."""
+    out = [(f"audience {label}", centre, f"audience_{error}") for error, (centre, label) in AUDIENCE_ERRORS.items()
+           if f"audience_{error}" in frame.columns]
+    return out + ([("HLT (lsdensities) stat ⊕ sys", "hlt", "hlt_total")] if "hlt" in frame.columns else [])
+
+
+def method_rows(frame: pd.DataFrame) -> list[dict]:
+    """Per mock, σ and method (``methods``): closure.error_figures of its centre and error over the
+    energies of ``frame`` (one measurement: coverage, mean |pull|, R_bv, CRPS of N(centre, σ²),
+    sharpness) and the median error.  A method whose error is absent for that mock and σ (NaN
+    throughout: e.g. no interval predictions of that mock) has no row."""
+    rows = []
+    for (mock, sigma_gev, level), g in frame.groupby(["mock", "sigma_gev", "closure_level"], sort=False):
+        for name, centre, error in methods(g):
+            if g[error].isna().all():
+                continue
+            figures = closure.error_figures(g[centre].to_numpy(), g["truth"].to_numpy(), g[error].to_numpy())
+            rows.append({"mock": mock, "sigma_gev": sigma_gev, "closure_level": level, "method": name,
+                         "error": error, **figures, "median_error": float(np.median(g[error]))})
+    return rows
+
+
+def difference_rows(frame: pd.DataFrame) -> list[dict]:
+    """Per mock and σ: the audience against HLT, (ρ̄ − ρ_HLT)/√(σ_tot² + σ_HLT²), and HLT's plateau."""
     rows = []
     for (mock, sigma_gev, level), g in frame.groupby(["mock", "sigma_gev", "closure_level"], sort=False):
         d = np.abs(g["difference_over_combined"])
-        row = {"mock": mock, "sigma_gev": sigma_gev, "closure_level": level, "energies": len(g),
-               "mean_abs_difference": float(d.mean()), "share_within_1": float(np.mean(d <= 1)),
-               "share_within_2": float(np.mean(d <= 2))}
-        for method, central, error in (("audience", "audience", "audience_total"), ("hlt", "hlt", "hlt_total")):
-            stats = closure.closure_statistics(g[central].to_numpy(), g["truth"].to_numpy(), g[error].to_numpy())
-            row.update({f"{method}_coverage": stats.coverage, f"{method}_mean_abs_pull": stats.mean_abs_pull,
-                        f"{method}_r_bv": stats.r_bv})
-        rows.append({**row, "audience_median_error": float(np.median(g["audience_total"])),
-                     "hlt_median_error": float(np.median(g["hlt_total"])),
+        rows.append({"mock": mock, "sigma_gev": sigma_gev, "closure_level": level, "energies": len(g),
+                     "mean_abs_difference": float(d.mean()), "share_within_1": float(np.mean(d <= 1)),
+                     "share_within_2": float(np.mean(d <= 2)),
                      "hlt_plateau_share": float(np.mean(g["hlt_A_over_A0"] < A0_CUT))})
     return rows
 
 
-def plot_panel(ax_top, ax_bottom, g: pd.DataFrame, s, b, title: str) -> None:
+def markdown(cfg, frame: pd.DataFrame, header: list[str], uncalibrated: list[str]) -> str:
+    """compare_hlt.md: ``header`` (the run in words), the audience against HLT per mock and σ, then
+    every method and error per mock and σ; ``uncalibrated`` names the (mock, σ) without calibrated rows."""
+    centre = cfg["calibrated_centre"]
+    lines = header + ["", "| mock | σ | mean \\|diff\\| | \\|diff\\| ≤ 1 | \\|diff\\| ≤ 2 | HLT plateau found |",
+                      "|---|---|---|---|---|---|"]
+    for r in difference_rows(frame):
+        lines.append(f"| {r['mock']} | {r['sigma_gev']} | {r['mean_abs_difference']:.2f} "
+                     f"| {100 * r['share_within_1']:.0f}% | {100 * r['share_within_2']:.0f}% "
+                     f"| {100 * r['hlt_plateau_share']:.0f}% |")
+    lines += ["", f"Every method and error at the same energies, each around its own centre (ρ̄_Nmax; the "
+              f"calibrated median centre: the interval networks' median; HLT: its own result). The calibrated "
+              f"errors (calibrate_sigma.py) promise {calibration.GUARANTEES['calibrated']} (calibration_space = "
+              f"{cfg['calibration_space']}); the recommended centre is {centre} (calibrated_centre). CRPS of "
+              "N(centre, σ²) (lower is better), sharpness = median σ / max |truth| over these energies, median "
+              "error = median σ.", "",
+              "| mock | σ | method, error | coverage | mean \\|pull\\| | R_bv | CRPS | sharpness | median error |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in method_rows(frame):
+        lines.append(f"| {r['mock']} | {r['sigma_gev']} | {r['method']} | {100 * r['coverage']:.0f}% "
+                     f"| {r['mean_abs_pull']:.2f} | {r['r_bv']:.2f} | {r['crps']:.3g} | {r['sharpness']:.3g} "
+                     f"| {r['median_error']:.3g} |")
+    if uncalibrated:
+        lines += ["", f"No calibrated rows for {', '.join(uncalibrated)}: the audience has no interval networks "
+                  "(interval_networks=false), or no calibration file (run calibrate_sigma.py) or no interval "
+                  "networks' predictions of the mock (rerun the prediction)."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_panel(ax_top, ax_bottom, g: pd.DataFrame, s, b, title: str, cal=None) -> None:
     ax_top.plot(s.energies, s.truth, "k-", lw=1.2, label="exact truth")
     ax_top.plot(s.energies, b.central, color="tab:red", lw=1, label=r"audience $\pm\sigma_{\rm tot}$")
     ax_top.fill_between(s.energies, b.central - b.total, b.central + b.total, color="tab:red", alpha=0.25)
+    if cal is not None:       # beside the paper's band, never instead of it
+        central, total = cal.of("median")
+        ax_top.plot(s.energies, central, color="tab:green", lw=1, ls=":",
+                    label=r"calibrated, median centre $\pm\sigma_{\rm cal}$")
+        ax_top.fill_between(s.energies, central - total, central + total, facecolor="tab:green", alpha=0.2,
+                            edgecolor="tab:green", linewidth=0.8)
     ax_top.errorbar(g["E"], g["hlt"], yerr=g["hlt_total"], fmt="o", ms=3, color="tab:blue", capsize=2,
                     label="HLT (lsdensities), stat ⊕ sys")
     ax_top.set_title(title, fontsize=9)
@@ -276,12 +378,12 @@ def main(argv=None) -> int:
     mocks = [m for m in args.mocks.split(",") if m]
     if set(mocks) - set(MOCKS):
         raise ConfigError(f"unknown mocks {sorted(set(mocks) - set(MOCKS))}; expected some of {MOCKS}")
-    inputs = {(m, sg): audience_and_samples(cfg, m, sg) for m in mocks for sg in cfg["sigmas_gev"]}
+    inputs = {(m, sg): audience_result(cfg, m, sg) for m in mocks for sg in cfg["sigmas_gev"]}
     pick = np.arange(0, len(cfg.energies), max(1, args.energy_stride))
     energies = cfg.energies[pick]
     out_dir = cfg.path("results") / "hlt"
-    jobs = [(cfg, m, sg, samples, energies, out_dir / "hlt_logs" / f"{m}_sigma{sg}")
-            for (m, sg), (_, _, samples) in inputs.items()]
+    jobs = [(cfg, m, sg, s.samples, energies, out_dir / "hlt_logs" / f"{m}_sigma{sg}")
+            for (m, sg), (s, _, _) in inputs.items()]
     print(f"HLT (lsdensities) on {len(jobs)} (mock, sigma) inputs x {len(energies)} energies, "
           f"{len(jobs[0][3])} bootstrap samples each, {args.workers} worker(s) ...", flush=True)
     results = {}
@@ -290,32 +392,20 @@ def main(argv=None) -> int:
             results[(mock, sigma_gev)] = h
             print(f"  {mock} sigma={sigma_gev}: HLT done in {h['seconds']:.0f} s", flush=True)
 
-    frames = [comparison_frame(m, sg, energies, pick, s, b, results[(m, sg)]) for (m, sg), (s, b, _) in inputs.items()]
-    frame = pd.concat(frames, ignore_index=True)
-    summary = pd.DataFrame(summary_rows(frame))
+    frame = pd.concat([comparison_frame(m, sg, pick, s, b, results[(m, sg)], cal)
+                       for (m, sg), (s, b, cal) in inputs.items()], ignore_index=True)
     with atomic_output(out_dir / "compare_hlt.csv") as tmp:
         frame.to_csv(tmp, index=False, float_format="%.8g")
     levels = sorted({closure.level_label(s.closure_level) for s, _, _ in inputs.values()})
-    lines = [f"Preset `{cfg.preset}`, kernel {cfg['kernel']}, N_boot = {len(jobs[0][3])}, closure test "
-             f"{' and '.join(levels)} (each mock measured once, the same samples for both methods), HLT at "
-             f"{len(energies)} energies (every {args.energy_stride} of the grid); difference = "
-             "(audience − HLT)/√(σ_tot² + σ_HLT²). Coverage, mean |pull| and R_bv are of one measurement "
-             "(a single mock's coverage is uncertain by about ±20 %).",
-             f"lsdensities {lsdensities_version()} settings: {hlt_settings_text(cfg)}.",
-             "", "| mock | σ | mean \\|diff\\| | \\|diff\\| ≤ 1 | \\|diff\\| ≤ 2 "
-             "| audience coverage (mean \\|pull\\|, R_bv) "
-             "| HLT coverage (mean \\|pull\\|, R_bv) | median σ_tot | median σ_HLT | HLT plateau found |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in summary.to_dict("records"):
-        lines.append(f"| {r['mock']} | {r['sigma_gev']} | {r['mean_abs_difference']:.2f} "
-                     f"| {100 * r['share_within_1']:.0f}% "
-                     f"| {100 * r['share_within_2']:.0f}% | {100 * r['audience_coverage']:.0f}% "
-                     f"({r['audience_mean_abs_pull']:.2f}, {r['audience_r_bv']:.2f}) | {100 * r['hlt_coverage']:.0f}% "
-                     f"({r['hlt_mean_abs_pull']:.2f}, {r['hlt_r_bv']:.2f}) "
-                     f"| {r['audience_median_error']:.3g} | {r['hlt_median_error']:.3g} "
-                     f"| {100 * r['hlt_plateau_share']:.0f}% |")
+    header = [f"Preset `{cfg.preset}`, kernel {cfg['kernel']}, N_boot = {len(jobs[0][3])}, closure test "
+              f"{' and '.join(levels)} (each mock measured once, the same samples for both methods), HLT at "
+              f"{len(energies)} energies (every {args.energy_stride} of the grid); difference = "
+              "(audience − HLT)/√(σ_tot² + σ_HLT²). Coverage, mean |pull|, R_bv and CRPS are of one measurement "
+              "(a single mock's coverage is uncertain by about ±20 %).",
+              f"lsdensities {lsdensities_version()} settings: {hlt_settings_text(cfg)}."]
+    uncalibrated = [f"{m} σ = {sg}" for (m, sg), (_, _, cal) in inputs.items() if cal is None]
     with atomic_output(out_dir / "compare_hlt.md") as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
+        tmp.write_text(markdown(cfg, frame, header, uncalibrated))
     with atomic_output(out_dir / "compare_hlt.hdf5") as tmp:
         with h5py.File(tmp, "w") as h5:
             for column in frame.columns:
@@ -327,19 +417,23 @@ def main(argv=None) -> int:
                                        lsdensities_version=lsdensities_version(),
                                        a0_cut=A0_CUT, e0=float(cfg["E0_min"]), precision_digits=PRECISION_DIGITS,
                                        hlt_seconds=json.dumps({f"{m}_{sg}": h["seconds"]
-                                                               for (m, sg), h in results.items()})))
+                                                               for (m, sg), h in results.items()}),
+                                       calibrations=json.dumps({f"{m}_{sg}": cal.calibration
+                                                                for (m, sg), (_, _, cal) in inputs.items()
+                                                                if cal is not None})))
 
     keys = list(inputs)
     fig, axes = plt.subplots(2, len(keys), figsize=(4.2 * len(keys), 5.2), sharex=True,
                              gridspec_kw={"height_ratios": [3, 1]}, squeeze=False)
     for j, key in enumerate(keys):
-        s, b, _ = inputs[key]
+        s, b, cal = inputs[key]
         g = frame[(frame["mock"] == key[0]) & (frame["sigma_gev"] == key[1])]
-        plot_panel(axes[0, j], axes[1, j], g, s, b, f"{key[0]}, σ = {key[1]} ({closure.level_label(s.closure_level)})")
+        plot_panel(axes[0, j], axes[1, j], g, s, b, f"{key[0]}, σ = {key[1]} ({closure.level_label(s.closure_level)})",
+                   cal)
         single, (top, bottom) = plt.subplots(2, 1, figsize=(6.5, 5.2), sharex=True,
                                              gridspec_kw={"height_ratios": [3, 1]})
         plot_panel(top, bottom, g, s, b, f"{key[0]}, σ = {key[1]} ({closure.level_label(s.closure_level)}): "
-                   "audience vs HLT (same samples)")
+                   "audience vs HLT (same samples)", cal)
         save_png(single, out_dir / f"{key[0]}_sigma{key[1]}_hlt.png", dpi=110)
     fig.suptitle(f"audience (preset {cfg.preset}) vs HLT (lsdensities) on the same bootstrap samples", fontsize=10)
     fig.tight_layout()

@@ -112,7 +112,7 @@ PRIOR_HEADLINE = ("coverage_with_prior", "coverage_with_prior_err", "mean_abs_pu
 # every error judged side by side (those the audience has): the figures below, named <figure>_<error>
 ERRORS = ("total", "total_with_prior", "total_scaled", "total_calibrated", "total_calibrated_paper",
           "total_calibrated_median")
-ERROR_FIGURES = ("coverage", "coverage_err", "mean_abs_pull", "r_bv", "crps", "sharpness", "chi2_per_dof")
+ERROR_FIGURES = (*closure.ERROR_FIGURES, "chi2_per_dof")
 
 
 # --- 1. audiences ----------------------------------------------------------------------------------
@@ -266,12 +266,9 @@ def chi2_figures(chi2: np.ndarray) -> dict:
 
 # --- 4. statistics ------------------------------------------------------------------------------------
 def error_figures(central, truths, error, groups, chi2) -> dict:
-    """ERROR_FIGURES of one error: coverage (± its error), mean |pull|, R_bv, CRPS of N(c, σ²),
-    sharpness (closure.py) and the mean χ²/k (chi2 [rows, 2]), and the PIT values (``_pit``)."""
-    stats = closure.closure_statistics(central, truths, error, groups)
-    return {"coverage": stats.coverage, "coverage_err": stats.coverage_err, "mean_abs_pull": stats.mean_abs_pull,
-            "r_bv": stats.r_bv, "crps": closure.crps(central, truths, error),
-            "sharpness": closure.sharpness(error, truths), "chi2_per_dof": chi2_figures(chi2)["chi2_per_dof"],
+    """ERROR_FIGURES of one error: closure.error_figures (coverage ± its error, mean |pull|, R_bv, CRPS
+    of N(c, σ²), sharpness) and the mean χ²/k (chi2 [rows, 2]), and the PIT values (``_pit``)."""
+    return {**closure.error_figures(central, truths, error, groups), "chi2_per_dof": chi2_figures(chi2)["chi2_per_dof"],
             "_pit": closure.pit(central, truths, error).ravel()}
 
 

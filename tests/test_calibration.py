@@ -76,6 +76,18 @@ def test_crps_pit_and_sharpness_tell_honest_from_wrong_errors():
     assert closure.sharpness(2 * w, y) == pytest.approx(2 * closure.sharpness(w, y))
 
 
+def test_error_figures_are_closure_pys_own():
+    """closure.error_figures: every figure of ERROR_FIGURES, each equal to its own function's."""
+    y, c, w = oracle(200, 6)
+    groups = np.repeat(np.arange(100), 2)
+    figures = closure.error_figures(c, y, w, groups)
+    assert tuple(figures) == closure.ERROR_FIGURES
+    stats_ = closure.closure_statistics(c, y, w, groups)
+    assert (figures["coverage"], figures["coverage_err"]) == closure.coverage(c, y, w, groups)
+    assert figures["mean_abs_pull"] == stats_.mean_abs_pull and figures["r_bv"] == stats_.r_bv
+    assert figures["crps"] == closure.crps(c, y, w) and figures["sharpness"] == closure.sharpness(w, y)
+
+
 def test_calibration_stream_is_its_own_and_an_overlapping_one_is_refused(tiny_cfg, monkeypatch):
     """The calibration set is drawn from a stream no training file uses: its densities are none of the
     interval networks' training file's, and a calibration stream that is a training stream is refused."""

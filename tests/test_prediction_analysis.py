@@ -488,10 +488,11 @@ def test_validate_coverage_end_to_end(trained, tmp_path, capsys):
 
 def test_compare_hlt_runs_on_the_level1_samples(trained, tmp_path, capsys):
     """compare_hlt end to end at one energy and one σ: HLT runs on the prediction files' samples
-    (a level-1 measurement), and every output says so."""
+    (a level-1 measurement), and every output says so; the audience's calibrated errors stand beside it."""
     pytest.importorskip("lsdensities")
     import compare_hlt
     cfg = copy_audience(trained, tmp_path)
+    shutil.copytree(trained.root / "calibration", tmp_path / "calibration")
     assert predict_on_O3_mock_sigma.main(args_of(cfg)) == 0
     argv = args_of(cfg) + ["--set", "sigmas_gev=[0.44]", "--mocks", "O3", "--energy-stride", "47", "--workers", "1"]
     assert compare_hlt.main(argv) == 0
@@ -505,6 +506,47 @@ def test_compare_hlt_runs_on_the_level1_samples(trained, tmp_path, capsys):
         assert json.loads(h5.attrs["closure_levels"]) == [1]
     md = (out_dir / "compare_hlt.md").read_text()
     assert "level 1" in md and "α = 0 only" in md and "E0 = 0.2" in md and "R_bv" in md
+    # with the audience's calibration: every error beside HLT, each judged in its own row
+    for column in ("audience_total_scaled", "audience_calibrated_median", "audience_total_calibrated_median",
+                   "audience_total_calibrated_paper"):
+        assert np.isfinite(frame[column][0]), column
+    assert "calibrated, median centre" in md and "S·σ_tot" in md and "CRPS" in md and "No calibrated rows" not in md
+
+
+def test_compare_hlt_reports_the_calibrated_errors_as_the_analysis_computes_them(trained, tmp_path):
+    """The audience's part of compare_hlt (no lsdensities needed) on the tiny audience with its
+    interval networks and calibration: every error's columns are finite, and the calibrated results
+    and S·σ_tot equal the analysis' budget table of the same mock and σ at the same energies."""
+    import compare_hlt
+    cfg = copy_audience(trained, tmp_path)
+    shutil.copytree(trained.root / "calibration", tmp_path / "calibration")
+    assert predict_on_O3_mock_sigma.main(args_of(cfg)) == 0
+    assert analyze_O3_mock_sigma.main(args_of(cfg)) == 0
+    pick = np.arange(0, cfg["n_energies"], 3)
+    errors = ["audience_total", "audience_total_scaled", "audience_total_calibrated_paper",
+              "audience_total_calibrated_median"]
+    for sigma in cfg["sigmas_gev"]:
+        s, b, cal = compare_hlt.audience_result(cfg, "O3", sigma)
+        frame = compare_hlt.audience_frame("O3", sigma, pick, s, b, cal)
+        assert np.all(np.isfinite(frame[errors + ["audience_calibrated_median", "audience_calibrated_paper"]]))
+        table = pd.read_csv(cfg.results_file("O3", sigma, "budget.csv")).iloc[pick]
+        np.testing.assert_allclose(frame["E"], table["E"], rtol=1e-9)
+        np.testing.assert_allclose(frame["truth"], table["truth"], rtol=1e-9)
+        for ours, theirs in (("audience_total", "total"), ("audience_total_scaled", "total_scaled"),
+                             ("audience_calibrated_median", "central_calibrated"),    # the tiny preset's centre
+                             ("audience_total_calibrated_median", "total_calibrated"),
+                             ("audience_calibrated_paper", "central"),
+                             ("audience_total_calibrated_paper", "total_calibrated_paper")):
+            np.testing.assert_allclose(frame[ours], table[theirs], rtol=1e-8, err_msg=ours)
+        rows = {r["error"]: r for r in compare_hlt.method_rows(frame)}
+        assert list(rows) == errors
+        assert all(np.isfinite(r[f]) for r in rows.values() for f in ("coverage", "mean_abs_pull", "r_bv", "crps",
+                                                                     "sharpness", "median_error"))
+        median = rows["audience_total_calibrated_median"]
+        miss = np.abs(table["central_calibrated"] - table["truth"])
+        assert median["coverage"] == pytest.approx(np.mean(miss <= table["total_calibrated"]))
+        assert median["mean_abs_pull"] == pytest.approx(np.mean(miss / table["total_calibrated"]), rel=1e-7)
+        assert median["median_error"] == pytest.approx(np.median(table["total_calibrated"]), rel=1e-8)
 
 
 def test_budget_json_holds_every_column_settings_and_provenance(trained):

@@ -252,3 +252,60 @@ def test_fano_dip_against_fixed_quadrature_and_its_zero(tmp_path):
     truth = np.array([gauss_legendre(lambda w, E=E: gaussian(E - w, cfg.sigma(s)) * val.fano_continuum(w, *args),
                                      p["E_c"], 12.0, 2000) for E in cfg.energies])
     assert np.max(np.abs(d.truth[s] - truth)) < 1e-9 * truth.max()
+
+
+def test_compare_hlt_judges_every_error_of_the_audience_beside_hlt():
+    """compare_hlt without lsdensities: each error of the audience (σ_tot, σ_tot,prior, S·σ_tot, both
+    calibrated results) is judged around its own centre, HLT's around its result; the median
+    centre covers where ρ̄_Nmax does not, and an audience without calibration gets no calibrated
+    rows but a note."""
+    from types import SimpleNamespace
+
+    import compare_hlt
+
+    import closure
+    from analysis import Calibrated
+    from budget import Budget
+    n_e = 8
+    energies, truth = np.linspace(0.1, 1.0, n_e), np.ones(n_e)
+    zeros = np.zeros(n_e)
+    b = Budget(central=truth + 0.5, stat=zeros + 0.1, rep=zeros + 0.1, sys_b=zeros, sys_rho=zeros, sys_n=zeros,
+               total=zeros + 0.2, sys_prior=zeros + 0.6, total_with_prior=zeros + np.hypot(0.2, 0.6))
+    s = SimpleNamespace(energies=energies, truth=truth, closure_level=1)
+    cal = Calibrated("median", {"central_calibrated": truth + 0.05, "post": zeros + 0.1,
+                                "total_calibrated": zeros + 0.1, "central_calibrated_paper": b.central,
+                                "post_paper": zeros + 0.3, "total_calibrated_paper": zeros + 0.3,
+                                "total_scaled": zeros + 0.4}, {}, {})
+    assert cal.of("median")[1] is cal.columns["total_calibrated"]
+    assert cal.of("paper")[1] is cal.columns["total_calibrated_paper"]
+    with pytest.raises(ValueError):
+        cal.of("mean")
+    pick = np.arange(0, n_e, 2)
+    h = {"rho": truth[pick] - 0.1, "stat": zeros[pick] + 0.05, "sys": zeros[pick] + 0.05,
+         "total": zeros[pick] + 0.2, "lambda": zeros[pick] + 1e-6, "A_over_A0": zeros[pick] + 0.01}
+    frame = compare_hlt.comparison_frame("O3", 0.44, pick, s, b, h, cal)
+    np.testing.assert_array_equal(frame["E"], energies[pick])
+    np.testing.assert_array_equal(frame["audience_calibrated_median"], truth[pick] + 0.05)
+    np.testing.assert_array_equal(frame["audience_total_calibrated_paper"], zeros[pick] + 0.3)
+    assert np.all(np.isfinite(frame.drop(columns=["mock"]).to_numpy(dtype=float)))
+    rows = {r["error"]: r for r in compare_hlt.method_rows(frame)}
+    assert list(rows) == ["audience_total", "audience_total_with_prior", "audience_total_scaled",
+                          "audience_total_calibrated_paper", "audience_total_calibrated_median", "hlt_total"]
+    coverage = {error: r["coverage"] for error, r in rows.items()}
+    assert coverage == {"audience_total": 0.0, "audience_total_with_prior": 1.0, "audience_total_scaled": 0.0,
+                        "audience_total_calibrated_paper": 0.0, "audience_total_calibrated_median": 1.0,
+                        "hlt_total": 1.0}
+    assert rows["audience_total_calibrated_median"]["mean_abs_pull"] == pytest.approx(0.5)
+    assert rows["audience_total_calibrated_median"]["crps"] == closure.crps(truth[pick] + 0.05, truth[pick],
+                                                                           zeros[pick] + 0.1)
+    assert rows["audience_total_scaled"]["sharpness"] == pytest.approx(0.4)
+    assert rows["audience_total_calibrated_paper"]["median_error"] == pytest.approx(0.3)
+    assert rows["audience_total_with_prior"]["r_bv"] == pytest.approx(0.5 / np.hypot(0.2, 0.6))
+    cfg = cfg_with(Path("/nonexistent"))
+    md = compare_hlt.markdown(cfg, frame, ["header"], [])
+    assert md.count("| O3 | 0.44 |") == 7 and "calibrated, median centre" in md and "CRPS" in md
+    assert "No calibrated rows" not in md
+    plain = compare_hlt.comparison_frame("O3", 0.44, pick, s, b, h)
+    assert not any("calibrated" in c or "scaled" in c for c in plain.columns)
+    md = compare_hlt.markdown(cfg, plain, ["header"], ["O3 σ = 0.44"])
+    assert md.count("| O3 | 0.44 |") == 4 and "No calibrated rows for O3 σ = 0.44" in md
