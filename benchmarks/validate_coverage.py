@@ -112,7 +112,7 @@ PRIOR_HEADLINE = ("coverage_with_prior", "coverage_with_prior_err", "mean_abs_pu
 # every error judged side by side (those the audience has): the figures below, named <figure>_<error>
 ERRORS = ("total", "total_with_prior", "total_scaled", "total_calibrated", "total_calibrated_paper",
           "total_calibrated_median")
-ERROR_FIGURES = (*closure.ERROR_FIGURES, "chi2_per_dof")
+ERROR_FIGURES = (*closure.ERROR_FIGURES, "chi2_per_dof", "centre_rel_error")
 
 
 # --- 1. audiences ----------------------------------------------------------------------------------
@@ -265,10 +265,20 @@ def chi2_figures(chi2: np.ndarray) -> dict:
 
 
 # --- 4. statistics ------------------------------------------------------------------------------------
+def median_relative_error(central, truths) -> float:
+    """The median of |c − truth|/|truth| over the energies where |truth| ≥ RELATIVE_FLOOR of the
+    density's maximum: the accuracy of a central value, whatever its error."""
+    relevant = np.abs(truths) >= RELATIVE_FLOOR * np.abs(truths).max(axis=1, keepdims=True)
+    return float(np.median(np.abs(central - truths)[relevant] / np.abs(truths[relevant])))
+
+
 def error_figures(central, truths, error, groups, chi2) -> dict:
     """ERROR_FIGURES of one error: closure.error_figures (coverage ± its error, mean |pull|, R_bv, CRPS
-    of N(c, σ²), sharpness) and the mean χ²/k (chi2 [rows, 2]), and the PIT values (``_pit``)."""
+    of N(c, σ²), sharpness), the mean χ²/k (chi2 [rows, 2]) and the median relative error of its
+    centre (which tells a CRPS lost to the centre from one lost to the width), and the PIT values
+    (``_pit``)."""
     return {**closure.error_figures(central, truths, error, groups), "chi2_per_dof": chi2_figures(chi2)["chi2_per_dof"],
+            "centre_rel_error": median_relative_error(central, truths),
             "_pit": closure.pit(central, truths, error).ravel()}
 
 
@@ -295,8 +305,6 @@ def family_metrics(truths: np.ndarray, budgets: list, groups=None, chi2: np.ndar
         c_k = np.stack([b.ensembles[k]["central"] for b in budgets])
         common &= (np.sign(c_k - truths) == side) & (np.abs(c_k - truths) > total)
     missed = miss > total
-    scale = np.abs(truths).max(axis=1, keepdims=True)
-    relevant = np.abs(truths) >= RELATIVE_FLOOR * scale
     with_prior = {}
     if budgets[0].has_prior:
         p = closure.closure_statistics(central, truths, np.stack([b.total_with_prior for b in budgets]), groups)
@@ -315,7 +323,7 @@ def family_metrics(truths: np.ndarray, budgets: list, groups=None, chi2: np.ndar
         "mean_abs_pull": stats.mean_abs_pull, "r_bv": stats.r_bv, "r_bv_err": stats.r_bv_err,
         "verdict": stats.verdict,
         "coverage_stat_rep": closure.coverage(central, truths, stat_rep, groups)[0],
-        "median_rel_error": float(np.median(miss[relevant] / np.abs(truths[relevant]))),
+        "median_rel_error": median_relative_error(central, truths),
         "median_sys_share": float(np.median(sys2 / total**2)),
         "common_bias_share_of_misses": float(common[missed].mean()) if missed.any() else 0.0,
         "complete": bool(np.all(np.isfinite(total))), **chi2_figures(chi2[:, 0]),
@@ -443,9 +451,11 @@ def calibrated_table(cfg, one: pd.DataFrame) -> list[str]:
              f"total_calibrated_{other_centre(centre)}: the other; total_scaled = S·σ_tot. The calibrated errors "
              f"promise {calibration.GUARANTEES['calibrated']}: 'held out' says whether the family lies outside "
              f"that space (calibration_space = {cfg['calibration_space']}). CRPS of N(c, σ²) (lower is better), "
-             "sharpness = median σ / max|truth|.", "",
-             "| family | σ | held out | error | coverage | mean \\|pull\\| | R_bv | CRPS | sharpness | χ²/k |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "sharpness = median σ / max|truth|; centre's rel. error = median |c − truth|/|truth| of the error's "
+             "centre.", "",
+             "| family | σ | held out | error | coverage | mean \\|pull\\| | R_bv | CRPS | sharpness | centre's rel. "
+             "error | χ²/k |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, r in one.iterrows():
         held = {True: "yes", False: "no"}.get(r["held_out_from_calibration"], "-")
         for e in errors:
@@ -453,6 +463,7 @@ def calibrated_table(cfg, one: pd.DataFrame) -> list[str]:
                          f"| {_cell(r, f'coverage_{e}', True, 0, f'coverage_err_{e}')} "
                          f"| {_cell(r, f'mean_abs_pull_{e}', False, 2)} | {_cell(r, f'r_bv_{e}', False, 2)} "
                          f"| {_cell(r, f'crps_{e}', False, 4)} | {_cell(r, f'sharpness_{e}', False, 3)} "
+                         f"| {_cell(r, f'centre_rel_error_{e}', True, 1)} "
                          f"| {_cell(r, f'chi2_per_dof_{e}', False, 1)} |")
     return lines
 

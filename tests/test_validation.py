@@ -146,6 +146,12 @@ def test_family_metrics_known_answers():
     assert m["coverage"] == 0.5 and m["coverage_stat_rep"] == 0.5
     assert m["mean_abs_pull"] == pytest.approx(1.25)
     assert m["median_rel_error"] == pytest.approx(1.25)
+    assert m["centre_rel_error_total"] == m["median_rel_error"]       # the same centre, ρ̄
+    # an error with a centre of its own (a calibrated one): its own accuracy, 10 % off the truth
+    nan2 = np.full((2, 2), np.nan)
+    own = family_metrics(truth, budgets, calibrated={"total_calibrated": (truth * 1.1, truth, nan2)})
+    assert own["centre_rel_error_total_calibrated"] == pytest.approx(0.1)
+    assert own["coverage_total_calibrated"] == 1.0 and own["centre_rel_error_total"] == pytest.approx(1.25)
     assert m["median_sys_share"] == 0.0
     assert m["common_bias_share_of_misses"] == 0.0
     budgets[1].ensembles["Nref_b"]["central"] = truth[0] + 3.0
