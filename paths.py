@@ -85,7 +85,7 @@ class OutputPaths:
         return self.root / "results" / f"{mock}_sigma{sigma_gev}_{suffix}"
 
     def task_log(self, number: int, stage: str) -> Path:
-        """The output of task ``number`` of run_pipeline.py when it runs beside others (--jobs)."""
+        """The output of task ``number`` (of ``stage``) of run_pipeline.py when it runs beside others (--jobs)."""
         return self.root / "pipeline_logs" / f"task{number:02d}_{stage.replace(' ', '_')}.log"
 
     def calibration_file(self, sigma_gev: float) -> Path:

@@ -2,8 +2,9 @@
 
 The same tasks as slurm_scripts/submit_all.sh, in the same order, each Slurm array index in turn,
 except that the training tasks (one per (ensemble, σ) group, independent like the Slurm array's
-jobs) run side by side, --jobs at a time (default: the usable cores), one torch thread each, their
-output in pipeline_logs/ under --root:
+jobs) and the calibration's (one per σ here, one job under Slurm) run side by side, --jobs at a
+time (default: the usable cores), one torch thread each, their output in pipeline_logs/ under
+--root:
 
     python run_pipeline.py                      # the `demo` preset: minutes on a laptop
     python run_pipeline.py --preset tiny --root /tmp/try
@@ -13,7 +14,7 @@ output in pipeline_logs/ under --root:
 Stages: generation (one task per N_b, and one for the prior space with the prior systematic:
 tasks.generation_tasks) -> training (one task per
 (ensemble, σ) group of replicas, then with interval_networks one per σ for the interval networks:
-tasks.training_groups) -> with interval_networks the calibration (calibrate_sigma.py, every σ) ->
+tasks.training_groups) -> with interval_networks the calibration (calibrate_sigma.py, per σ) ->
 for each mock: prediction, then its analysis. Each task is a separate process with the
 pipeline's --preset/--set/--root, exactly as a Slurm job runs it. Finished work is kept by the
 stages themselves (a complete training file or a finished replica is not redone), so a rerun after
@@ -61,8 +62,9 @@ def tasks(cfg: Config) -> list[tuple[str, list[str]]]:
     for _ensemble, _sigma, ids in training_groups(cfg):
         out.append(("training", python + [str(REPO / "hpc_train_sigma.py"), *options,
                                           "--task-id", f"{ids[0]}-{ids[-1]}"]))
-    if cfg["interval_networks"]:            # the calibrated error's factors, every σ (calibrate_sigma.py)
-        out.append(("calibration", python + [str(REPO / "calibrate_sigma.py"), *options]))
+    if cfg["interval_networks"]:            # the calibrated error's factors, one task per σ (calibrate_sigma.py)
+        out += [("calibration", python + [str(REPO / "calibrate_sigma.py"), *options, "--sigma", str(s)])
+                for s in cfg["sigmas_gev"]]
     for mock in MOCK_TABLE:                 # the validation mocks (method §9), mocks.py's table
         out.append((f"prediction {mock.name}", python + [str(REPO / mock.predict_script), *options]))
         out.append((f"analysis {mock.name}", python + [str(REPO / mock.analyze_script), *options]))
@@ -231,22 +233,28 @@ def waves(todo: list[tuple[str, list[str]]]) -> list[tuple[str, list[tuple[int, 
     return out
 
 
+# the stages whose tasks run side by side (--jobs), with what each of their tasks does
+SIDE_BY_SIDE = {
+    "training": lambda cfg: [f"{ensemble}, σ = {sigma} GeV" for ensemble, sigma, _ in training_groups(cfg)],
+    "calibration": lambda cfg: [f"σ = {sigma} GeV" for sigma in cfg["sigmas_gev"]],
+}
+
+
 def run(cfg: Config, jobs: int = 1) -> int:
     todo = tasks(cfg)
     env = task_environment()
     print(f"{len(todo)} tasks; torch threads per task: OMP_NUM_THREADS={env['OMP_NUM_THREADS']}; "
-          f"up to {jobs} training task(s) at once")
+          f"up to {jobs} training or calibration task(s) at once")
     started, summaries, stage_times = time.monotonic(), [], {}
     for stage, wave in waves(todo):
         t0 = time.monotonic()
-        # generation parallelises itself over the cores (training_sets.py); the other stages are
-        # one task each, except training: one task per (ensemble, σ) group, one torch thread each
-        side_by_side = jobs > 1 and len(wave) > 1 and stage == "training"
+        # generation parallelises itself over the cores (training_sets.py); training (one task per
+        # (ensemble, σ) group) and calibration (one per σ) run side by side, one torch thread each
+        side_by_side = jobs > 1 and len(wave) > 1 and stage in SIDE_BY_SIDE
         if side_by_side:
             print(f"\n=== [{wave[0][0]}-{wave[-1][0]}/{len(todo)}] {stage}: {len(wave)} tasks, up to {jobs} at once",
                   flush=True)
-            labels = {number: f"{ensemble}, σ = {sigma} GeV"
-                      for (number, _), (ensemble, sigma, _) in zip(wave, training_groups(cfg), strict=True)}
+            labels = dict(zip([n for n, _ in wave], SIDE_BY_SIDE[stage](cfg), strict=True))
             for number, command in wave:
                 print(f"  task {number}: {' '.join(command[1:])}")
             failed = run_side_by_side([(n, c, cfg.task_log(n, stage)) for n, c in wave], cfg.root, env, jobs, labels)

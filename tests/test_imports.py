@@ -95,7 +95,7 @@ OWN_FILES = {
     "compare_hlt": "its HLT comparison (results/hlt/)",
     "validate_coverage": "its coverage study (results/validation/)",
     "bench_gpu": "/proc/cpuinfo, read",
-    "run_pipeline": "the logs of the training tasks it runs side by side (pipeline_logs/), written and tailed",
+    "run_pipeline": "the logs of the tasks it runs side by side (pipeline_logs/), written and tailed",
     "settings": "the network module's source, read for its architecture table without importing torch",
 }
 # What opens a file: h5py.File, json.dump/load, pandas' read_csv and DataFrame.to_csv, torch.save/load,
