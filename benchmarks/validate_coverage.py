@@ -3,6 +3,7 @@
 
     python benchmarks/validate_coverage.py --preset demo [--root DIR] [--n-per-family 30]
         [--measurements 3] [--audience-seeds K] [--families breit_wigner,O3_threshold] [--no-train]
+    python benchmarks/validate_coverage.py --compare demo=DIR1 --compare larger=DIR2   # side by side
 
 1. Audiences.  ``--audience-seeds K`` judges K audiences that differ only in the preset's ``seed``,
    S_k = seed + k.  Audience 0 is the one under --root itself (what ``make demo`` trained);
@@ -92,7 +93,7 @@ from config import ConfigError, add_common_args, config_from_args, load_config  
 from devices import select_device  # noqa: E402
 from figures import plt, save_png  # noqa: E402
 from interval_outputs import split_quantiles  # noqa: E402
-from io_utils import atomic_output, provenance, write_attrs  # noqa: E402
+from io_utils import InputError, atomic_output, provenance, write_attrs  # noqa: E402
 from noise_files import load_noise_file  # noqa: E402
 from prediction import find_checkpoints, predict_ensemble  # noqa: E402
 from prediction_files import InputSamples  # noqa: E402
@@ -651,6 +652,40 @@ def plot_examples(cfg, inputs, results, families, sigma_gev, path: Path) -> None
     _save(fig, path)
 
 
+# --- comparing studies made earlier ----------------------------------------------------------------
+COMPARED_ERRORS = ("total", "total_with_prior", "total_calibrated")
+
+
+def read_summary(root: Path) -> pd.DataFrame:
+    """The coverage_summary.csv of a study written under ``root`` (an InputError if there is none)."""
+    path = root / "results" / "validation" / "coverage_summary.csv"
+    if not path.is_file():
+        raise InputError(path, None, "missing: run validate_coverage.py with this --root first")
+    return pd.read_csv(path)
+
+
+def comparison(studies: dict[str, pd.DataFrame]) -> str:
+    """The level-1 figures of several studies side by side (rows family × σ present in all): per
+    study the median relative error of ρ̄, then for each error of COMPARED_ERRORS that every study
+    has, its coverage (mean ± spread over the audiences), mean |pull| and CRPS."""
+    level1 = {label: d[d["level"] == 1].set_index(["family", "sigma_gev"]) for label, d in studies.items()}
+    keys = [k for k in next(iter(level1.values())).index if all(k in d.index for d in level1.values())]
+    errors = [e for e in COMPARED_ERRORS if all(f"coverage_{e}_mean" in d.columns for d in level1.values())]
+    head = ["family", "σ"]
+    for label in level1:
+        head += [f"{label}: median rel. error of ρ̄"] + [f"{label}: {e} coverage, \\|pull\\|, CRPS" for e in errors]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key in keys:
+        cells = [str(key[0]), str(key[1])]
+        for d in level1.values():
+            r = d.loc[key]
+            cells.append(_cell(r, "median_rel_error", True, 1))
+            cells += [f"{_cell(r, f'coverage_{e}', True, 0)}, {r[f'mean_abs_pull_{e}_mean']:.2f}, "
+                      f"{r[f'crps_{e}_mean']:.4f}" for e in errors]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 @main_guard
 def main(argv=None) -> int:
     parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
@@ -662,7 +697,16 @@ def main(argv=None) -> int:
     parser.add_argument("--families", default=",".join(validation.FAMILIES),
                         help=f"comma-separated subset of {','.join(validation.FAMILIES)}")
     parser.add_argument("--no-train", action="store_true", help="stop if an audience is not trained yet")
+    parser.add_argument("--compare", action="append", metavar="LABEL=ROOT",
+                        help="only compare studies made earlier (repeatable): print their level-1 figures "
+                             "side by side, read from ROOT/results/validation/coverage_summary.csv")
     args = parser.parse_args(argv)
+    if args.compare:
+        pairs = [c.split("=", 1) for c in args.compare]
+        if any(len(p) != 2 for p in pairs):
+            raise ConfigError(f"--compare {args.compare}: expected LABEL=ROOT")
+        print(comparison({label: read_summary(Path(root)) for label, root in pairs}))
+        return 0
     start = time.perf_counter()
     cfg = config_from_args(args)
     families = [f for f in args.families.split(",") if f]

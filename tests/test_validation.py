@@ -315,3 +315,31 @@ def test_compare_hlt_judges_every_error_of_the_audience_beside_hlt():
     assert not any("calibrated" in c or "scaled" in c for c in plain.columns)
     md = compare_hlt.markdown(cfg, plain, ["header"], ["O3 σ = 0.44"])
     assert md.count("| O3 | 0.44 |") == 4 and "No calibrated rows for O3 σ = 0.44" in md
+
+
+def test_compare_prints_two_studies_side_by_side(tmp_path, capsys):
+    """--compare reads each study's summary and prints its level-1 figures beside the other's, only
+    for the errors both have; a root without a study is one line naming the file."""
+    import pandas as pd
+    from validate_coverage import main
+
+    def study(root, coverage, with_calibrated):
+        row = {"family": "gauss_peaks", "sigma_gev": 0.44, "n_audiences": 3,
+               "median_rel_error_mean": 0.11, "median_rel_error_spread": 0.01}
+        for e in ("total", "total_calibrated") if with_calibrated else ("total",):
+            row |= {f"coverage_{e}_mean": coverage, f"coverage_{e}_spread": 0.02,
+                    f"mean_abs_pull_{e}_mean": 1.5, f"crps_{e}_mean": 0.0706}
+        frame = pd.DataFrame([{**row, "level": 1}, {**row, "level": 0, "median_rel_error_mean": 9.0}])
+        (root / "results" / "validation").mkdir(parents=True)
+        frame.to_csv(root / "results" / "validation" / "coverage_summary.csv", index=False)
+
+    study(tmp_path / "a", 0.52, True)
+    study(tmp_path / "b", 0.61, False)
+    assert main(["--compare", f"demo={tmp_path / 'a'}", "--compare", f"larger={tmp_path / 'b'}"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and "total_calibrated" not in lines[0]          # only what both have
+    assert lines[2] == ("| gauss_peaks | 0.44 | 11.0 ± 1.0 % | 52 ± 2 %, 1.50, 0.0706 | 11.0 ± 1.0 % "
+                        "| 61 ± 2 %, 1.50, 0.0706 |")
+    assert main(["--compare", f"x={tmp_path / 'none'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "coverage_summary.csv" in err and "missing" in err
