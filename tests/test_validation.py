@@ -343,3 +343,26 @@ def test_compare_prints_two_studies_side_by_side(tmp_path, capsys):
     assert main(["--compare", f"x={tmp_path / 'none'}"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "coverage_summary.csv" in err and "missing" in err
+
+
+def test_pion_vector_ff_against_fixed_quadrature_and_its_identities(tmp_path):
+    """The ρ through the pion form factor: area A, |F(M)|² = M²/Γ² (Γ(M) = Γ), P-wave onset
+    ∝ (ω - E_c)^{3/2} at threshold; C(t) and ρ_σ against a fixed Gauss-Legendre rule in ω."""
+    cfg = cfg_with(tmp_path)
+    d = val.draw_family_member(cfg, "pion_vector_ff", 2)
+    p = d.parameters
+    Ec, M, G, B = p["E_c"], p["M"], p["Gamma"], p["B"]
+    f = lambda w: B * val.pwave_resonance(w, Ec, M, G)                               # noqa: E731
+    assert gauss_legendre(f, Ec, 400.0, 40000) == pytest.approx(p["A"], rel=1e-4)   # tail ~ ω⁻⁴ beyond 400
+    phase = val.pwave_continuum(np.array([M]), 1.0, Ec)[0]
+    assert val.pwave_resonance(np.array([M]), Ec, M, G)[0] == pytest.approx(phase * M**2 / G**2, rel=1e-12)
+    onset = val.pwave_resonance(Ec + np.array([1e-6, 4e-6]), Ec, M, G)
+    assert onset[1] / onset[0] == pytest.approx(4**1.5, rel=1e-3)
+    assert val.pwave_resonance(np.array([Ec * 0.99]), Ec, M, G)[0] == 0.0
+    corr = np.array([gauss_legendre(lambda w, t=t: kernel(t, w, cfg["kernel"], cfg["T"]) * f(w), Ec, 60.0, 6000)
+                     for t in cfg.t])
+    np.testing.assert_allclose(d.correlator, corr, rtol=1e-8)
+    s = cfg["sigmas_gev"][0]
+    truth = np.array([gauss_legendre(lambda w, E=E: gaussian(E - w, cfg.sigma(s)) * f(w), Ec, 12.0, 2000)
+                      for E in cfg.energies])
+    assert np.max(np.abs(d.truth[s] - truth)) < 1e-9 * truth.max()
