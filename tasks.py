@@ -13,12 +13,20 @@ from sigma_model_utils import SPACES
 def training_runs_table(cfg) -> dict[str, dict]:
     """What is trained, name -> {arch, nb, nrho[, space]}: the ensembles, then with
     interval_networks the interval networks (INTERVAL_RUN: Nmax's arch, N_b and N_rho on the
-    training space of the calibration space, settings.CALIBRATION_SPACES)."""
+    calibration space, ``calibration_space``)."""
     table = dict(cfg["ensembles"])
     if cfg["interval_networks"]:
         space = CALIBRATION_SPACES[cfg["calibration_space"]]
         table[INTERVAL_RUN] = dict(cfg["ensembles"][REFERENCE], **({"space": space} if space else {}))
     return table
+
+
+def calibration_space(cfg) -> str:
+    """The training space the calibration set is drawn from and the interval networks train on
+    (settings.CALIBRATION_SPACES): the mixture, or Nmax's own space; ensemble_space(cfg,
+    INTERVAL_RUN) with interval networks, and defined without them too (the validation family of
+    that space needs it either way)."""
+    return CALIBRATION_SPACES[cfg["calibration_space"]] or cfg["ensembles"][REFERENCE].get("space", "chebyshev")
 
 
 def ensemble_space(cfg, ensemble: str) -> str:

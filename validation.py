@@ -63,9 +63,9 @@ import numpy as np
 from scipy import integrate
 
 from mocks import correlator_of, o3_density, smeared_of, tanh_continuum
-from roles import INTERVAL_RUN, REFERENCE
+from roles import REFERENCE
 from sigma_model_utils import correlators_and_targets, gaussian, kernel, rng_for, sample_coefficients
-from tasks import ensemble_space
+from tasks import calibration_space
 from training_sets import space_samples
 
 # the order fixes each family's measurement streams (its index): new families are appended
@@ -277,7 +277,7 @@ def calibration_space_densities(cfg, n: int) -> list[ValidationDensity]:
     """n densities of the calibration space (the interval networks' training space) from the stream
     'validation-calibration_space', which neither training nor the calibration set uses: held out from
     both, inside the space the calibrated error promises its coverage over."""
-    space = ensemble_space(cfg, INTERVAL_RUN)
+    space = calibration_space(cfg)
     nb = int(cfg["ensembles"][REFERENCE]["nb"])
     _, correlators, targets = space_samples(cfg, nb, n, space, f"validation-{CALIBRATION_FAMILY}")
     return [ValidationDensity(CALIBRATION_FAMILY, i, {"space": space, "nb": nb}, correlators[i],

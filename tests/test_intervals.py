@@ -220,3 +220,19 @@ def test_mixture_calibration_space_is_generated_and_trained_on(tiny_cfg):
     assert paths == [cfg.training_file(nmax["nb"], nmax["nrho"], "mixture")]
     data = load_training_data(cfg, INTERVAL_RUN, 0.44)
     assert data.path == paths[0] and data.n_samples == nmax["nrho"]
+
+
+def test_the_calibration_space_is_known_without_interval_networks():
+    """tasks.calibration_space is the interval networks' training space where they exist, and the same
+    space without them (the validation family calibration_space is drawn from it either way)."""
+    from tasks import calibration_space
+    for overrides in ([], ["calibration_space=training"], ["space=mixture", "calibration_space=training"],
+                      ["space=physical"]):
+        on = load_config("tiny", overrides)
+        off = load_config("tiny", [*overrides, "interval_networks=false"])
+        assert calibration_space(on) == calibration_space(off) == ensemble_space(on, INTERVAL_RUN)
+    assert calibration_space(load_config("tiny", ["calibration_space=training", "interval_networks=false"])) \
+        == "chebyshev"
+    import validation
+    drawn = validation.draw_family(load_config("tiny", ["interval_networks=false"]), "calibration_space", 2)
+    assert [d.parameters["space"] for d in drawn] == ["mixture", "mixture"]
