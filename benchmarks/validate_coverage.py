@@ -200,10 +200,13 @@ def predict_family(cfg, samples: dict, sigma_gev, device) -> dict:
 def calibration_of(cfg, sigma_gev):
     """The audience's calibration of σ (refused if made with other networks), or None (with a note)
     when it has no interval networks or no calibration file: no calibrated figures then."""
-    if not cfg["interval_networks"] or not cfg.calibration_file(sigma_gev).is_file():
+    if not cfg["interval_networks"]:
+        print(f"  NOTE: audience under {cfg.root}, sigma = {sigma_gev}: interval_networks=false, so no "
+              "calibrated figures")
+        return None
+    if not cfg.calibration_file(sigma_gev).is_file():
         print(f"  NOTE: audience under {cfg.root}, sigma = {sigma_gev}: no calibration "
-              f"({'interval_networks=false' if not cfg['interval_networks'] else cfg.calibration_file(sigma_gev)} "
-              "missing): no calibrated figures (run calibrate_sigma.py)")
+              f"({cfg.calibration_file(sigma_gev)} missing): no calibrated figures (run calibrate_sigma.py)")
         return None
     cal = read_calibration(cfg, sigma_gev)
     check_networks(cfg, cal, calibration_networks(cfg, sigma_gev))
