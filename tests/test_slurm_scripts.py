@@ -212,13 +212,16 @@ def test_training_job_forwards_signal_and_requeues_on_warning(fake_slurm, tmp_pa
 
 
 def test_local_runner_runs_the_slurm_tasks_in_order(tmp_path):
-    """run_pipeline.py: one process per array index of each stage, then prediction + analysis."""
+    """run_pipeline.py: one process per array index of each stage, the calibration one per σ, then
+    prediction + analysis."""
     cfg = load_config("tiny", [], tmp_path)
     tasks = run_pipeline.tasks(cfg)
     stages = [stage for stage, _ in tasks]
     n_gen, n_groups = len(generation_tasks(cfg)), len(training_groups(cfg))
-    assert stages == (["generation"] * n_gen + ["training"] * n_groups + ["calibration"]
+    assert stages == (["generation"] * n_gen + ["training"] * n_groups + ["calibration"] * len(cfg["sigmas_gev"])
                       + ["prediction O3", "analysis O3", "prediction delta_tanh", "analysis delta_tanh"])
+    calibrations = [cmd for stage, cmd in tasks if stage == "calibration"]
+    assert [float(cmd[cmd.index("--sigma") + 1]) for cmd in calibrations] == cfg["sigmas_gev"]
     plain = load_config("tiny", ["interval_networks=false"], tmp_path)
     assert "calibration" not in [stage for stage, _ in run_pipeline.tasks(plain)]
     assert "calibration" not in run_pipeline.expected_outputs(plain)
