@@ -366,3 +366,31 @@ def test_pion_vector_ff_against_fixed_quadrature_and_its_identities(tmp_path):
     truth = np.array([gauss_legendre(lambda w, E=E: gaussian(E - w, cfg.sigma(s)) * f(w), Ec, 12.0, 2000)
                       for E in cfg.energies])
     assert np.max(np.abs(d.truth[s] - truth)) < 1e-9 * truth.max()
+
+
+def test_two_channel_cusp_against_fixed_quadrature_and_its_identities(tmp_path):
+    """Two S-wave channels: each onset ∝ (ω - E_j)^{1/2}, the plateau B_1 + B_2 at large ω; C(t) and
+    ρ_σ against a fixed Gauss-Legendre rule in u with ω = E_j + u² on each piece, which removes the
+    square-root singularities of the slope."""
+    cfg = cfg_with(tmp_path)
+    d = val.draw_family_member(cfg, "two_channel_cusp", 1)
+    p = d.parameters
+    B, E = (p["B_1"], p["B_2"]), (p["E_1"], p["E_2"])
+    f = lambda w: val.swave_channels(w, B, E)                                           # noqa: E731
+    for j in range(2):
+        onset = val.swave_channels(E[j] + np.array([1e-8, 4e-8]), B, E) - val.swave_channels(np.array([E[j]]), B, E)
+        assert onset[1] / onset[0] == pytest.approx(2.0, rel=1e-4)
+    assert val.swave_channels(np.array([1e6]), B, E)[0] == pytest.approx(B[0] + B[1], rel=1e-9)
+    assert val.swave_channels(np.array([E[0] * 0.999]), B, E)[0] == 0.0
+
+    def integral(g, top, n):
+        """∫_{E_1}^{top} g(ω) f(ω) dω, as ∫ g f(E_j + u²) 2u du on [E_1, E_2] and [E_2, top]."""
+        pieces = ((E[0], E[1]), (E[1], top))
+        return sum(gauss_legendre(lambda u, a=a: g(a + u**2) * f(a + u**2) * 2 * u, 0.0, np.sqrt(b - a), n)
+                   for a, b in pieces)
+
+    corr = np.array([integral(lambda w, t=t: kernel(t, w, cfg["kernel"], cfg["T"]), 60.0, 4000) for t in cfg.t])
+    np.testing.assert_allclose(d.correlator, corr, rtol=1e-8)
+    s = cfg["sigmas_gev"][0]
+    truth = np.array([integral(lambda w, E_k=E_k: gaussian(E_k - w, cfg.sigma(s)), 12.0, 2000) for E_k in cfg.energies])
+    assert np.max(np.abs(d.truth[s] - truth)) < 1e-9 * truth.max()
