@@ -28,7 +28,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from calibration import CENTRES, calibrated_ensembles
@@ -37,9 +36,9 @@ from io_utils import (
     POSITIVE,
     SHARE,
     InputError,
-    atomic_output,
     checksummed_dataset,
     file_sha256,
+    h5_output,
     open_h5,
     provenance,
     read_correlation,
@@ -113,13 +112,12 @@ def write_calibration(cfg, sigma_gev: float, cal: Calibration, **extra) -> Path:
     path = cfg.calibration_file(sigma_gev)
     values = {**{f"Q/{c}": cal.Q[c] for c in CENTRES}, "S": cal.S, **{f"R/{c}": cal.R[c] for c in CENTRES},
               **{f"coverage/{c}": cal.coverage[c] for c in CENTRES}, "energies": cfg.energies}
-    with atomic_output(path) as tmp:
-        with h5py.File(tmp, "w") as h5:
-            for key, data in values.items():
-                checksummed_dataset(h5, key, data=np.asarray(data, dtype=np.float64))
-            write_attrs(h5, provenance(cfg, space=cal.space, n_cal=cal.n_cal, n_boot_cal=cal.n_boot_cal,
-                                       calibration_seed=cal.seed, sigma_gev=float(sigma_gev),
-                                       checkpoints=json.dumps(cal.checkpoints, sort_keys=True), **extra))
+    with h5_output(path) as h5:          # built in memory: a full disk is one OutputError
+        for key, data in values.items():
+            checksummed_dataset(h5, key, data=np.asarray(data, dtype=np.float64))
+        write_attrs(h5, provenance(cfg, space=cal.space, n_cal=cal.n_cal, n_boot_cal=cal.n_boot_cal,
+                                   calibration_seed=cal.seed, sigma_gev=float(sigma_gev),
+                                   checkpoints=json.dumps(cal.checkpoints, sort_keys=True), **extra))
     return path
 
 

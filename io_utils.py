@@ -125,6 +125,19 @@ def save_torch(obj, path: str | Path) -> Path:
     return Path(path)
 
 
+@contextlib.contextmanager
+def h5_output(path: str | Path):
+    """Yield an HDF5 file built in memory; when the block ends, every HDF5 handle is closed and its
+    bytes are written to ``path`` atomically (``atomic_output``).  A full disk is then Python's one
+    OSError (an OutputError naming ``path``), never HDF5 failing while it flushes or frees handles
+    (tracebacks from its destructors, a crash at exit).  For files that fit in memory."""
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as h5:
+        yield h5
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(buffer.getbuffer())
+
+
 def check_writable(directory: str | Path, what: str = "outputs") -> Path:
     """Create ``directory`` if needed and prove a file can be written there, before any computing."""
     directory = Path(directory)
