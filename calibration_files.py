@@ -7,9 +7,16 @@ reader (the method: calibration.py).
     R/{centre} [N_E, N_E]   the correlation over the calibration set of the signed scores (c − y)/w
     coverage/{centre} [N_E] the share of the calibration items covered by c ± Q·w (≥ 0.6827 by
                             construction; a check, not a promise for new data)
+    energies [N_E]          the energy grid
     attrs: space (the calibration space), n_cal, n_boot_cal, seed, stream, checkpoints (JSON
     {path relative to --root: SHA-256} of every network whose predictions made the file), and the
     provenance of io_utils.
+
+Every dataset carries a Fletcher-32 checksum (io_utils.checksummed_dataset, as the training files),
+and its values are checked when read (``datasets``: the factors positive and finite, R a correlation
+matrix, the coverage a share): a damaged or implausible file is one InputError naming the file, the
+key and the command that makes it again, never a wrong result.  A file written before the checksums
+(none on its datasets) is read, its values checked all the same.
 
 The checkpoints' SHA-256 bind the factors to the networks: ``check_networks`` refuses a calibration
 made with other networks than those on disk now (retrained, or copied from another audience).
@@ -21,18 +28,22 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from calibration import CENTRES, calibrated_ensembles
 from interval_outputs import interval_checkpoints
 from io_utils import (
+    POSITIVE,
+    SHARE,
     InputError,
-    atomic_output,
+    checksummed_dataset,
     file_sha256,
+    h5_output,
     open_h5,
     provenance,
+    read_correlation,
     read_dataset,
+    read_values,
     recorded_fingerprint,
     write_attrs,
 )
@@ -74,20 +85,39 @@ def checkpoint_hashes(cfg, paths) -> dict:
             for p in paths}
 
 
+def datasets(n_e: int) -> dict:
+    """Every dataset of the file: {key: how it is read and checked (a function of the open file and the
+    key)}.  A new per-energy factor is one more entry: ``_values((n_e,), POSITIVE)``, or
+    ``_values((n_e, None), POSITIVE)`` for factors per energy and bin."""
+    return {**{f"Q/{c}": _values((n_e,), POSITIVE) for c in CENTRES},
+            "S": _values((n_e,), POSITIVE),
+            **{f"R/{c}": lambda h5, key: read_correlation(h5, key, n_e) for c in CENTRES},
+            **{f"coverage/{c}": _values((n_e,), SHARE) for c in CENTRES},
+            "energies": lambda h5, key: read_dataset(h5, key, (n_e,))}
+
+
+def _values(shape, rule):
+    return lambda h5, key: read_values(h5, key, shape, rule)
+
+
+def remake_command(cfg, sigma_gev: float) -> str:
+    """The command that makes the calibration file of σ again (``--force``: an unreadable file may
+    still record the fingerprint of an up-to-date one)."""
+    return cfg.command("calibrate_sigma.py", "--sigma", sigma_gev, "--force")
+
+
 def write_calibration(cfg, sigma_gev: float, cal: Calibration, **extra) -> Path:
-    """The calibration file of σ, atomically, with the provenance (``extra`` attributes added)."""
+    """The calibration file of σ, atomically, every dataset checksummed, with the provenance
+    (``extra`` attributes added)."""
     path = cfg.calibration_file(sigma_gev)
-    with atomic_output(path) as tmp:
-        with h5py.File(tmp, "w") as h5:
-            for centre in CENTRES:
-                h5[f"Q/{centre}"] = cal.Q[centre]
-                h5[f"R/{centre}"] = cal.R[centre]
-                h5[f"coverage/{centre}"] = cal.coverage[centre]
-            h5["S"] = cal.S
-            h5["energies"] = cfg.energies
-            write_attrs(h5, provenance(cfg, space=cal.space, n_cal=cal.n_cal, n_boot_cal=cal.n_boot_cal,
-                                       calibration_seed=cal.seed, sigma_gev=float(sigma_gev),
-                                       checkpoints=json.dumps(cal.checkpoints, sort_keys=True), **extra))
+    values = {**{f"Q/{c}": cal.Q[c] for c in CENTRES}, "S": cal.S, **{f"R/{c}": cal.R[c] for c in CENTRES},
+              **{f"coverage/{c}": cal.coverage[c] for c in CENTRES}, "energies": cfg.energies}
+    with h5_output(path) as h5:          # built in memory: a full disk is one OutputError
+        for key, data in values.items():
+            checksummed_dataset(h5, key, data=np.asarray(data, dtype=np.float64))
+        write_attrs(h5, provenance(cfg, space=cal.space, n_cal=cal.n_cal, n_boot_cal=cal.n_boot_cal,
+                                   calibration_seed=cal.seed, sigma_gev=float(sigma_gev),
+                                   checkpoints=json.dumps(cal.checkpoints, sort_keys=True), **extra))
     return path
 
 
@@ -98,27 +128,32 @@ def up_to_date(cfg, sigma_gev: float, made_of: str) -> bool:
 
 
 def read_calibration(cfg, sigma_gev: float) -> Calibration:
-    """The calibration of σ; a missing or malformed file is one InputError naming it and what to run."""
+    """The calibration of σ, every dataset checked (``datasets``); a missing, damaged or malformed file
+    is one InputError naming it, the key and the command that makes it (again)."""
     path = cfg.calibration_file(sigma_gev)
     if not path.is_file():
-        raise InputError(path, None, f"missing: calibrate first (python calibrate_sigma.py --preset {cfg.preset}"
-                         f"{''.join(' --set ' + o for o in cfg.overrides)} --root {cfg.root})")
-    n_e = int(cfg["n_energies"])
-    with open_h5(path, "calibration file") as h5:
-        Q = {c: read_dataset(h5, f"Q/{c}", (n_e,)) for c in CENTRES}
-        R = {c: read_dataset(h5, f"R/{c}", (n_e, n_e)) for c in CENTRES}
-        coverage = {c: read_dataset(h5, f"coverage/{c}", (n_e,)) for c in CENTRES}
-        S = read_dataset(h5, "S", (n_e,))
-        energies = read_dataset(h5, "energies", (n_e,))
-        if not np.allclose(energies, cfg.energies, rtol=1e-12, atol=0):
-            raise InputError(path, "energies", "another energy grid than the preset's")
-        attrs = dict(h5.attrs)
+        raise InputError(path, None, f"missing: calibrate first ({cfg.command('calibrate_sigma.py')})")
     try:
-        return Calibration(Q, S, R, coverage, str(attrs["space"]), int(attrs["n_cal"]), int(attrs["n_boot_cal"]),
-                           int(attrs["calibration_seed"]), json.loads(attrs["checkpoints"]), path)
+        return _read_calibration(cfg, path)
+    except InputError as err:
+        raise InputError(path, err.key, f"{err.problem}; make it again with `{remake_command(cfg, sigma_gev)}`") \
+            from None
+
+
+def _read_calibration(cfg, path: Path) -> Calibration:
+    with open_h5(path, "calibration file") as h5:
+        read = {key: check(h5, key) for key, check in datasets(int(cfg["n_energies"])).items()}
+        attrs = dict(h5.attrs)
+    if not np.allclose(read["energies"], cfg.energies, rtol=1e-12, atol=0):
+        raise InputError(path, "energies", "another energy grid than the preset's")
+    try:
+        made = (str(attrs["space"]), int(attrs["n_cal"]), int(attrs["n_boot_cal"]), int(attrs["calibration_seed"]),
+                json.loads(attrs["checkpoints"]))
     except (KeyError, ValueError) as err:
         raise InputError(path, None, f"attributes space, n_cal, n_boot_cal, calibration_seed, checkpoints "
-                         f"expected ({err})") from err
+                         f"expected ({err})") from None
+    return Calibration({c: read[f"Q/{c}"] for c in CENTRES}, read["S"], {c: read[f"R/{c}"] for c in CENTRES},
+                       {c: read[f"coverage/{c}"] for c in CENTRES}, *made, path)
 
 
 def check_networks(cfg, cal: Calibration, paths) -> None:

@@ -125,6 +125,19 @@ def save_torch(obj, path: str | Path) -> Path:
     return Path(path)
 
 
+@contextlib.contextmanager
+def h5_output(path: str | Path):
+    """Yield an HDF5 file built in memory; when the block ends, every HDF5 handle is closed and its
+    bytes are written to ``path`` atomically (``atomic_output``).  A full disk is then Python's one
+    OSError (an OutputError naming ``path``), never HDF5 failing while it flushes or frees handles
+    (tracebacks from its destructors, a crash at exit).  For files that fit in memory."""
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as h5:
+        yield h5
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(buffer.getbuffer())
+
+
 def check_writable(directory: str | Path, what: str = "outputs") -> Path:
     """Create ``directory`` if needed and prove a file can be written there, before any computing."""
     directory = Path(directory)
@@ -325,6 +338,12 @@ def open_h5(path: str | Path, what: str) -> h5py.File:
         raise InputError(path, None, f"not a readable HDF5 file ({err}); expected the {what}") from None
 
 
+def checksummed_dataset(h5, name: str, shape=None, dtype="f8", chunks=None, data=None) -> h5py.Dataset:
+    """A dataset every chunk of which carries a Fletcher-32 checksum: a damaged byte is an error when
+    it is read (read_dataset: DamagedFile), not a wrong number."""
+    return h5.create_dataset(name, shape, dtype, data=data, chunks=chunks, fletcher32=True)
+
+
 def read_dataset(h5: h5py.File, key: str, shape=None, dtype=np.float64) -> np.ndarray:
     """Read ``key`` from an open file, checking it exists, its shape, and that it is finite.
 
@@ -353,3 +372,36 @@ def read_dataset(h5: h5py.File, key: str, shape=None, dtype=np.float64) -> np.nd
     if np.issubdtype(data.dtype, np.floating) and not np.all(np.isfinite(data)):
         raise InputError(filename, key, "contains NaN or inf; expected finite values")
     return data
+
+
+# the rules of read_values: (what the values must be, the test of each value)
+POSITIVE = ("positive finite values", lambda x: x > 0)
+SHARE = ("shares in [0, 1]", lambda x: (x >= 0) & (x <= 1))
+
+
+def read_values(h5: h5py.File, key: str, shape, rule) -> np.ndarray:
+    """read_dataset (present, of ``shape``, finite), and every value obeys ``rule`` (POSITIVE,
+    SHARE or another (expected, test) pair): the first value that does not is named with its index."""
+    data = read_dataset(h5, key, shape)
+    expected, test = rule
+    bad = np.argwhere(~test(data))
+    if len(bad):
+        at = tuple(bad[0])
+        raise InputError(h5.file.filename, key, f"{data[at]:.6g} at index {list(map(int, at))} ({len(bad)} "
+                         f"such value{'s' if len(bad) > 1 else ''}); expected {expected}")
+    return data
+
+
+def read_correlation(h5: h5py.File, key: str, n: int, tol: float = 1e-10) -> np.ndarray:
+    """read_dataset of an n×n correlation matrix, checked as one (to rounding ``tol``): symmetric, unit
+    diagonal, entries in [-1, 1], no negative eigenvalue."""
+    r = read_dataset(h5, key, (n, n))
+    problems = [(np.abs(r - r.T).max() > tol, "not symmetric"),
+                (np.abs(np.diag(r) - 1).max() > tol, "a diagonal entry is not 1"),
+                (np.abs(r).max() > 1 + tol, f"an entry of magnitude {np.abs(r).max():.6g} > 1"),
+                (np.linalg.eigvalsh((r + r.T) / 2).min() < -tol * n, "not positive semi-definite")]
+    found = [what for bad, what in problems if bad]
+    if found:
+        raise InputError(h5.file.filename, key, f"{', '.join(found)}; expected a correlation matrix "
+                         "(symmetric, unit diagonal, |R| <= 1, positive semi-definite)")
+    return r

@@ -57,6 +57,7 @@ from io_utils import (
     atomic_output,
     check_free_space,
     check_writable,
+    checksummed_dataset,
     file_sha256,
     open_h5,
     provenance,
@@ -229,26 +230,20 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
-def _dataset(h5, name: str, shape=None, dtype="f8", chunks=None, data=None):
-    """A dataset of the training file, every chunk with a Fletcher-32 checksum: a damaged byte is
-    an error when it is read, not a wrong number."""
-    return h5.create_dataset(name, shape, dtype, data=data, chunks=chunks, fletcher32=True)
-
-
 def _create_datasets(h5, cfg, nb: int | None, nrho: int, noise, space: str) -> None:
     n_t, n_e, block = cfg.n_t, len(cfg.energies), cfg["rng_block"]
     chunk = (min(block, nrho),)
     for name, (shape, dtype) in parameter_datasets(cfg, nb, space).items():
-        _dataset(h5, name, (nrho, *shape), dtype, chunks=chunk + shape)
-    _dataset(h5, "clean_correlators", (nrho, n_t), chunks=chunk + (n_t,))
+        checksummed_dataset(h5, name, (nrho, *shape), dtype, chunks=chunk + shape)
+    checksummed_dataset(h5, "clean_correlators", (nrho, n_t), chunks=chunk + (n_t,))
     for sigma in cfg["sigmas_gev"]:
-        _dataset(h5, target_key(sigma), (nrho, n_e), chunks=chunk + (n_e,))
-    _dataset(h5, "noise_scale", (nrho,), chunks=chunk)
-    _dataset(h5, "standardized_noisy_correlators", (nrho, cfg["n_noise"], n_t), "f4",
+        checksummed_dataset(h5, target_key(sigma), (nrho, n_e), chunks=chunk + (n_e,))
+    checksummed_dataset(h5, "noise_scale", (nrho,), chunks=chunk)
+    checksummed_dataset(h5, "standardized_noisy_correlators", (nrho, cfg["n_noise"], n_t), "f4",
              chunks=chunk + (cfg["n_noise"], n_t))
     for name, values in (("t", cfg.t), ("energies", cfg.energies), ("noise_mean", noise.mean),
                          ("noise_cov", noise.cov)):
-        _dataset(h5, name, data=values)
+        checksummed_dataset(h5, name, data=values)
 
 
 def training_file_bytes(cfg, nb: int | None, nrho: int, space: str = "chebyshev") -> int:
@@ -362,8 +357,8 @@ def _generate_training_files(cfg, nb: int | None, workers, progress: bool, log, 
         for nrho, h5 in files.items():
             clean = correlators[:nrho]
             scales[nrho] = (clean.mean(axis=0), clean.std(axis=0))
-            _dataset(h5, "mu_vector", data=scales[nrho][0])
-            _dataset(h5, "gamma_vector", data=scales[nrho][1])
+            checksummed_dataset(h5, "mu_vector", data=scales[nrho][0])
+            checksummed_dataset(h5, "gamma_vector", data=scales[nrho][1])
         for k in tqdm(range(n_blocks), disable=not progress, desc=f"{label} noisy copies", unit="block"):
             lo = k * block
             corr = correlators[lo:lo + block]

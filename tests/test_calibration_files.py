@@ -1,10 +1,13 @@
-"""The calibration file: written and read by its owner, bound to the networks it was made with."""
+"""The calibration file: written and read by its owner, bound to the networks it was made with,
+checksummed and its values checked when read."""
+import h5py
 import numpy as np
 import pytest
 
 import calibration_files as cf
 from calibration import CENTRES
 from config import load_config
+from covariance import score_correlation
 from io_utils import InputError
 
 
@@ -14,12 +17,16 @@ def cfg(tmp_path):
 
 
 def calibration(cfg, networks):
+    """Factors as calibrate_sigma.py makes them; R the correlation of 16 items' scores at N_E = 47
+    energies, rank-deficient as the tiny preset's (eigenvalues 0 up to rounding)."""
     n_e = cfg["n_energies"]
     g = np.random.default_rng(0)
+    R = {c: score_correlation(g.normal(size=(16, n_e)), np.zeros((16, n_e)), g.uniform(1, 2, (16, n_e)))
+         for c in CENTRES}
     return cf.Calibration(Q={c: g.uniform(0.5, 2, n_e) for c in CENTRES}, S=g.uniform(0.5, 2, n_e),
-                          R={c: np.eye(n_e) for c in CENTRES}, coverage={c: np.full(n_e, 0.7) for c in CENTRES},
+                          R=R, coverage={c: np.full(n_e, 0.7) for c in CENTRES},
                           space="training", n_cal=40, n_boot_cal=5, seed=7,
-                          checkpoints=cf.checkpoint_hashes(cfg, networks))
+                          checkpoints=cf.checkpoint_hashes(cfg, networks or []))
 
 
 def test_round_trip_and_the_networks_it_was_made_with(cfg, tmp_path):
@@ -31,6 +38,10 @@ def test_round_trip_and_the_networks_it_was_made_with(cfg, tmp_path):
     written = calibration(cfg, networks)
     path = cf.write_calibration(cfg, sigma, written)
     assert path == tmp_path / "calibration" / "calibration_sigma44.h5"
+    with h5py.File(path, "r") as h5:            # every dataset the reader checks, each checksummed
+        keys = []
+        h5.visititems(lambda key, obj: keys.append(key) if isinstance(obj, h5py.Dataset) else None)
+        assert sorted(keys) == sorted(cf.datasets(cfg["n_energies"])) and all(h5[k].fletcher32 for k in keys)
     read = cf.read_calibration(cfg, sigma)
     for c in CENTRES:
         np.testing.assert_array_equal(read.Q[c], written.Q[c])
@@ -45,6 +56,86 @@ def test_round_trip_and_the_networks_it_was_made_with(cfg, tmp_path):
         cf.check_networks(cfg, read, networks)
     with pytest.raises(InputError, match="other networks"):
         cf.check_networks(cfg, read, networks[:1])              # one network fewer
+
+
+REMAKE = r"make it again with `python calibrate_sigma.py --preset tiny --sigma 0.44 --force --root "
+
+
+def test_a_flipped_byte_is_detected_by_the_checksum_and_the_remedy_named(cfg):
+    """A low mantissa byte of one factor: a believable wrong number without the checksum."""
+    written = calibration(cfg, [])
+    path = cf.write_calibration(cfg, 0.44, written)
+    with h5py.File(path, "r") as h5:         # the stored bytes are the values, little-endian
+        offset = h5["Q/median"].id.get_chunk_info(0).byte_offset
+        assert h5["Q/median"].id.read_direct_chunk((0,))[1][:8 * 47] == written.Q["median"].astype("<f8").tobytes()
+    data = bytearray(path.read_bytes())
+    data[offset + 8 * 3] ^= 0x01             # the lowest byte of Q_median at the fourth energy:
+    path.write_bytes(bytes(data))            # 1 part in 10^16 of a believable number
+    with pytest.raises(InputError, match=r"calibration_sigma44.h5, key 'Q/median': damaged.*checksum.*" + REMAKE):
+        cf.read_calibration(cfg, 0.44)
+
+
+def without_checksums(path):
+    """Rewrite the calibration file as files written before the checksums were (plain datasets)."""
+    with h5py.File(path, "r") as old:
+        values = {}
+        old.visititems(lambda key, obj: values.update({key: obj[()]}) if isinstance(obj, h5py.Dataset) else None)
+        attrs = dict(old.attrs)
+    with h5py.File(path, "w") as h5:
+        for key, data in values.items():
+            h5[key] = data
+        h5.attrs.update(attrs)
+    return values
+
+
+def test_a_file_without_checksums_is_read_and_its_values_still_checked(cfg):
+    path = cf.write_calibration(cfg, 0.44, calibration(cfg, []))
+    values = without_checksums(path)
+    read = cf.read_calibration(cfg, 0.44)
+    np.testing.assert_array_equal(read.Q["median"], values["Q/median"])
+    with h5py.File(path, "r+") as h5:
+        h5["Q/median"][3] = -h5["Q/median"][3]
+    with pytest.raises(InputError, match=r"key 'Q/median': -\d.* at index \[3\] \(1 such value\); expected "
+                                         r"positive finite values; " + REMAKE):
+        cf.read_calibration(cfg, 0.44)
+
+
+def _set(key, index, value):
+    def damage(h5):
+        h5[key][index] = value
+    return damage
+
+
+def _not_psd(h5):        # |R| <= 1, symmetric, unit diagonal, but no correlation matrix
+    r = np.eye(h5["R/paper"].shape[0])
+    r[:3, :3] = [[1, 0.9, 0.9], [0.9, 1, -0.9], [0.9, -0.9, 1]]
+    assert np.linalg.eigvalsh(r).min() < -0.5
+    h5["R/paper"][...] = r
+
+
+@pytest.mark.parametrize("damage,key,problem", [
+    (_set("Q/paper", 0, 0.0), "Q/paper", r"0 at index \[0\].*expected positive finite values"),
+    (_set("S", 5, -1.5), "S", r"-1.5 at index \[5\].*expected positive finite values"),
+    (_set("Q/median", 2, 1e308 * 10), "Q/median", "contains NaN or inf"),
+    (_set("R/median", (1, 2), 5.0), "R/median", "not symmetric, an entry of magnitude 5 > 1"),
+    (_set("R/median", (4, 4), 0.5), "R/median", "a diagonal entry is not 1"),
+    (_not_psd, "R/paper", "not positive semi-definite"),
+    (_set("coverage/paper", 1, 1.5), "coverage/paper", r"1.5 at index \[1\].*expected shares in \[0, 1\]"),
+])
+def test_implausible_values_are_refused_naming_the_key(cfg, damage, key, problem):
+    path = cf.write_calibration(cfg, 0.44, calibration(cfg, []))
+    without_checksums(path)
+    with h5py.File(path, "r+") as h5:
+        damage(h5)
+    with pytest.raises(InputError, match=f"calibration_sigma44.h5, key '{key}': {problem}.*" + REMAKE):
+        cf.read_calibration(cfg, 0.44)
+
+
+def test_a_truncated_file_names_the_command_that_remakes_it(cfg):
+    path = cf.write_calibration(cfg, 0.44, calibration(cfg, []))
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(InputError, match="not a readable HDF5 file.*" + REMAKE):
+        cf.read_calibration(cfg, 0.44)
 
 
 def test_missing_calibration_says_what_to_run(cfg):

@@ -176,6 +176,35 @@ def test_a_disk_filling_up_while_writing_is_one_error_and_leaves_nothing(tmp_pat
         assert [p for p in root.rglob("*") if p.is_file() and p.parent.name != "locks"] == []
 
 
+FULL_CALIBRATION = """
+import shutil, sys
+from pathlib import Path
+sys.path[:0] = [{repo!r}, {tests!r}]
+import calibration_files
+from cli import main_guard
+from config import load_config
+from test_calibration_files import calibration
+
+cfg = load_config("tiny", [], {root!r})
+free = shutil.disk_usage(cfg.root).free
+(cfg.root / "filler").write_bytes(bytes(free - {left}))      # {left} bytes left
+sys.exit(main_guard(lambda: calibration_files.write_calibration(cfg, 0.44, calibration(cfg, [])) and 0)())
+"""
+
+
+@pytest.mark.parametrize("left", [4096, 40960])
+def test_a_disk_filling_up_while_the_calibration_is_written_is_one_line(left, tmp_path):
+    """Written by HDF5 onto the full disk, the file failed in HDF5's destructors: six tracebacks,
+    then a crash at exit (status 139) and a temporary left.  Built in memory, it is one line."""
+    tests = Path(__file__).parent
+    with tmpfs(tmp_path / "full", "size=8m") as root:
+        script = FULL_CALIBRATION.format(repo=str(tests.parent), tests=str(tests), root=str(root), left=left)
+        run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+        assert (run.returncode, run.stderr) == (2, f"error: {root}/calibration/calibration_sigma44.h5: cannot write: "
+                                                "the disk is full; nothing was written (no half-written file left)\n")
+        assert sorted(p.name for p in root.rglob("*") if p.is_file()) == ["filler"]
+
+
 # --- item 8: up-to-date outputs are kept and said so ----------------------------------------------
 def test_prediction_and_analysis_keep_up_to_date_outputs(tmp_path, capsys):
     cfg = load_config("tiny", [f"noise_file={NOISE}", "n_boot=20"], tmp_path)
