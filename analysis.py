@@ -56,8 +56,9 @@ from figures import plt, save_png
 from io_utils import InputError, check_writable, file_sha256, fingerprint, remove_stale_temporaries, task_lock
 from mocks import user_data_name
 from prediction_files import PredictionSet, load_interval_predictions, load_predictions
-from result_files import other_centre, result_paths, up_to_date, write_results
+from result_files import result_paths, up_to_date, write_results
 from roles import PRIOR_SYSTEMATIC, REFERENCE, SYSTEMATICS
+from tasks import unmeasured_systematics
 
 # The settings the analysis itself uses: which ensembles and σ it reads, and 1/a for σ in lattice units.
 ANALYSIS_KEYS = ("a_inv_gev", "calibrated_centre", "ensembles", "interval_networks", "prior_systematic", "sigmas_gev")
@@ -65,7 +66,7 @@ LABELS = {"stat": r"$\sigma_{\rm stat}$", "rep": r"$\sigma_{\rm rep}$", "sys_b":
           "sys_rho": r"$\Sigma_\rho$", "sys_n": r"$\Sigma_n$", "total": r"$\sigma_{\rm tot}$",
           "sys_prior": r"$\Sigma_{\rm prior}$", "total_with_prior": r"$\sigma_{\rm tot,prior}$",
           "total_calibrated": r"$\sigma_{\rm cal}$"}
-CALIBRATED_LABEL = "calibrated (marginal 68 % over the calibration space)"
+CALIBRATED_LABEL = "calibrated (68 % over the calibration space)"
 
 
 def analysis_settings(cfg) -> dict:
@@ -80,10 +81,14 @@ def analysis_settings(cfg) -> dict:
 class Calibrated:
     """The calibrated result of one input and σ (calibration.py): the columns of the calibrated group
     {column: [N_E]} (result_files.COLUMN_GROUPS), the covariances of its errors and the calibration used."""
-    centre: str               # the recommended centre (preset key calibrated_centre)
+    centres: tuple            # the recommended centre (preset key calibrated_centre) first, then the others
     columns: dict
-    covariances: dict         # total_calibrated (the recommended centre), total_calibrated_<other centre>
+    covariances: dict         # total_calibrated (the recommended centre), total_calibrated_<each other centre>
     calibration: dict         # {file, sha256, centre}
+
+    @property
+    def centre(self) -> str:
+        return self.centres[0]
 
     @property
     def central(self) -> np.ndarray:
@@ -94,20 +99,18 @@ class Calibrated:
         return self.columns["total_calibrated"]
 
     def of(self, centre: str) -> tuple[np.ndarray, np.ndarray]:
-        """(central_calibrated, total_calibrated) of either centre (calibration.CENTRES): the
-        recommended one's columns are unsuffixed, the other's end in _<centre>."""
-        suffix = "" if centre == self.centre else f"_{other_centre(self.centre)}"
-        if suffix and centre != other_centre(self.centre):
-            raise ValueError(f"centre {centre!r}: expected one of {calibration.CENTRES}")
+        """(central_calibrated, total_calibrated) of any of its centres: the recommended one's columns
+        are unsuffixed, the others' end in _<centre>."""
+        if centre not in self.centres:
+            raise ValueError(f"centre {centre!r}: expected one of {self.centres}")
+        suffix = "" if centre == self.centre else f"_{centre}"
         return self.columns[f"central_calibrated{suffix}"], self.columns[f"total_calibrated{suffix}"]
 
 
 def calibrated_result(cfg, s: PredictionSet, b: bud.Budget) -> Calibrated | None:
-    """The calibrated result from the calibration file of σ and the interval networks' prediction file;
-    None (with a note) without interval networks or when either file is missing.  A calibration made
-    with other networks than those on disk is refused (calibration_files.check_networks)."""
-    if not cfg["interval_networks"]:
-        return None
+    """The calibrated result from the calibration file of σ (and, with interval networks, their
+    prediction file); None (with a note) when a file is missing.  A calibration made with other
+    networks than those on disk is refused (calibration_files.check_networks)."""
     path = cfg.calibration_file(s.sigma_gev)
     if not path.is_file():
         print(f"  NOTE: no calibrated result: {path} is missing (calibrate first: "
@@ -115,19 +118,23 @@ def calibrated_result(cfg, s: PredictionSet, b: bud.Budget) -> Calibrated | None
         return None
     cal = read_calibration(cfg, s.sigma_gev)
     check_networks(cfg, cal, calibration_networks(cfg, s.sigma_gev))
-    quantiles = load_interval_predictions(cfg, s)
-    if quantiles is None:
-        print("  NOTE: no calibrated result without the interval networks' predictions (rerun the prediction)")
-        return None
-    width, median = calibration.width_and_median(*quantiles)
-    results = calibration.calibrated_results(cal.Q, b, width, median)
-    covariances = calibration.calibrated_covariances(results, cal.R, b)
-    centre, other = cfg["calibrated_centre"], other_centre(cfg["calibrated_centre"])
-    columns = {**results[centre], **{f"{name}_{other}": values for name, values in results[other].items()},
-               "total_scaled": calibration.scaled_total(cal.S, b)}
-    return Calibrated(centre, columns, {"total_calibrated": covariances[centre],
-                                        f"total_calibrated_{other}": covariances[other]},
-                      {"file": str(path), "sha256": file_sha256(path), "centre": centre})
+    width = median = None
+    if cfg["interval_networks"]:
+        quantiles = load_interval_predictions(cfg, s)
+        if quantiles is None:
+            print("  NOTE: no calibrated result without the interval networks' predictions (rerun the prediction)")
+            return None
+        width, median = calibration.width_and_median(*quantiles)
+    centres = calibration.result_centres(cfg)
+    factors = {c: cal.factors[c] for c in centres}
+    results = calibration.calibrated_results(factors, b, width, median)
+    covariances = calibration.calibrated_covariances(results, factors, b)
+    columns = {**results[centres[0]], "total_scaled": calibration.scaled_total(cal.S, b)}
+    for other in centres[1:]:
+        columns.update({f"{name}_{other}": values for name, values in results[other].items()})
+    return Calibrated(centres, columns, {"total_calibrated": covariances[centres[0]],
+                                         **{f"total_calibrated_{c}": covariances[c] for c in centres[1:]}},
+                      {"file": str(path), "sha256": file_sha256(path), "centre": centres[0]})
 
 
 # --- summaries --------------------------------------------------------------------------------
@@ -312,7 +319,7 @@ def analyze_sigma(cfg, mock: str, sigma_gev: float, force: bool = False) -> tupl
     """Budget, files and plots of one (input, σ): (the summary (None without truth), the files
     written, the files kept because they are up to date)."""
     s = load_predictions(cfg, mock, sigma_gev)
-    b = bud.error_budget(s.predictions, s.kind)
+    b = bud.error_budget(s.predictions, s.kind, unmeasured_systematics(cfg))
     covariances = cv.result_covariances(s.predictions, b, s.kind)
     for warning in b.warnings:
         print(f"  WARNING (σ = {sigma_gev}): {warning}")

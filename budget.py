@@ -13,7 +13,11 @@ Standard-deviation conventions (stated once, used everywhere):
   ensemble (N_r = 5 in the reference; with a single replica it is undefined, NaN).
 
 A missing ensemble (None) makes the components that need it NaN -- never zero -- and the budget
-lists a warning saying which component cannot be computed and why.
+lists a warning saying which component cannot be computed and why.  A systematic the audience
+cannot measure (``unmeasured``, tasks.unmeasured_systematics: its reference ensemble trains the
+same network on the same file as Nmax, as Nref_b in the physical space, which has no N_b) is NaN
+too, with a warning, but it is not part of σ_tot: σ_tot is then the quadrature sum of the
+components that mean something, and the budget says which one it lacks.
 
 The prior systematic (method §8, "Beyond the paper"; an extension reported beside the paper's σ_tot,
 never instead of it): when the predictions include the ensemble Nref_prior (Nmax's network, N_b
@@ -121,6 +125,7 @@ class Budget:
     delta_errors: dict = field(default_factory=dict)    # sys_X -> σ_ΔX
     ensembles: dict = field(default_factory=dict)       # k -> {central, stat, rep}
     warnings: list = field(default_factory=list)
+    unmeasured: tuple = ()                              # the Σ_X this audience cannot measure (not in σ_tot)
 
     def component(self, name: str) -> np.ndarray:
         return getattr(self, name)
@@ -150,10 +155,11 @@ def _check_shapes(predictions: dict) -> tuple[int, int]:
     return n_boot.pop(), n_e.pop()
 
 
-def error_budget(predictions: dict, kind: str = "bootstrap") -> Budget:
+def error_budget(predictions: dict, kind: str = "bootstrap", unmeasured=()) -> Budget:
     """The budget of method §8 from {ensemble: P_k[b, r, E] or None (missing)}.
 
-    Nmax is required (it is the result); a missing Nref_X makes Σ_X and σ_tot NaN with a warning.
+    Nmax is required (it is the result); a missing Nref_X makes Σ_X and σ_tot NaN with a warning;
+    an ``unmeasured`` Σ_X (tasks.unmeasured_systematics) is NaN and left out of σ_tot, with a warning.
     """
     if kind not in SAMPLE_KINDS:
         raise ValueError(f"sample kind {kind!r}: expected one of {SAMPLE_KINDS}")
@@ -178,6 +184,12 @@ def error_budget(predictions: dict, kind: str = "bootstrap") -> Budget:
     wanted = dict(SYSTEMATICS, **({prior_name: prior_ref} if prior_ref in predictions else {}))
     for name, ref in wanted.items():
         P_ref = predictions.get(ref)
+        if name in unmeasured:
+            warnings.append(f"{name} (Σ_{name[4:]}) is not measured: {ref} trains the same network on the same "
+                            f"file as {REFERENCE} in this training space, so their difference is only the seeds' "
+                            f"noise; it is NaN and not part of σ_tot")
+            deltas[name] = delta_errors[name] = values[name] = np.full(n_e, np.nan)
+            continue
         if P_ref is None:
             total = "σ_tot,prior" if name == prior_name else "σ_tot"
             warnings.append(f"{ref} is missing: {name} (Σ_{name[4:]}) cannot be computed and is NaN, "
@@ -187,8 +199,8 @@ def error_budget(predictions: dict, kind: str = "bootstrap") -> Budget:
         deltas[name] = difference(P_max, P_ref)
         delta_errors[name] = difference_error(P_max, P_ref, kind)
         values[name] = systematic(deltas[name], delta_errors[name])
-    values["total"] = total_error(*(values[c] for c in COMPONENTS))
+    values["total"] = total_error(*(np.zeros(n_e) if c in unmeasured else values[c] for c in COMPONENTS))
     if prior_name in values:
         values["total_with_prior"] = total_with_prior(values["total"], values[prior_name])
     return Budget(**values, deltas=deltas, delta_errors=delta_errors, ensembles=ensembles,
-                  warnings=warnings)
+                  warnings=warnings, unmeasured=tuple(unmeasured))

@@ -5,23 +5,24 @@ calibrated error"; the formulas: calibration.py; the file: calibration_files.py)
 
 After training, before prediction.  For each σ of the preset (or those given with --sigma):
 1. the calibration set, drawn once for all σ: N_cal (``n_cal``) densities of the calibration space
-   (``calibration_space``: the interval networks' training space, tasks.ensemble_space), drawn
+   (``calibration_space``, tasks.calibration_space; with interval networks their training space), drawn
    block by block as the training files are but from the stream CALIBRATION_STREAM, which no
    training file or early stopping uses (training_sets.check_own_stream refuses one that is),
    with their exact correlators and smeared targets (the training files' own generators);
 2. each density measured once and given N_boot,cal (``n_boot_cal``) bootstrap samples around the
    measurement with the training noise (closure.closure_samples at level 1; item i's streams
    rng_for(seed, MEASUREMENT_STREAM / BOOTSTRAP_STREAM, i));
-3. every replica of every ensemble of the paper's budget and every interval network predicts every
-   sample, as user data are predicted (prediction.load_ensemble / predict_loaded), CHUNK_ITEMS
-   densities at a time (memory bounded by the chunk);
-4. per density: ρ̄_Nmax and σ_tot from the budget of its samples (budget.error_budget), the width w
-   and the median centre of the interval networks (means over samples and replicas); the factors
-   Q (both centres), S, the correlations R and the coverage on the set (calibration.calibrate);
+3. every replica of every ensemble of the paper's budget (and every interval network, with
+   interval_networks) predicts every sample, as user data are predicted (prediction.load_ensemble /
+   predict_loaded), CHUNK_ITEMS densities at a time (memory bounded by the chunk);
+4. per density: ρ̄_Nmax and σ_tot from the budget of its samples (budget.error_budget) (, the width
+   w and the median centre of the interval networks: means over samples and replicas); the factors
+   Q of every centre (the audience centre's per bin of its feature: ``calibration_bins``), S, the
+   correlations R and the coverage on the set (calibration.calibrate);
 5. calibration/calibration_sigma{100σ}.h5 written atomically with the SHA-256 of every network used.
 A σ whose file was made from the same networks (their SHA-256), noise file and settings is up to
 date and kept (``--force`` redoes it): rerun after an interruption, only the missing σ are made.
-With interval_networks=false there is nothing to calibrate.
+Without interval networks the calibration is the audience centre's alone.
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ from prediction import find_checkpoints, load_ensemble, predict_loaded
 from prediction_files import InputSamples
 from roles import INTERVAL_RUN, REFERENCE
 from sigma_model_utils import rng_for
-from tasks import ensemble_space
+from tasks import calibration_space, unmeasured_systematics
 from training_sets import GENERATION_KEYS, check_own_stream, space_samples
 
 CALIBRATION_STREAM = "calibration-space"            # the densities of the calibration set
@@ -57,7 +58,7 @@ BOOTSTRAP_STREAM = "calibration-bootstrap"          # its bootstrap samples
 CHUNK_ITEMS = 256        # densities predicted together: CHUNK_ITEMS·N_boot,cal samples per pass
 # the settings a calibration file depends on (besides the networks and the noise file's content)
 CALIBRATION_KEYS = tuple(k for k in GENERATION_KEYS if k not in ("n_noise", "sigmas_gev")) + (
-    "noise_file", "space", "calibration_space", "n_cal", "n_boot_cal", "tf32")
+    "noise_file", "space", "calibration_space", "n_cal", "n_boot_cal", "calibration_bins", "interval_networks", "tf32")
 
 
 @dataclass
@@ -72,7 +73,7 @@ def calibration_set(cfg) -> CalibrationSet:
     """N_cal densities of the calibration space from the calibration's own stream (step 1)."""
     for stream in (CALIBRATION_STREAM, MEASUREMENT_STREAM, BOOTSTRAP_STREAM):
         check_own_stream(stream)
-    space = ensemble_space(cfg, INTERVAL_RUN)
+    space = calibration_space(cfg)
     _, correlators, truths = space_samples(cfg, cfg["ensembles"][REFERENCE]["nb"], cfg["n_cal"], space,
                                            CALIBRATION_STREAM)
     return CalibrationSet(space, correlators, truths)
@@ -86,8 +87,9 @@ def measured_samples(cfg, correlators: np.ndarray, first: int, noise) -> np.ndar
 
 
 def load_networks(cfg, sigma_gev: float, device) -> dict:
-    """{run: (models, metas)} of every ensemble of the paper's budget and of the interval networks;
-    a missing replica is an InputError (the calibration is made with the whole audience)."""
+    """{run: (models, metas)} of every ensemble of the paper's budget and, with interval_networks, of
+    the interval networks; a missing replica is an InputError (the calibration is made with the whole
+    audience)."""
     networks = {}
     for ensemble in calibration.calibrated_ensembles(cfg):
         present, missing = find_checkpoints(cfg, sigma_gev, ensemble)
@@ -95,12 +97,13 @@ def load_networks(cfg, sigma_gev: float, device) -> dict:
             raise InputError(missing[0], None, "missing: the calibration needs every replica of every ensemble "
                              f"(train first: {cfg.command('run_pipeline.py')})")
         networks[ensemble] = load_ensemble(cfg, sigma_gev, ensemble, present, device)
-    networks[INTERVAL_RUN] = load_interval_networks(cfg, sigma_gev, device)
+    if cfg["interval_networks"]:
+        networks[INTERVAL_RUN] = load_interval_networks(cfg, sigma_gev, device)
     return networks
 
 
 def predict_items(cfg, networks: dict, correlators: np.ndarray, noise) -> dict:
-    """Per density, from the predictions of its samples (steps 3-4): {central, total, median, width}
+    """Per density, from the predictions of its samples (steps 3-4): {central, total (, median, width)}
     [N_cal, N_E] and the systematics Σ_X [N_cal, N_E] under their budget names."""
     n_boot = cfg["n_boot_cal"]
     out = {}
@@ -110,10 +113,12 @@ def predict_items(cfg, networks: dict, correlators: np.ndarray, noise) -> dict:
                               "bootstrap", "closure draws of the calibration densities", n_boot)
         predicted = {run: predict_loaded(cfg, inputs, *loaded).reshape(len(chunk), n_boot, len(loaded[0]), -1)
                      for run, loaded in networks.items()}
-        q_lo, q_50, q_hi = split_quantiles(predicted.pop(INTERVAL_RUN).astype(np.float64))
-        width, median = calibration.width_and_median(q_lo, q_50, q_hi)
-        rows = {"width": width, "median": median}
-        budgets = [bud.error_budget({run: P[j] for run, P in predicted.items()}) for j in range(len(chunk))]
+        rows = {}
+        if INTERVAL_RUN in predicted:
+            q_lo, q_50, q_hi = split_quantiles(predicted.pop(INTERVAL_RUN).astype(np.float64))
+            rows["width"], rows["median"] = calibration.width_and_median(q_lo, q_50, q_hi)
+        budgets = [bud.error_budget({run: P[j] for run, P in predicted.items()}, unmeasured=unmeasured_systematics(cfg))
+                   for j in range(len(chunk))]
         for name in ("central", "total", *bud.SYSTEMATICS):
             rows[name] = np.stack([b.component(name) for b in budgets])
         for name, values in rows.items():
@@ -130,8 +135,10 @@ def made_of(cfg, hashes: dict) -> str:
 def calibrate_sigma(cfg, sigma_gev: float, cal_set: CalibrationSet, noise, device, made: str, hashes: dict):
     """Steps 3-5 for one σ: the calibration written, and returned."""
     items = predict_items(cfg, load_networks(cfg, sigma_gev, device), cal_set.correlators, noise)
-    Q, S, R, coverage = calibration.calibrate(items, cal_set.truths[sigma_gev])
-    cal = Calibration(Q, S, R, coverage, cfg["calibration_space"], cfg["n_cal"], cfg["n_boot_cal"], int(cfg["seed"]),
+    n_bins = calibration.bins_for(cfg["n_cal"], cfg["calibration_bins"])
+    factors, S = calibration.calibrate(items, cal_set.truths[sigma_gev],
+                                       calibration.available_centres(cfg["interval_networks"]), n_bins)
+    cal = Calibration(factors, S, n_bins, cfg["calibration_space"], cfg["n_cal"], cfg["n_boot_cal"], int(cfg["seed"]),
                       hashes)
     cal.path = write_calibration(cfg, sigma_gev, cal, fingerprint=made, training_space=cal_set.space,
                                  streams=json.dumps([CALIBRATION_STREAM, MEASUREMENT_STREAM, BOOTSTRAP_STREAM]))
@@ -141,9 +148,10 @@ def calibrate_sigma(cfg, sigma_gev: float, cal_set: CalibrationSet, noise, devic
 def report(sigma_gev: float, cal: Calibration, seconds: float) -> str:
     def spread(x):
         return f"{np.median(x):.2f} [{np.min(x):.2f}, {np.max(x):.2f}]"
-    parts = [f"Q_{c} = {spread(cal.Q[c])}, coverage on the set {100 * np.mean(cal.coverage[c]):.1f} %"
-             for c in calibration.CENTRES]
-    return (f"sigma = {sigma_gev}: N_cal = {cal.n_cal} ({cal.space}), N_boot,cal = {cal.n_boot_cal}; "
+    parts = [f"Q_{c} = {spread(f.Q)}, coverage on the set {100 * np.mean(f.coverage):.1f} %"
+             for c, f in cal.factors.items()]
+    return (f"sigma = {sigma_gev}: N_cal = {cal.n_cal} ({cal.space}), N_boot,cal = {cal.n_boot_cal}, "
+            f"{cal.n_bins} bin(s) of {calibration.FEATURE} for the audience centre; "
             f"{'; '.join(parts)}; S = {spread(cal.S)} (median [min, max] over energies); {seconds:.0f} s\n"
             f"  wrote {cal.path}")
 
@@ -151,9 +159,6 @@ def report(sigma_gev: float, cal: Calibration, seconds: float) -> str:
 def calibrate(cfg, sigmas=None, force: bool = False, device=None) -> dict:
     """Calibrate each σ of ``sigmas`` (default: the preset's) that is not up to date (or all with
     ``force``); returns {"written": [σ], "up to date": [σ]}."""
-    if not cfg["interval_networks"]:
-        raise InputError(cfg.calibration_file(cfg["sigmas_gev"][0]).parent, "interval_networks",
-                         "false: without interval networks there is no calibrated error to calibrate")
     check_writable(cfg.calibration_file(cfg["sigmas_gev"][0]).parent, "calibration files")
     device = select_device(device, cfg["tf32"])
     noise = load_noise_file(cfg.input_path(cfg["noise_file"]), cfg)

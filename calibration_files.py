@@ -1,22 +1,26 @@
 """The calibration file of one σ, ``calibration/calibration_sigma{100σ}.h5``: its only writer and
 reader (the method: calibration.py).
 
-    Q/{centre} [N_E]        the conformal factor of the interval networks' width, per centre
-                            (calibration.CENTRES: ``paper`` = ρ̄_Nmax, ``median`` = the networks' q_50)
-    S [N_E]                 the conformal factor of the paper's σ_tot (the baseline ``total_scaled``)
-    R/{centre} [N_E, N_E]   the correlation over the calibration set of the signed scores (c − y)/w
-    coverage/{centre} [N_E] the share of the calibration items covered by c ± Q·w (≥ 0.6827 by
-                            construction; a check, not a promise for new data)
-    energies [N_E]          the energy grid
-    attrs: space (the calibration space), n_cal, n_boot_cal, seed, stream, checkpoints (JSON
-    {path relative to --root: SHA-256} of every network whose predictions made the file), and the
-    provenance of io_utils.
+    Q/{centre} [n_bins, N_E]       the conformal factors of each centre (calibration.CENTRES present in
+                                   the attribute ``centres``: ``audience`` always, ``paper`` and
+                                   ``median`` with the interval networks), per bin and energy (one
+                                   bin but for the audience centre)
+    edges/{centre} [n_bins − 1, N_E]  the inner bin edges of the feature (only with two bins or more)
+    S [N_E]                        the audience centre's marginal factor (the baseline ``total_scaled``)
+    R/{centre} [N_E, N_E]          the correlation over the calibration set of the signed scores
+                                   (c − y)/(Q·w)
+    coverage/{centre} [N_E]        the share of the calibration items covered by c ± Q·w (≥ 0.6827 by
+                                   construction; a check, not a promise for new data)
+    energies [N_E]                 the energy grid
+    attrs: centres (JSON list), n_bins, feature (what the bins are cut on), space (the calibration
+    space), n_cal, n_boot_cal, calibration_seed, checkpoints (JSON {path relative to --root:
+    SHA-256} of every network whose predictions made the file), and the provenance of io_utils.
 
 Every dataset carries a Fletcher-32 checksum (io_utils.checksummed_dataset, as the training files),
-and its values are checked when read (``datasets``: the factors positive and finite, R a correlation
-matrix, the coverage a share): a damaged or implausible file is one InputError naming the file, the
-key and the command that makes it again, never a wrong result.  A file written before the checksums
-(none on its datasets) is read, its values checked all the same.
+and its values are checked when read (``datasets``: the factors positive and finite, the edges
+finite and in order, R a correlation matrix, the coverage a share): a damaged or implausible file
+is one InputError naming the file, the key and the command that makes it again, never a wrong
+result.  A file of an earlier layout (without the attribute ``centres``) is refused the same way.
 
 The checkpoints' SHA-256 bind the factors to the networks: ``check_networks`` refuses a calibration
 made with other networks than those on disk now (retrained, or copied from another audience).
@@ -30,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration import CENTRES, calibrated_ensembles
+from calibration import CENTRES, FEATURE, Factors, calibrated_ensembles
 from interval_outputs import interval_checkpoints
 from io_utils import (
     POSITIVE,
@@ -52,10 +56,9 @@ from io_utils import (
 @dataclass
 class Calibration:
     """The conformal factors of one σ and what they were made of."""
-    Q: dict                 # centre -> [N_E]
+    factors: dict           # centre -> calibration.Factors
     S: np.ndarray           # [N_E]
-    R: dict                 # centre -> [N_E, N_E]
-    coverage: dict          # centre -> [N_E], on the calibration set itself
+    n_bins: int
     space: str
     n_cal: int
     n_boot_cal: int
@@ -66,9 +69,10 @@ class Calibration:
 
 def calibration_networks(cfg, sigma_gev: float) -> list:
     """The checkpoints a calibration of σ is made with: every replica of the paper's ensembles
-    (calibration.calibrated_ensembles) and every interval network."""
+    (calibration.calibrated_ensembles) and, with interval_networks, every interval network."""
     return ([cfg.checkpoint(sigma_gev, ensemble, r) for ensemble in calibrated_ensembles(cfg)
-             for r in range(cfg["n_replicas"])] + interval_checkpoints(cfg, sigma_gev))
+             for r in range(cfg["n_replicas"])] + (interval_checkpoints(cfg, sigma_gev) if cfg["interval_networks"]
+                                                   else []))
 
 
 def checkpoint_hashes(cfg, paths) -> dict:
@@ -85,19 +89,34 @@ def checkpoint_hashes(cfg, paths) -> dict:
             for p in paths}
 
 
-def datasets(n_e: int) -> dict:
+# the checks of the bin edges: finite (read_dataset), and in order along the bins at each energy
+IN_ORDER = "bin edges in order (non-decreasing along the bins)"
+
+
+def datasets(n_e: int, centres, n_bins: dict) -> dict:
     """Every dataset of the file: {key: how it is read and checked (a function of the open file and the
-    key)}.  A new per-energy factor is one more entry: ``_values((n_e,), POSITIVE)``, or
-    ``_values((n_e, None), POSITIVE)`` for factors per energy and bin."""
-    return {**{f"Q/{c}": _values((n_e,), POSITIVE) for c in CENTRES},
-            "S": _values((n_e,), POSITIVE),
-            **{f"R/{c}": lambda h5, key: read_correlation(h5, key, n_e) for c in CENTRES},
-            **{f"coverage/{c}": _values((n_e,), SHARE) for c in CENTRES},
-            "energies": lambda h5, key: read_dataset(h5, key, (n_e,))}
+    key)}, for the ``centres`` with their numbers of bins."""
+    out = {"S": _values((n_e,), POSITIVE), "energies": lambda h5, key: read_dataset(h5, key, (n_e,))}
+    for c in centres:
+        out[f"Q/{c}"] = _values((n_bins[c], n_e), POSITIVE)
+        if n_bins[c] > 1:
+            out[f"edges/{c}"] = _edges((n_bins[c] - 1, n_e))
+        out[f"R/{c}"] = lambda h5, key: read_correlation(h5, key, n_e)
+        out[f"coverage/{c}"] = _values((n_e,), SHARE)
+    return out
 
 
 def _values(shape, rule):
     return lambda h5, key: read_values(h5, key, shape, rule)
+
+
+def _edges(shape):
+    def read(h5, key):
+        edges = read_dataset(h5, key, shape)
+        if np.any(np.diff(edges, axis=0) < 0):
+            raise InputError(h5.file.filename, key, f"edges out of order; expected {IN_ORDER}")
+        return edges
+    return read
 
 
 def remake_command(cfg, sigma_gev: float) -> str:
@@ -110,12 +129,16 @@ def write_calibration(cfg, sigma_gev: float, cal: Calibration, **extra) -> Path:
     """The calibration file of σ, atomically, every dataset checksummed, with the provenance
     (``extra`` attributes added)."""
     path = cfg.calibration_file(sigma_gev)
-    values = {**{f"Q/{c}": cal.Q[c] for c in CENTRES}, "S": cal.S, **{f"R/{c}": cal.R[c] for c in CENTRES},
-              **{f"coverage/{c}": cal.coverage[c] for c in CENTRES}, "energies": cfg.energies}
+    values = {"S": cal.S, "energies": cfg.energies}
+    for c, f in cal.factors.items():
+        values.update({f"Q/{c}": f.Q, f"R/{c}": f.R, f"coverage/{c}": f.coverage})
+        if len(f.edges):
+            values[f"edges/{c}"] = f.edges
     with h5_output(path) as h5:          # built in memory: a full disk is one OutputError
         for key, data in values.items():
             checksummed_dataset(h5, key, data=np.asarray(data, dtype=np.float64))
-        write_attrs(h5, provenance(cfg, space=cal.space, n_cal=cal.n_cal, n_boot_cal=cal.n_boot_cal,
+        write_attrs(h5, provenance(cfg, centres=json.dumps(list(cal.factors)), n_bins=cal.n_bins, feature=FEATURE,
+                                   space=cal.space, n_cal=cal.n_cal, n_boot_cal=cal.n_boot_cal,
                                    calibration_seed=cal.seed, sigma_gev=float(sigma_gev),
                                    checkpoints=json.dumps(cal.checkpoints, sort_keys=True), **extra))
     return path
@@ -142,18 +165,25 @@ def read_calibration(cfg, sigma_gev: float) -> Calibration:
 
 def _read_calibration(cfg, path: Path) -> Calibration:
     with open_h5(path, "calibration file") as h5:
-        read = {key: check(h5, key) for key, check in datasets(int(cfg["n_energies"])).items()}
         attrs = dict(h5.attrs)
+        try:
+            centres, n_bins = json.loads(attrs["centres"]), int(attrs["n_bins"])
+            made = (str(attrs["space"]), int(attrs["n_cal"]), int(attrs["n_boot_cal"]),
+                    int(attrs["calibration_seed"]), json.loads(attrs["checkpoints"]))
+        except (KeyError, ValueError, TypeError) as err:
+            raise InputError(path, None, "attributes centres, n_bins, space, n_cal, n_boot_cal, calibration_seed, "
+                             f"checkpoints expected ({err}; a file of an earlier layout has no centres)") from None
+        unknown = set(centres) - set(CENTRES)
+        if unknown or "audience" not in centres or n_bins < 1:
+            raise InputError(path, "centres", f"{centres} with n_bins={n_bins}; expected the audience centre and "
+                             f"others of {CENTRES}, n_bins >= 1")
+        bins = {c: n_bins if c == "audience" else 1 for c in centres}
+        read = {key: check(h5, key) for key, check in datasets(int(cfg["n_energies"]), centres, bins).items()}
     if not np.allclose(read["energies"], cfg.energies, rtol=1e-12, atol=0):
         raise InputError(path, "energies", "another energy grid than the preset's")
-    try:
-        made = (str(attrs["space"]), int(attrs["n_cal"]), int(attrs["n_boot_cal"]), int(attrs["calibration_seed"]),
-                json.loads(attrs["checkpoints"]))
-    except (KeyError, ValueError) as err:
-        raise InputError(path, None, f"attributes space, n_cal, n_boot_cal, calibration_seed, checkpoints "
-                         f"expected ({err})") from None
-    return Calibration({c: read[f"Q/{c}"] for c in CENTRES}, read["S"], {c: read[f"R/{c}"] for c in CENTRES},
-                       {c: read[f"coverage/{c}"] for c in CENTRES}, *made, path)
+    factors = {c: Factors(read[f"Q/{c}"], read.get(f"edges/{c}", np.empty((0, len(cfg.energies)))), read[f"R/{c}"],
+                          read[f"coverage/{c}"]) for c in centres}
+    return Calibration(factors, read["S"], n_bins, *made, path)
 
 
 def check_networks(cfg, cal: Calibration, paths) -> None:

@@ -119,7 +119,7 @@ def result_covariances(predictions: dict, b, kind: str = "bootstrap") -> dict:
     terms = {"stat": stat_covariance(P_max, kind), "rep": replica_covariance(P_max)}
     for name in SYSTEMATICS:
         terms[name] = systematic_covariance(b.deltas[name], b.component(name))
-    terms["total"] = sum(terms[name] for name in COMPONENTS)
+    terms["total"] = sum(terms[name] for name in COMPONENTS if name not in b.unmeasured)
     if b.has_prior:
         name = PRIOR_SYSTEMATIC[0]
         terms[name] = systematic_covariance(b.deltas[name], b.component(name))

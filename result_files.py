@@ -14,12 +14,13 @@ the mock's (with a truth).  A new group is one more entry, at its place in the o
   (``correlation/<name>``), and the provenance with the ``fingerprint`` that says what the files
   were made of (``up_to_date``).
 - JSON: besides, ``covariance``: {error: N_E × N_E nested lists (NaN as null)} for each error
-  column (``total``, ``total_with_prior``, ``total_calibrated`` and the other centre's
+  column (``total``, ``total_with_prior``, ``total_calibrated`` and the other centres'
   ``total_calibrated_<centre>``), and the convention in ``covariance_convention``.
-The calibrated group (with the interval networks and their calibration, analysis.py) holds the
-calibrated result of the recommended centre (preset key ``calibrated_centre``), the other centre's
-under names of its own, and ``total_scaled``; the files then record the calibration file used
-(attribute / key ``calibration``: its path, SHA-256 and the recommended centre).
+The calibrated group (with a calibration file, analysis.py) holds the calibrated result of the
+recommended centre (preset key ``calibrated_centre``), each other centre's under names of its own
+(``central_calibrated_<centre>``, ``post_<centre>``, ``total_calibrated_<centre>``; the interval
+networks' centres only with them), and ``total_scaled``; the files then record the calibration
+file used (attribute / key ``calibration``: its path, SHA-256 and the recommended centre).
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 import budget as bud
-from calibration import CENTRES
+from calibration import CENTRES, result_centres
 from covariance import CONVENTION, correlation
 from io_utils import atomic_output, provenance, recorded_fingerprint, write_attrs
 from prediction_files import PredictionSet
@@ -39,37 +40,32 @@ from prediction_files import PredictionSet
 COLUMN_GROUPS = {
     "paper": ("E", "central", "stat", "rep", "sys_b", "sys_rho", "sys_n", "total"),   # method §8, §10
     "prior": ("sys_prior", "total_with_prior"),    # method §8 "Beyond the paper": after total
-    # with the interval networks and a calibration: the recommended centre's calibrated result, the
-    # other centre's under names of its own ({other}: that centre), the baseline S·σ_tot
-    "calibrated": ("central_calibrated", "post", "total_calibrated", "central_calibrated_{other}", "post_{other}",
-                   "total_calibrated_{other}", "total_scaled"),
+    # with a calibration: the recommended centre's calibrated result, each other centre's under names
+    # of its own (OTHER_CENTRES: its three columns with the suffix _<centre>), the baseline S·σ_tot
+    "calibrated": ("central_calibrated", "post", "total_calibrated", "OTHER_CENTRES", "total_scaled"),
     "mock": ("truth", "closure_level"),            # mocks only: the exact truth, how it was measured
 }
+OTHER_CENTRES = "OTHER_CENTRES"
 SUFFIXES = ("budget.hdf5", "budget.csv", "budget.json")
 # the error columns whose covariance the JSON carries
 ERRORS = ("total", "total_with_prior", "total_calibrated", *(f"total_calibrated_{c}" for c in CENTRES))
 
 
-def other_centre(centre: str) -> str:
-    """The centre of the calibrated result that is not the recommended ``centre``."""
-    return next(c for c in CENTRES if c != centre)
-
-
-def budget_columns(*groups: str, centre: str = CENTRES[1]) -> list[str]:
+def budget_columns(*groups: str, centres=CENTRES[:1]) -> list[str]:
     """The table's columns: the paper's, then those of ``groups``, in the order of COLUMN_GROUPS
-    (``centre``: the recommended centre of the calibrated group)."""
+    (``centres``: those of the calibrated group, the recommended one first: calibration.result_centres)."""
     unknown = set(groups) - set(COLUMN_GROUPS)
     if unknown:
         raise ValueError(f"column groups {sorted(unknown)}: expected some of {list(COLUMN_GROUPS)}")
-    return [c.format(other=other_centre(centre)) for name, columns in COLUMN_GROUPS.items()
-            if name == "paper" or name in groups for c in columns]
+    others = [f"{name}_{c}" for c in centres[1:] for name in COLUMN_GROUPS["calibrated"][:3]]
+    return [column for name, columns in COLUMN_GROUPS.items() if name == "paper" or name in groups
+            for c in columns for column in (others if c == OTHER_CENTRES else [c])]
 
 
 def expected_groups(cfg, mock: bool) -> tuple[str, ...]:
     """The column groups of a budget table with this preset: prior (prior_systematic), calibrated
-    (interval_networks), mock (a truth)."""
-    return ((("prior",) if cfg["prior_systematic"] else ()) + (("calibrated",) if cfg["interval_networks"] else ())
-            + (("mock",) if mock else ()))
+    (always: the pipeline calibrates every audience), mock (a truth)."""
+    return (("prior",) if cfg["prior_systematic"] else ()) + ("calibrated",) + (("mock",) if mock else ())
 
 
 def result_paths(cfg, mock: str, sigma_gev: float) -> list:
@@ -77,11 +73,11 @@ def result_paths(cfg, mock: str, sigma_gev: float) -> list:
     return [cfg.results_file(mock, sigma_gev, suffix) for suffix in SUFFIXES]
 
 
-def budget_frame(b: bud.Budget, s: PredictionSet, calibrated: dict | None = None, centre: str = CENTRES[1]
+def budget_frame(b: bud.Budget, s: PredictionSet, calibrated: dict | None = None, centres=CENTRES[:1]
                  ) -> pd.DataFrame:
     """The method §10 table: E, central, stat, rep, sys_b, sys_rho, sys_n, total (, sys_prior,
     total_with_prior with the prior systematic) (, the calibrated group: ``calibrated`` {column:
-    [N_E]} with ``centre`` recommended) (, truth, closure_level)."""
+    [N_E]} of the ``centres``, the recommended one first) (, truth, closure_level)."""
     groups = ((("prior",) if b.has_prior else ()) + (("calibrated",) if calibrated else ())
               + (("mock",) if s.truth is not None else ()))
 
@@ -95,7 +91,7 @@ def budget_frame(b: bud.Budget, s: PredictionSet, calibrated: dict | None = None
         if calibrated and name in calibrated:
             return calibrated[name]
         return b.component(name)
-    return pd.DataFrame({name: column(name) for name in budget_columns(*groups, centre=centre)})
+    return pd.DataFrame({name: column(name) for name in budget_columns(*groups, centres=centres)})
 
 
 def _finite_or_none(values) -> list:
@@ -126,7 +122,7 @@ def write_results(cfg, s: PredictionSet, b: bud.Budget, covariances: dict, setti
     """CSV, JSON and HDF5 of the budget and its ``covariances`` ({name: [N_E, N_E]}), atomically,
     recording the analysis' ``settings``, the ``summary`` line and the fingerprint ``made_of``; with
     the ``calibrated`` columns, the ``calibration`` used ({file, sha256, centre}); returns the paths written."""
-    frame = budget_frame(b, s, calibrated, cfg["calibrated_centre"])
+    frame = budget_frame(b, s, calibrated, result_centres(cfg))
     level = {} if s.closure_level is None else {"closure_level": int(s.closure_level)}
     if calibration:
         level["calibration"] = json.dumps(calibration, sort_keys=True)
@@ -189,7 +185,7 @@ def budget_table_problem(cfg, path) -> str | None:
     """What is wrong with a mock's budget table (its columns with this preset, one finite row per
     energy), or None."""
     table = pd.read_csv(path)
-    expected = budget_columns(*expected_groups(cfg, mock=True), centre=cfg["calibrated_centre"])
+    expected = budget_columns(*expected_groups(cfg, mock=True), centres=result_centres(cfg))
     if list(table.columns) != expected:
         return f"columns {list(table.columns)}, expected {expected}"
     if len(table) != cfg["n_energies"] or not np.isfinite(table.to_numpy()).all():

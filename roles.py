@@ -14,9 +14,12 @@ PRIOR_SYSTEMATIC = ("sys_prior", PRIOR_ENSEMBLE)
 # samples into a prediction file of its own; its files are trained_models_sigma{100σ}/Nmax/interval_{r}_*
 # (paths.py) and its streams are keyed by this name.
 INTERVAL_RUN = "Nmax_interval"
-# the two centres of the calibrated result (calibration.py): ρ̄_Nmax with the Σ_X, or the interval
-# networks' median
-CALIBRATED_CENTRES = ("paper", "median")
+# the centres of the calibrated result (calibration.py): the audience's own (ρ̄_Nmax, its σ_tot
+# calibrated per kind of density), and, with the interval networks, ρ̄_Nmax with the Σ_X around
+# their calibrated width, or their median
+CALIBRATED_CENTRES = ("audience", "paper", "median")
+# the centres that need the interval networks' width (and median)
+NETWORK_CENTRES = ("paper", "median")
 
 # bootstrap or jackknife samples of the mean: their errors differ (budget.sample_std); the
 # resampling of per-configuration data gives one or the other (correlator_files.resample)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from io_utils import REPO_DIR, UserError
 from paths import STANDIN_NOISE_FILE, sigma_tag
-from roles import CALIBRATED_CENTRES, INTERVAL_RUN, REFERENCE
+from roles import CALIBRATED_CENTRES, INTERVAL_RUN, NETWORK_CENTRES, REFERENCE
 from sigma_model_utils import KERNELS, SPACES
 
 
@@ -129,16 +129,20 @@ SCHEMA = {
     "interval_networks": Setting("bool", "whether the interval networks are trained: per replica of Nmax, "
                                  "one network of its architecture giving the quantiles at Φ(-1), 0.5, Φ(1) "
                                  "of ρ_σ(E) (pinball loss; interval_networks.py)"),
-    "calibration_space": Setting("str", "the space the interval networks train on and the calibration "
-                                 "draws from; training: Nmax's own training space; mixture: half Chebyshev, "
+    "calibration_space": Setting("str", "the space the calibration set is drawn from (and the interval networks "
+                                 "train on); training: Nmax's own training space; mixture: half Chebyshev, "
                                  "half the physical space P",
                                  f"one of {tuple(CALIBRATION_SPACES)}", lambda s: s in CALIBRATION_SPACES),
     "n_cal": Setting("int", "densities N_cal of the calibration set (calibrate_sigma.py)",
                      ">= 10 (the conformal rank ⌈(N_cal + 1)·0.6827⌉ must not exceed N_cal)", _at_least(10)),
     "n_boot_cal": Setting("int", "bootstrap samples N_boot,cal of each calibration density",
                           ">= 2 (the statistical error needs two)", _at_least(2)),
-    "calibrated_centre": Setting("str", "the centre of the recommended calibrated result: paper (ρ̄_Nmax with "
-                                 "the Σ_X) or median (the interval networks' q_50)",
+    "calibration_bins": Setting("int", "bins of the audience centre's feature, each with its own conformal factor "
+                                "(calibration.py; fewer when a bin would hold under 200 calibration items)",
+                                ">= 1", _at_least(1)),
+    "calibrated_centre": Setting("str", "the centre of the recommended calibrated result: audience (ρ̄_Nmax with "
+                                 "σ_tot calibrated per kind of density), paper (ρ̄_Nmax with the Σ_X around the "
+                                 "interval networks' width) or median (the interval networks' q_50)",
                                  f"one of {CALIBRATED_CENTRES}", lambda c: c in CALIBRATED_CENTRES),
     "tf32": Setting("bool", "CUDA only: TF32 in float32 matrix products and convolutions (off: IEEE float32)"),
     "noise": Setting("str", "the noise a replica trains on (method §7)", f"one of {NOISE_MODES}",
@@ -251,6 +255,9 @@ def validate(cfg: dict) -> None:
     if cfg["interval_networks"] and REFERENCE not in cfg["ensembles"]:
         raise ConfigError(f"interval_networks=true needs the ensemble {REFERENCE} (the interval networks take its "
                           "network, N_b and N_rho); set interval_networks=false")
+    if cfg["calibrated_centre"] in NETWORK_CENTRES and not cfg["interval_networks"]:
+        raise ConfigError(f"calibrated_centre={cfg['calibrated_centre']} needs the interval networks' width; set "
+                          "interval_networks=true, or calibrated_centre=audience")
     if INTERVAL_RUN in cfg["ensembles"]:
         raise ConfigError(f"ensemble {INTERVAL_RUN}: the name of the interval networks' training run; choose "
                           "another label")

@@ -5,7 +5,7 @@ Each takes a resolved configuration (config.Config).
 """
 from __future__ import annotations
 
-from roles import INTERVAL_RUN, REFERENCE
+from roles import INTERVAL_RUN, REFERENCE, SYSTEMATICS
 from settings import CALIBRATION_SPACES, ConfigError
 from sigma_model_utils import SPACES
 
@@ -35,6 +35,20 @@ def ensemble_space(cfg, ensemble: str) -> str:
     it is not chebyshev, and Nref_prior's from ``prior_space``; training_runs_table the interval
     networks' from ``calibration_space``)."""
     return training_runs_table(cfg)[ensemble].get("space", "chebyshev")
+
+
+def unmeasured_systematics(cfg) -> tuple[str, ...]:
+    """The systematics Σ_X of the budget that this audience cannot measure: those whose reference
+    ensemble Nref_X trains the same network on the same training file as Nmax, so that Δ_X would be
+    the noise of the seeds alone, not the effect of X.  In the physical space P, which has no N_b,
+    every N_b names the same file: Σ_b is not measured there (budget.error_budget reports it NaN and
+    leaves it out of σ_tot, saying so).  In the mixture, Nref_b's file has N_b Chebyshev basis
+    functions in its Chebyshev half, so Σ_b measures N_b there."""
+    def trains_on(name):
+        run = cfg["ensembles"][name]
+        return run["arch"], cfg.training_file(run["nb"], run["nrho"], ensemble_space(cfg, name))
+    return tuple(name for name, ref in SYSTEMATICS.items()
+                 if ref in cfg["ensembles"] and trains_on(ref) == trains_on(REFERENCE))
 
 
 def generation_tasks(cfg) -> list[tuple[str, int | None]]:

@@ -73,8 +73,7 @@ cd "$WORK"
 submitted="$(bash "$REPO/slurm_scripts/submit_all.sh")"
 echo "$submitted" | sed 's/^/    /'
 mapfile -t ids < <(awk '{print $2}' <<< "$submitted")
-expected=4    # generation, training, the two mocks; and the calibration with interval networks
-[[ "$("$PYTHON" "$REPO/config.py" get interval_networks)" == True ]] && expected=5
+expected=5    # generation, training, the calibration, the two mocks
 if (( ${#ids[@]} != expected )); then
     log "expected $expected job ids from submit_all.sh, got: ${ids[*]}"
     exit 1

@@ -47,12 +47,13 @@ p-values of the correlated closure statistic, below) and examples_sigma{σ}.png 
 per family against its truth).
 
 Every error side by side: for total, total_with_prior (with the prior systematic) and, when the
-audience has interval networks and a calibration file (calibrate_sigma.py; one made with other
-networks is refused), total_scaled = S·σ_tot and the calibrated results of both centres
-(calibration.calibrated_results; total_calibrated is the recommended centre's), computed from the
-interval networks' predictions of the same samples: coverage (± its error), mean |pull|, R_bv, the
-CRPS of N(c, σ²), the sharpness and χ²/k with that error's covariance, as <figure>_<error> columns,
-the table "Every error side by side" of coverage.md, and pit.png (the PIT histograms, first σ).
+audience has a calibration file (calibrate_sigma.py; one made with other networks is refused),
+total_scaled = S·σ_tot and the calibrated result of each of its centres (calibration.calibrated_results:
+the audience centre, and with interval networks the paper and median centres, computed from their
+predictions of the same samples; total_calibrated is the recommended centre's): coverage (± its
+error), mean |pull|, R_bv, the CRPS of N(c, σ²), the sharpness and χ²/k with that error's
+covariance, as <figure>_<error> columns, the table "Every error side by side" of coverage.md, and
+pit.png (the PIT histograms, first σ).
 ``held_out_from_calibration`` says whether the family lies outside the calibration space
 (validation.held_out_from_calibration).  The family ``calibration_space`` holds held-out densities of
 that space itself, where the calibrated errors promise 68 %.  Without a calibration the calibrated
@@ -97,10 +98,10 @@ from io_utils import InputError, atomic_output, provenance, write_attrs  # noqa:
 from noise_files import load_noise_file  # noqa: E402
 from prediction import find_checkpoints, predict_ensemble  # noqa: E402
 from prediction_files import InputSamples  # noqa: E402
-from result_files import other_centre  # noqa: E402
 from roles import INTERVAL_RUN  # noqa: E402
 from run_pipeline import missing_outputs, task_environment, tasks  # noqa: E402
 from sigma_model_utils import rng_for  # noqa: E402
+from tasks import unmeasured_systematics  # noqa: E402
 
 LEVELS = (1, 0)               # the closure test, and the diagnostic shown beside it
 RELATIVE_FLOOR = 0.1          # relative errors only where |truth| >= 10% of the density's maximum
@@ -111,8 +112,8 @@ HEADLINE = ("coverage", "coverage_err", "mean_abs_pull", "r_bv", "r_bv_err", "co
 PRIOR_HEADLINE = ("coverage_with_prior", "coverage_with_prior_err", "mean_abs_pull_with_prior",
                   "r_bv_with_prior", "r_bv_with_prior_err", "chi2_per_dof_with_prior")
 # every error judged side by side (those the audience has): the figures below, named <figure>_<error>
-ERRORS = ("total", "total_with_prior", "total_scaled", "total_calibrated", "total_calibrated_paper",
-          "total_calibrated_median")
+ERRORS = ("total", "total_with_prior", "total_scaled", "total_calibrated",
+          *(f"total_calibrated_{c}" for c in calibration.CENTRES))
 ERROR_FIGURES = (*closure.ERROR_FIGURES, "chi2_per_dof", "centre_rel_error")
 
 
@@ -183,7 +184,7 @@ def predict_family(cfg, samples: dict, sigma_gev, device) -> dict:
     together = InputSamples("validation", stacked, "bootstrap", "closure draws of the mocks",
                             int(cfg["n_boot"]))
     out = {}
-    runs = list(cfg["ensembles"]) + ([INTERVAL_RUN] if calibration_of(cfg, sigma_gev) is not None else [])
+    runs = list(cfg["ensembles"]) + ([INTERVAL_RUN] if cfg["interval_networks"] else [])
     for ens in runs:
         present, missing = find_checkpoints(cfg, sigma_gev, ens)
         for path in missing:
@@ -199,11 +200,7 @@ def predict_family(cfg, samples: dict, sigma_gev, device) -> dict:
 
 def calibration_of(cfg, sigma_gev):
     """The audience's calibration of σ (refused if made with other networks), or None (with a note)
-    when it has no interval networks or no calibration file: no calibrated figures then."""
-    if not cfg["interval_networks"]:
-        print(f"  NOTE: audience under {cfg.root}, sigma = {sigma_gev}: interval_networks=false, so no "
-              "calibrated figures")
-        return None
+    when it has no calibration file: no calibrated figures then."""
     if not cfg.calibration_file(sigma_gev).is_file():
         print(f"  NOTE: audience under {cfg.root}, sigma = {sigma_gev}: no calibration "
               f"({cfg.calibration_file(sigma_gev)} missing): no calibrated figures (run calibrate_sigma.py)")
@@ -214,17 +211,21 @@ def calibration_of(cfg, sigma_gev):
 
 
 def calibrated_rows(cfg, cal, quantiles, budgets: list, truths: np.ndarray) -> dict:
-    """{error: (central [rows, N_E], σ [rows, N_E], χ² [rows, 2])} of the calibrated results (both
-    centres; the recommended one also as total_calibrated) and of total_scaled, from the interval
-    networks' predictions [n, R, N_boot, N_r, 3·N_E] of one level and the rows' budgets."""
-    width, median = calibration.width_and_median(*split_quantiles(quantiles.astype(np.float64)))
-    width, median = width.reshape(len(budgets), -1), median.reshape(len(budgets), -1)
-    out = {name: ([], [], []) for name in ("total_scaled", *(f"total_calibrated_{c}" for c in calibration.CENTRES))}
+    """{error: (central [rows, N_E], σ [rows, N_E], χ² [rows, 2])} of the calibrated result of each
+    centre (the recommended one also as total_calibrated) and of total_scaled, from the rows' budgets
+    and, with interval networks, their predictions ``quantiles`` [n, R, N_boot, N_r, 3·N_E] of one level."""
+    width = median = [None] * len(budgets)
+    if quantiles is not None:
+        width, median = calibration.width_and_median(*split_quantiles(quantiles.astype(np.float64)))
+        width, median = width.reshape(len(budgets), -1), median.reshape(len(budgets), -1)
+    centres = calibration.result_centres(cfg)
+    factors = {c: cal.factors[c] for c in centres}
+    out = {name: ([], [], []) for name in ("total_scaled", *(f"total_calibrated_{c}" for c in centres))}
     for i, b in enumerate(budgets):
-        results = calibration.calibrated_results(cal.Q, b, width[i], median[i])
-        covariances = calibration.calibrated_covariances(results, cal.R, b)
+        results = calibration.calibrated_results(factors, b, width[i], median[i])
+        covariances = calibration.calibrated_covariances(results, factors, b)
         rows = {"total_scaled": (b.central, calibration.scaled_total(cal.S, b), (np.nan, np.nan))}
-        for c in calibration.CENTRES:
+        for c in centres:
             r = results[c]
             rows[f"total_calibrated_{c}"] = (r["central_calibrated"], r["total_calibrated"],
                                             cv.chi2(r["central_calibrated"], truths[i], covariances[c]))
@@ -232,11 +233,11 @@ def calibrated_rows(cfg, cal, quantiles, budgets: list, truths: np.ndarray) -> d
             for part, value in zip(out[name], values):
                 part.append(value)
     out = {name: tuple(np.array(part) for part in parts) for name, parts in out.items()}
-    out["total_calibrated"] = out[f"total_calibrated_{cfg['calibrated_centre']}"]
+    out["total_calibrated"] = out[f"total_calibrated_{centres[0]}"]
     return out
 
 
-def budgets_of(predictions: dict, level: int, truths: np.ndarray) -> tuple[list, np.ndarray]:
+def budgets_of(predictions: dict, level: int, truths: np.ndarray, unmeasured=()) -> tuple[list, np.ndarray]:
     """([[Budget per measurement] per density], χ² [rows, 2, 2]) of one family, σ and level, with
     ``truths`` [densities, N_E].  χ²[row, j] = (χ², k) of ρ̄ - truth with the covariance of σ_tot
     (j = 0) and of σ_tot,prior (j = 1; NaN without the prior systematic), covariance.chi2."""
@@ -246,7 +247,7 @@ def budgets_of(predictions: dict, level: int, truths: np.ndarray) -> tuple[list,
         row = []
         for m in range(n_meas):
             one = {ens: None if P is None else P[level][i, m] for ens, P in predictions.items()}
-            b = bud.error_budget(one)
+            b = bud.error_budget(one, unmeasured=unmeasured)
             covs = cv.result_covariances(one, b)
             for j, name in enumerate(("total", "total_with_prior")):
                 if name in covs:
@@ -344,19 +345,18 @@ def judge_audience(cfg, inputs: dict, device) -> tuple[dict, dict]:
         for family, (densities, _, samples) in inputs.items():
             predictions = predict_family(cfg, samples, sigma_gev, device)
             quantiles = predictions.pop(INTERVAL_RUN, None)
-            cal = calibration_of(cfg, sigma_gev) if quantiles is not None else None
+            cal = calibration_of(cfg, sigma_gev)
             n_meas = samples[LEVELS[0]].shape[1]
             truths = np.repeat(np.stack([d.truth[sigma_gev] for d in densities]), n_meas, axis=0)
             groups = np.repeat(np.arange(len(densities)), n_meas)
             for level in LEVELS:
-                b, chi2 = budgets_of(predictions, level, truths[::n_meas])
+                b, chi2 = budgets_of(predictions, level, truths[::n_meas], unmeasured_systematics(cfg))
                 rows = [x for row in b for x in row]
                 calibrated = (calibrated_rows(cfg, cal, quantiles[level], rows, truths) if cal is not None else None)
                 budgets[(family, sigma_gev, level)] = b
                 metrics[(family, sigma_gev, level)] = dict(
                     family_metrics(truths, rows, groups, chi2, calibrated),
-                    held_out_from_calibration=validation.held_out_from_calibration(cfg, family)
-                    if cfg["interval_networks"] else np.nan)
+                    held_out_from_calibration=validation.held_out_from_calibration(cfg, family))
     return metrics, budgets
 
 
@@ -448,11 +448,10 @@ def calibrated_table(cfg, one: pd.DataFrame) -> list[str]:
     when the audience has no calibration."""
     errors = [e for e in ERRORS if f"coverage_{e}_mean" in one.columns]
     if "total_calibrated" not in errors:
-        return ["", "No calibrated figures: the audience has no interval networks or no calibration file "
-                "(run calibrate_sigma.py)."]
+        return ["", "No calibrated figures: the audience has no calibration file (run calibrate_sigma.py)."]
     centre = cfg["calibrated_centre"]
     lines = ["", f"Every error side by side (level 1). total_calibrated: the recommended centre ({centre}); "
-             f"total_calibrated_{other_centre(centre)}: the other; total_scaled = S·σ_tot. The calibrated errors "
+             "total_calibrated_<centre>: each centre; total_scaled = S·σ_tot. The calibrated errors "
              f"promise {calibration.GUARANTEES['calibrated']}: 'held out' says whether the family lies outside "
              f"that space (calibration_space = {cfg['calibration_space']}). CRPS of N(c, σ²) (lower is better), "
              "sharpness = median σ / max|truth|; centre's rel. error = median |c − truth|/|truth| of the error's "

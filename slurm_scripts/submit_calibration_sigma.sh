@@ -1,7 +1,7 @@
 #!/bin/bash
-# Stage 2b: the calibration of the calibrated error (calibrate_sigma.py, every σ in one job): the
-# audience and its interval networks predict the calibration set, the conformal factors are
-# written to calibration/. Only with interval_networks=true (submit_all.sh asks config.py).
+# Stage 2b: the calibration of the calibrated result (calibrate_sigma.py, every σ in one job): the
+# audience (and its interval networks, with interval_networks=true) predict the calibration set,
+# the conformal factors are written to calibration/.
 #   bash slurm_scripts/submit_calibration_sigma.sh [sbatch options...]   -> prints the job id
 set -euo pipefail
 source "${SPECTRAL_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}/slurm_scripts/common.sh"
