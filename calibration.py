@@ -28,7 +28,7 @@ items of that bin), hence still marginally; each bin holds N_cal/n_bins items, a
 MIN_BIN_ITEMS (``bins_for``).  One bin is the marginal calibration above.
 
 The centres, each with its width:
-    ``audience``: c = ρ̄_Nmax, w = σ_tot (the paper's budget), per kind of density:
+    ``audience``: c = ρ̄_Nmax, w = σ_tot (the paper's budget), per bin of its relative width:
                   σ_cal = Q_k[bin]·σ_tot -- the audience's own result, calibrated; no network
                   beyond the audience.  The recommended centre of the recommended presets.
     ``paper``:    c = ρ̄_Nmax, w = the interval networks' width, σ_cal² = (Q·w)² + Σ_b² + Σ_ρ²
@@ -94,7 +94,7 @@ def scores(centre: np.ndarray, truth: np.ndarray, width: np.ndarray) -> np.ndarr
         return np.abs(np.asarray(centre) - np.asarray(truth)) / np.asarray(width)
 
 
-# --- per kind of density: the Mondrian bins -------------------------------------------------------
+# --- per bin of a feature: the Mondrian bins --------------------------------------------------------
 # what the audience centre's bins are cut on (recorded in the calibration file)
 FEATURE = "relative width sigma_tot(E) / max_E |rho_bar(E)|"
 

@@ -141,7 +141,7 @@ _DEMO = dict(nb_list=[16, 128], nrho_list=[2000, 8000], n_noise=2, max_epochs=20
                         "Nref_rho": {"arch": "arcL", "nb": 128, "nrho": 2000}})
 
 PRESETS = {
-    # the recommended audience: trained on the mixture, its own result calibrated per kind of density
+    # the recommended audience: trained on the mixture, its own result calibrated per bin of its relative width
     "reference": _REFERENCE,
     "paper": _PAPER,
     # small enough that the whole pipeline runs on 2 CPU cores in minutes (README, "The two

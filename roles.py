@@ -15,7 +15,7 @@ PRIOR_SYSTEMATIC = ("sys_prior", PRIOR_ENSEMBLE)
 # (paths.py) and its streams are keyed by this name.
 INTERVAL_RUN = "Nmax_interval"
 # the centres of the calibrated result (calibration.py): the audience's own (ρ̄_Nmax, its σ_tot
-# calibrated per kind of density), and, with the interval networks, ρ̄_Nmax with the Σ_X around
+# calibrated per bin of its relative width), and, with the interval networks, ρ̄_Nmax with the Σ_X around
 # their calibrated width, or their median
 CALIBRATED_CENTRES = ("audience", "paper", "median")
 # the centres that need the interval networks' width (and median)

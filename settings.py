@@ -121,7 +121,8 @@ SCHEMA = {
                           "by make_noise_file.py)", lambda p: p.strip() != ""),
     "prior_systematic": Setting("bool", "whether the prior systematic Σ_prior is computed (ensemble "
                                 "Nref_prior, method §8)"),
-    "space": Setting("str", "the training space of the whole audience (default chebyshev, the paper's)",
+    "space": Setting("str", "the training space of the whole audience (mixture: the recommended presets; "
+                     "chebyshev: the paper's)",
                      f"one of {AUDIENCE_SPACES}", lambda s: s in AUDIENCE_SPACES),
     "prior_space": Setting("prior space", "the second training space of Nref_prior: a table {x_scale, E0_min, "
                            "E0_max, epsilon} (the Chebyshev construction with these parameters; default the "
@@ -141,8 +142,8 @@ SCHEMA = {
                                 "(calibration.py; fewer when a bin would hold under 200 calibration items)",
                                 ">= 1", _at_least(1)),
     "calibrated_centre": Setting("str", "the centre of the recommended calibrated result: audience (ρ̄_Nmax with "
-                                 "σ_tot calibrated per kind of density), paper (ρ̄_Nmax with the Σ_X around the "
-                                 "interval networks' width) or median (the interval networks' q_50)",
+                                 "σ_tot calibrated per bin of its relative width), paper (ρ̄_Nmax with the Σ_X "
+                                 "around the interval networks' width) or median (the interval networks' q_50)",
                                  f"one of {CALIBRATED_CENTRES}", lambda c: c in CALIBRATED_CENTRES),
     "tf32": Setting("bool", "CUDA only: TF32 in float32 matrix products and convolutions (off: IEEE float32)"),
     "noise": Setting("str", "the noise a replica trains on (method §7)", f"one of {NOISE_MODES}",

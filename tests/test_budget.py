@@ -173,3 +173,30 @@ def test_missing_prior_ensemble_is_nan_never_zero():
     assert np.all(np.isnan(b.sys_prior)) and np.all(np.isnan(b.total_with_prior))
     assert np.all(np.isfinite(b.total))
     assert any("Nref_prior is missing" in w and "σ_tot,prior" in w for w in b.warnings)
+
+
+def test_an_unmeasured_systematic_is_nan_outside_sigma_tot_and_said():
+    """Nref_b trained on Nmax's own file (the physical space has no N_b): its difference is seed noise,
+    here made large; unmeasured, Σ_b is NaN (never zero), σ_tot is the sum of the others and the
+    covariance's diagonal still σ_tot²."""
+    import covariance as cv
+    P = 1.0 + 1e-3 * rng(6).normal(size=(N_BOOT, N_R, N_E))
+    preds = audience(P, b=0.5, rho=-0.2)
+    b = bud.error_budget(preds, unmeasured=("sys_b",))
+    assert np.all(np.isnan(b.sys_b)) and b.unmeasured == ("sys_b",)
+    np.testing.assert_allclose(b.total, np.sqrt(b.stat**2 + b.rep**2 + b.sys_rho**2 + b.sys_n**2), rtol=1e-12)
+    assert any("sys_b" in w and "not measured" in w and "not part of σ_tot" in w for w in b.warnings)
+    np.testing.assert_allclose(np.diag(cv.result_covariances(preds, b)["total"]), b.total**2, rtol=1e-10)
+    measured = bud.error_budget(preds)
+    assert np.all(measured.total > b.total)                     # the seed noise Σ_b no longer inflates it
+
+
+@pytest.mark.parametrize("space,unmeasured", [("chebyshev", ()), ("mixture", ()), ("physical", ("sys_b",))])
+def test_which_systematics_a_training_space_cannot_measure(tmp_path, space, unmeasured):
+    """P has no N_b: Nref_b's file is Nmax's there; the mixture's Chebyshev half has N_b."""
+    from config import load_config
+    from tasks import unmeasured_systematics
+    cfg = load_config("demo", [f"space={space}"], tmp_path)
+    assert unmeasured_systematics(cfg) == unmeasured
+    cfg = load_config("demo", [f"space={space}", "ensembles.Nref_rho.nrho=8000"], tmp_path)
+    assert "sys_rho" in unmeasured_systematics(cfg)              # a Nref_rho equal to Nmax measures nothing

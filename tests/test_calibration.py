@@ -107,3 +107,70 @@ def test_calibration_stream_is_its_own_and_an_overlapping_one_is_refused(tiny_cf
         monkeypatch.setattr(calibrate_sigma, "CALIBRATION_STREAM", purpose)
         with pytest.raises(ValueError, match=f"random stream '{purpose}' is one of the training files' streams"):
             calibrate_sigma.calibration_set(tiny_cfg)
+
+
+def two_kinds(n, seed):
+    """Items of two kinds, told apart by the relative width σ_tot / max|ρ̄| the user sees: narrow
+    (relative width ≤ 0.05) whose σ_tot is honest, wide (≥ 0.2) whose σ_tot claims 2.5 times too
+    much.  Returns the audience's items {central, total} and the truths."""
+    g = np.random.default_rng(seed)
+    wide = np.arange(n) % 2 == 0                        # exactly half each: the median edge lies between them
+    relative = np.where(wide, g.uniform(0.2, 0.3, n), g.uniform(0.01, 0.05, n))[:, None] * np.ones((1, N_E))
+    central = np.ones((n, N_E)) + 0.05 * g.normal(size=(n, N_E))
+    total = relative * np.abs(central).max(axis=1, keepdims=True)
+    truth = central + np.where(wide[:, None], 0.4, 1.0) * total * g.normal(size=(n, N_E))
+    return {"central": central, "total": total}, truth, wide
+
+
+def test_the_audience_centre_per_bin_corrects_each_kind_where_one_factor_cannot():
+    """Mondrian conformal on the audience centre: one factor per energy covers 68 % on average but
+    over-covers one kind and under-covers the other; per bin of the relative width each kind gets its
+    own factor (0.4 and 1.0, the Gaussian's 68.27 % quantile of |z| times the true scale) and covers
+    68 % on new items."""
+    items, truth, _ = two_kinds(N_CAL, 5)
+    assert cal.bins_for(N_CAL, 4) == 4 and cal.bins_for(N_CAL, 40) == N_CAL // cal.MIN_BIN_ITEMS
+    assert cal.bins_for(150, 4) == 1                                # too few items: the marginal factor
+    one = cal.calibrate(items, truth, ("audience",), 1)[0]["audience"]
+    factors, S = cal.calibrate(items, truth, ("audience",), 2)
+    f = factors["audience"]
+    assert f.Q.shape == (2, N_E) and f.edges.shape == (1, N_E)
+    assert np.all((f.edges > 0.05) & (f.edges < 0.2))               # the edge falls between the kinds
+    np.testing.assert_allclose(f.Q[0], 1.0, rtol=0.1)                # narrow: honest
+    np.testing.assert_allclose(f.Q[1], 0.4, rtol=0.1)                # wide: 2.5 times too wide
+    np.testing.assert_allclose(S, cal.conformal_factor(cal.scores(items["central"], truth, items["total"])))
+    new, truth2, wide = two_kinds(N_TEST, 6)
+    feature = cal.condition_feature(new["central"], new["total"])
+    for factor, spread in ((one.at(feature), 0.1), (f.at(feature), None)):
+        covered = np.abs(new["central"] - truth2) <= factor * new["total"]
+        for kind in (wide, ~wide):
+            off = abs(covered[kind].mean() - cal.COVERAGE)
+            if spread is None:
+                assert off < 4 * binomial_error(kind.sum() * N_E) + 0.02
+            else:
+                assert off > spread                                  # one factor misses each kind
+
+
+def test_bins_have_equal_counts_and_an_item_on_an_edge_goes_below():
+    feature = np.arange(1.0, 401.0)[:, None] * np.ones((1, 3))
+    edges = cal.bin_edges(feature, 4)
+    bins = cal.bin_of(feature, edges)
+    assert [int(np.sum(bins[:, 0] == j)) for j in range(4)] == [100] * 4
+    np.testing.assert_array_equal(cal.bin_of(edges[1:2], edges), [[1, 1, 1]])
+    f = cal.Factors(np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]), np.array([[0.5, 0.5, 0.5]]), None, None)
+    np.testing.assert_array_equal(f.at(np.array([[0.1, 0.9, 0.5]])), [[1.0, 5.0, 3.0]])
+
+
+def test_the_audience_centres_result_is_its_factor_times_sigma_tot():
+    from budget import Budget
+    n = 5
+    g = np.random.default_rng(7)
+    b = Budget(central=g.uniform(1, 2, n), stat=np.full(n, 0.1), rep=np.full(n, 0.1), sys_b=np.zeros(n),
+               sys_rho=np.zeros(n), sys_n=np.zeros(n), total=g.uniform(0.1, 0.3, n))
+    f = cal.Factors(np.array([[1.5] * n, [0.5] * n]), np.full((1, n), 0.1), np.eye(n), np.full(n, 0.7))
+    r = cal.calibrated_results({"audience": f}, b)["audience"]
+    relative = b.total / b.central.max()
+    np.testing.assert_array_equal(r["central_calibrated"], b.central)
+    np.testing.assert_allclose(r["total_calibrated"], np.where(relative > 0.1, 0.5, 1.5) * b.total)
+    np.testing.assert_array_equal(r["post"], r["total_calibrated"])
+    cov = cal.calibrated_covariances({"audience": r}, {"audience": f}, b)["audience"]
+    np.testing.assert_allclose(np.sqrt(np.diag(cov)), r["total_calibrated"])

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import calibration_files as cf
-from calibration import CENTRES
+from calibration import CENTRES, Factors
 from config import load_config
 from covariance import score_correlation
 from io_utils import InputError
@@ -16,17 +16,21 @@ def cfg(tmp_path):
     return load_config("tiny", [], tmp_path)
 
 
+N_BINS = 4
+BINS = {c: N_BINS if c == "audience" else 1 for c in CENTRES}
+
+
 def calibration(cfg, networks):
-    """Factors as calibrate_sigma.py makes them; R the correlation of 16 items' scores at N_E = 47
-    energies, rank-deficient as the tiny preset's (eigenvalues 0 up to rounding)."""
+    """Factors as calibrate_sigma.py makes them (the audience centre with N_BINS bins, the others with
+    one); R the correlation of 16 items' scores at N_E = 47 energies, rank-deficient as the tiny
+    preset's (eigenvalues 0 up to rounding)."""
     n_e = cfg["n_energies"]
     g = np.random.default_rng(0)
-    R = {c: score_correlation(g.normal(size=(16, n_e)), np.zeros((16, n_e)), g.uniform(1, 2, (16, n_e)))
-         for c in CENTRES}
-    return cf.Calibration(Q={c: g.uniform(0.5, 2, n_e) for c in CENTRES}, S=g.uniform(0.5, 2, n_e),
-                          R=R, coverage={c: np.full(n_e, 0.7) for c in CENTRES},
-                          space="training", n_cal=40, n_boot_cal=5, seed=7,
-                          checkpoints=cf.checkpoint_hashes(cfg, networks or []))
+    factors = {c: Factors(g.uniform(0.5, 2, (BINS[c], n_e)), np.sort(g.uniform(0, 1, (BINS[c] - 1, n_e)), axis=0),
+                          score_correlation(g.normal(size=(16, n_e)), np.zeros((16, n_e)), g.uniform(1, 2, (16, n_e))),
+                          np.full(n_e, 0.7)) for c in CENTRES}
+    return cf.Calibration(factors=factors, S=g.uniform(0.5, 2, n_e), n_bins=N_BINS, space="training", n_cal=40,
+                          n_boot_cal=5, seed=7, checkpoints=cf.checkpoint_hashes(cfg, networks or []))
 
 
 def test_round_trip_and_the_networks_it_was_made_with(cfg, tmp_path):
@@ -41,13 +45,16 @@ def test_round_trip_and_the_networks_it_was_made_with(cfg, tmp_path):
     with h5py.File(path, "r") as h5:            # every dataset the reader checks, each checksummed
         keys = []
         h5.visititems(lambda key, obj: keys.append(key) if isinstance(obj, h5py.Dataset) else None)
-        assert sorted(keys) == sorted(cf.datasets(cfg["n_energies"])) and all(h5[k].fletcher32 for k in keys)
+        assert sorted(keys) == sorted(cf.datasets(cfg["n_energies"], CENTRES, BINS)) and all(
+            h5[k].fletcher32 for k in keys)
+        assert "edges/audience" in keys and "edges/median" not in keys
     read = cf.read_calibration(cfg, sigma)
+    assert list(read.factors) == list(CENTRES)
     for c in CENTRES:
-        np.testing.assert_array_equal(read.Q[c], written.Q[c])
-        np.testing.assert_array_equal(read.R[c], written.R[c])
+        for part in ("Q", "edges", "R", "coverage"):
+            np.testing.assert_array_equal(getattr(read.factors[c], part), getattr(written.factors[c], part))
     np.testing.assert_array_equal(read.S, written.S)
-    assert (read.space, read.n_cal, read.n_boot_cal, read.seed) == ("training", 40, 5, 7)
+    assert (read.n_bins, read.space, read.n_cal, read.n_boot_cal, read.seed) == (N_BINS, "training", 40, 5, 7)
     assert set(read.checkpoints) == {"trained_models_sigma44/Nmax/replica_0_best.pth",
                                      "trained_models_sigma44/Nmax/replica_1_best.pth"}
     cf.check_networks(cfg, read, networks)                     # the same networks: accepted
@@ -67,7 +74,8 @@ def test_a_flipped_byte_is_detected_by_the_checksum_and_the_remedy_named(cfg):
     path = cf.write_calibration(cfg, 0.44, written)
     with h5py.File(path, "r") as h5:         # the stored bytes are the values, little-endian
         offset = h5["Q/median"].id.get_chunk_info(0).byte_offset
-        assert h5["Q/median"].id.read_direct_chunk((0,))[1][:8 * 47] == written.Q["median"].astype("<f8").tobytes()
+        stored = written.factors["median"].Q.astype("<f8").tobytes()
+        assert h5["Q/median"].id.read_direct_chunk((0, 0))[1][:8 * 47] == stored
     data = bytearray(path.read_bytes())
     data[offset + 8 * 3] ^= 0x01             # the lowest byte of Q_median at the fourth energy:
     path.write_bytes(bytes(data))            # 1 part in 10^16 of a believable number
@@ -92,10 +100,10 @@ def test_a_file_without_checksums_is_read_and_its_values_still_checked(cfg):
     path = cf.write_calibration(cfg, 0.44, calibration(cfg, []))
     values = without_checksums(path)
     read = cf.read_calibration(cfg, 0.44)
-    np.testing.assert_array_equal(read.Q["median"], values["Q/median"])
+    np.testing.assert_array_equal(read.factors["median"].Q, values["Q/median"])
     with h5py.File(path, "r+") as h5:
-        h5["Q/median"][3] = -h5["Q/median"][3]
-    with pytest.raises(InputError, match=r"key 'Q/median': -\d.* at index \[3\] \(1 such value\); expected "
+        h5["Q/median"][0, 3] = -h5["Q/median"][0, 3]
+    with pytest.raises(InputError, match=r"key 'Q/median': -\d.* at index \[0, 3\] \(1 such value\); expected "
                                          r"positive finite values; " + REMAKE):
         cf.read_calibration(cfg, 0.44)
 
@@ -114,9 +122,12 @@ def _not_psd(h5):        # |R| <= 1, symmetric, unit diagonal, but no correlatio
 
 
 @pytest.mark.parametrize("damage,key,problem", [
-    (_set("Q/paper", 0, 0.0), "Q/paper", r"0 at index \[0\].*expected positive finite values"),
+    (_set("Q/paper", (0, 0), 0.0), "Q/paper", r"0 at index \[0, 0\].*expected positive finite values"),
+    (_set("Q/audience", (2, 7), -0.5), "Q/audience", r"-0.5 at index \[2, 7\].*expected positive finite values"),
     (_set("S", 5, -1.5), "S", r"-1.5 at index \[5\].*expected positive finite values"),
-    (_set("Q/median", 2, 1e308 * 10), "Q/median", "contains NaN or inf"),
+    (_set("Q/median", (0, 2), 1e308 * 10), "Q/median", "contains NaN or inf"),
+    (_set("edges/audience", (0, 4), 10.0), "edges/audience", "edges out of order"),
+    (_set("edges/audience", (1, 4), np.nan), "edges/audience", "contains NaN or inf"),
     (_set("R/median", (1, 2), 5.0), "R/median", "not symmetric, an entry of magnitude 5 > 1"),
     (_set("R/median", (4, 4), 0.5), "R/median", "a diagonal entry is not 1"),
     (_not_psd, "R/paper", "not positive semi-definite"),
@@ -128,6 +139,15 @@ def test_implausible_values_are_refused_naming_the_key(cfg, damage, key, problem
     with h5py.File(path, "r+") as h5:
         damage(h5)
     with pytest.raises(InputError, match=f"calibration_sigma44.h5, key '{key}': {problem}.*" + REMAKE):
+        cf.read_calibration(cfg, 0.44)
+
+
+def test_a_file_of_the_earlier_layout_is_refused_with_the_remedy(cfg):
+    """Before the audience centre: Q [N_E] per centre, no attribute ``centres``."""
+    path = cf.write_calibration(cfg, 0.44, calibration(cfg, []))
+    with h5py.File(path, "r+") as h5:
+        del h5.attrs["centres"]
+    with pytest.raises(InputError, match="earlier layout.*" + REMAKE):
         cf.read_calibration(cfg, 0.44)
 
 

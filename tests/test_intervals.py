@@ -26,6 +26,8 @@ from training import train_replicas
 from training_runs import runs_from_task_ids
 from training_sets import generate_training_files, load_training_data
 
+PLAIN = ["interval_networks=false", "calibrated_centre=audience"]      # an audience without interval networks
+
 
 # --- the loss against the law ----------------------------------------------------------------------
 def test_levels_are_the_normal_one_sigma_quantiles():
@@ -143,7 +145,8 @@ def test_paper_networks_do_not_change_with_interval_networks(make_cfg, tmp_path)
     and the same history."""
     (tmp_path / "off").mkdir()
     (tmp_path / "off" / "training_datasets_T32").symlink_to(tmp_path / "training_datasets_T32")
-    on, off = make_cfg("max_epochs=2"), make_cfg("max_epochs=2", "interval_networks=false", root=tmp_path / "off")
+    on = make_cfg("max_epochs=2")
+    off = make_cfg("max_epochs=2", *PLAIN, root=tmp_path / "off")
     assert on["interval_networks"] and not off["interval_networks"]
     for cfg in (on, off):
         train_replicas(cfg, "Nmax", 0.44, [0], device="cpu", log=quiet)
@@ -156,7 +159,8 @@ def test_paper_networks_do_not_change_with_interval_networks(make_cfg, tmp_path)
 # --- the task map and the pipeline -------------------------------------------------------------------
 @pytest.mark.parametrize("preset", ["tiny", "reference", "demo_prior"])
 def test_task_map_has_the_interval_tasks_exactly_when_on(preset, tmp_path):
-    on, off = load_config(preset, root=tmp_path), load_config(preset, ["interval_networks=false"], tmp_path)
+    on = load_config(preset, ["interval_networks=true"], tmp_path)
+    off = load_config(preset, PLAIN, tmp_path)
     n_r, sigmas = on["n_replicas"], on["sigmas_gev"]
     paper = training_tasks(off)
     assert all(ens != INTERVAL_RUN for ens, _, _ in paper)
@@ -168,7 +172,8 @@ def test_task_map_has_the_interval_tasks_exactly_when_on(preset, tmp_path):
     for cfg in (on, off):       # what the Slurm scripts ask for their array sizes
         for stage, n in (("training", len(training_tasks(cfg))), ("training-groups", len(training_groups(cfg)))):
             out = subprocess.run([sys.executable, str(REPO / "config.py"), "--preset", preset,
-                                  *(["--set", "interval_networks=false"] if cfg is off else []),
+                                  *(["--set", "interval_networks=false", "--set", "calibrated_centre=audience"]
+                                    if cfg is off else ["--set", "interval_networks=true"]),
                                   "array-size", stage], capture_output=True, text=True, check=True)
             assert int(out.stdout) == n
     interval_files = {p for s in sigmas for p in interval_checkpoints(on, s)}
@@ -183,7 +188,9 @@ def test_interval_settings_are_checked(tiny_cfg):
         load_config("tiny", ["calibration_space=prior"])
     with pytest.raises(ConfigError, match="interval_networks=true needs the ensemble Nmax"):
         load_config("tiny", ['ensembles={"Nref_b": {"arch": "arcL", "nb": 16, "nrho": 400}}'])
-    off = load_config("tiny", ["interval_networks=false", NOISE], tiny_cfg.root)
+    with pytest.raises(ConfigError, match="calibrated_centre=paper needs the interval networks' width"):
+        load_config("tiny", ["interval_networks=false", "calibrated_centre=paper"])
+    off = load_config("tiny", [*PLAIN, NOISE], tiny_cfg.root)
     with pytest.raises(ConfigError, match="ensemble 'Nmax_interval': expected one of"):
         train_replicas(off, INTERVAL_RUN, 0.44, [0], device="cpu", log=quiet)
 
@@ -214,7 +221,7 @@ def test_mixture_calibration_space_is_generated_and_trained_on(tiny_cfg):
     assert generation_tasks(cfg) == generation_tasks(own) + [("mixture", nmax["nb"])]
     assert generated_nrhos(cfg, "mixture") == [nmax["nrho"]]
     assert ensemble_space(cfg, INTERVAL_RUN) == "mixture" and ensemble_space(cfg, "Nmax") == "chebyshev"
-    assert generation_tasks(load_config("tiny", ["calibration_space=mixture", "interval_networks=false"])) \
+    assert generation_tasks(load_config("tiny", ["calibration_space=mixture", *PLAIN])) \
         == generation_tasks(own)
     paths = generate_training_files(cfg, nmax["nb"], workers=1, progress=False, log=quiet, space="mixture")
     assert paths == [cfg.training_file(nmax["nb"], nmax["nrho"], "mixture")]
@@ -229,10 +236,10 @@ def test_the_calibration_space_is_known_without_interval_networks():
     for overrides in ([], ["calibration_space=training"], ["space=mixture", "calibration_space=training"],
                       ["space=physical"]):
         on = load_config("tiny", overrides)
-        off = load_config("tiny", [*overrides, "interval_networks=false"])
+        off = load_config("tiny", [*overrides, *PLAIN])
         assert calibration_space(on) == calibration_space(off) == ensemble_space(on, INTERVAL_RUN)
-    assert calibration_space(load_config("tiny", ["calibration_space=training", "interval_networks=false"])) \
+    assert calibration_space(load_config("tiny", ["calibration_space=training", *PLAIN])) \
         == "chebyshev"
     import validation
-    drawn = validation.draw_family(load_config("tiny", ["interval_networks=false"]), "calibration_space", 2)
+    drawn = validation.draw_family(load_config("tiny", PLAIN), "calibration_space", 2)
     assert [d.parameters["space"] for d in drawn] == ["mixture", "mixture"]

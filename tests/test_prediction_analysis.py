@@ -21,6 +21,7 @@ import predict_on_delta_tanh
 import predict_on_O3_mock_sigma
 import predict_on_user_data
 import run_pipeline
+from calibration import result_centres
 from calibration_files import read_calibration
 from config import load_config
 from io_utils import InputError
@@ -104,8 +105,9 @@ def test_mock_pipeline_end_to_end(trained, capsys):
             table = pd.read_csv(cfg.results_file(mock, sigma, "budget.csv"))
             assert list(table.columns) == ["E", "central", "stat", "rep", "sys_b", "sys_rho", "sys_n",
                                            "total", "central_calibrated", "post", "total_calibrated",
-                                           "central_calibrated_paper", "post_paper", "total_calibrated_paper",
-                                           "total_scaled", "truth", "closure_level"]
+                                           "central_calibrated_audience", "post_audience",
+                                           "total_calibrated_audience", "central_calibrated_paper", "post_paper",
+                                           "total_calibrated_paper", "total_scaled", "truth", "closure_level"]
             # the calibrated result as calibration.py defines it, from the calibration file and the
             # interval networks' predictions
             cal = read_calibration(cfg, sigma)
@@ -113,10 +115,15 @@ def test_mock_pipeline_end_to_end(trained, capsys):
                 q = h5["predictions"][()].astype(np.float64)
             width = (np.abs(q[..., 2 * n_e:] - q[..., :n_e]) / 2).mean(axis=(0, 1))
             np.testing.assert_allclose(table["central_calibrated"], q[..., n_e:2 * n_e].mean(axis=(0, 1)), rtol=1e-6)
-            np.testing.assert_allclose(table["post"], cal.Q["median"] * width, rtol=1e-6)
+            np.testing.assert_allclose(table["post"], cal.factors["median"].Q[0] * width, rtol=1e-6)
             np.testing.assert_allclose(table["total_calibrated"], table["post"], rtol=1e-12)
             np.testing.assert_array_equal(table["central_calibrated_paper"], table["central"])
-            np.testing.assert_allclose(table["post_paper"], cal.Q["paper"] * width, rtol=1e-6)
+            np.testing.assert_allclose(table["post_paper"], cal.factors["paper"].Q[0] * width, rtol=1e-6)
+            # the audience centre: ρ̄_Nmax with its σ_tot scaled; N_cal = 16 holds one bin, whose factor is S
+            assert cal.n_bins == 1
+            np.testing.assert_array_equal(table["central_calibrated_audience"], table["central"])
+            np.testing.assert_allclose(table["total_calibrated_audience"], table["total_scaled"], rtol=1e-12)
+            np.testing.assert_allclose(table["post_audience"], table["total_calibrated_audience"], rtol=1e-12)
             np.testing.assert_allclose(table["total_calibrated_paper"] ** 2, table["post_paper"] ** 2
                                        + (table[["sys_b", "sys_rho", "sys_n"]] ** 2).sum(axis=1), rtol=1e-8)
             np.testing.assert_allclose(table["total_scaled"], cal.S * table["total"], rtol=1e-8)
@@ -171,7 +178,8 @@ def test_prior_systematic_end_to_end(trained, tmp_path, capsys):
     for sigma in cfg["sigmas_gev"]:
         table = pd.read_csv(cfg.results_file("delta_tanh", sigma, "budget.csv"))
         assert list(table.columns) == ["E", "central", "stat", "rep", "sys_b", "sys_rho", "sys_n", "total",
-                                       "sys_prior", "total_with_prior", *budget_columns("calibrated")[8:],
+                                       "sys_prior", "total_with_prior",
+                                       *budget_columns("calibrated", centres=result_centres(cfg))[8:],
                                        "truth", "closure_level"]
         np.testing.assert_allclose(table["total_calibrated_paper"] ** 2, table["post_paper"] ** 2 + (
             table[["sys_b", "sys_rho", "sys_n", "sys_prior"]] ** 2).sum(axis=1), rtol=1e-8)
@@ -753,7 +761,7 @@ def test_calibration_is_kept_when_up_to_date_and_resumes_the_missing_sigma(train
     assert out.count("up to date: ") == 1 and f"wrote {second}" in out
     assert first.stat().st_mtime_ns == stamp
     again, made = read_calibration(cfg, cfg["sigmas_gev"][1]), read_calibration(trained, trained["sigmas_gev"][1])
-    for centre in made.Q:                                # the same streams: the same factors
-        np.testing.assert_array_equal(again.Q[centre], made.Q[centre])
+    for centre in made.factors:                          # the same streams: the same factors
+        np.testing.assert_array_equal(again.factors[centre].Q, made.factors[centre].Q)
     np.testing.assert_array_equal(again.S, made.S)
     assert again.checkpoints == made.checkpoints and len(made.checkpoints) == 5 * cfg["n_replicas"]

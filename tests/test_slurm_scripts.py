@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import run_pipeline
+from calibration import result_centres
 from config import ConfigError, load_config
 from result_files import budget_columns
 from tasks import generation_tasks, training_groups, training_tasks
@@ -129,12 +130,15 @@ def test_submit_all_chains_with_afterok_and_site_settings(fake_slurm):
     assert (Path(env["SPECTRAL_ROOT"]) / "slurm_logs").is_dir()
 
 
-def test_without_interval_networks_there_is_no_calibration_job(fake_slurm):
+def test_without_interval_networks_the_calibration_job_still_runs(fake_slurm):
+    """The audience centre's calibration needs no interval networks: the chain keeps its calibration job."""
     env, calls = fake_slurm
-    env.update(SPECTRAL_PRESET="tiny", SPECTRAL_OVERRIDES="interval_networks=false")
+    env.update(SPECTRAL_PRESET="tiny", SPECTRAL_OVERRIDES="interval_networks=false calibrated_centre=audience")
     out = submit("submit_all.sh", env)
-    assert out.split() == ["generation", "101", "training", "102", "prediction_O3", "103", "prediction_delta", "104"]
-    assert all(option(c, "dependency") == "afterok:102" for c in calls("sbatch")[2:])
+    assert out.split() == ["generation", "101", "training", "102", "calibration", "103", "prediction_O3", "104",
+                           "prediction_delta", "105"]
+    assert option(calls("sbatch")[2], "dependency") == "afterok:102"
+    assert all(option(c, "dependency") == "afterok:103" for c in calls("sbatch")[3:])
 
 
 def test_calibration_job_runs_calibrate_sigma(fake_slurm):
@@ -222,9 +226,9 @@ def test_local_runner_runs_the_slurm_tasks_in_order(tmp_path):
                       + ["prediction O3", "analysis O3", "prediction delta_tanh", "analysis delta_tanh"])
     calibrations = [cmd for stage, cmd in tasks if stage == "calibration"]
     assert [float(cmd[cmd.index("--sigma") + 1]) for cmd in calibrations] == cfg["sigmas_gev"]
-    plain = load_config("tiny", ["interval_networks=false"], tmp_path)
-    assert "calibration" not in [stage for stage, _ in run_pipeline.tasks(plain)]
-    assert "calibration" not in run_pipeline.expected_outputs(plain)
+    plain = load_config("tiny", ["interval_networks=false", "calibrated_centre=audience"], tmp_path)
+    assert [stage for stage, _ in run_pipeline.tasks(plain)].count("calibration") == len(cfg["sigmas_gev"])
+    assert run_pipeline.expected_outputs(plain)["calibration"] == [plain.calibration_file(s) for s in cfg["sigmas_gev"]]
     task_ids = [cmd[cmd.index("--task-id") + 1] for _, cmd in tasks if "--task-id" in cmd]
     assert task_ids == ([str(i) for i in range(n_gen)]
                         + [f"{ids[0]}-{ids[-1]}" for _, _, ids in training_groups(cfg)])
@@ -242,7 +246,7 @@ def test_check_reports_missing_outputs(tmp_path, capsys):
 
 def test_budget_table_check(tmp_path):
     cfg = load_config("tiny", [], tmp_path)
-    columns = budget_columns("calibrated", "mock")
+    columns = budget_columns("calibrated", "mock", centres=result_centres(cfg))
     rows = [[0.1 * (k + 1)] * len(columns) for k in range(cfg["n_energies"])]
     good = tmp_path / "good.csv"
     good.write_text(",".join(columns) + "\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
