@@ -352,7 +352,8 @@ def judge_audience(cfg, inputs: dict, device) -> tuple[dict, dict]:
             for level in LEVELS:
                 b, chi2 = budgets_of(predictions, level, truths[::n_meas], unmeasured_systematics(cfg))
                 rows = [x for row in b for x in row]
-                calibrated = (calibrated_rows(cfg, cal, quantiles[level], rows, truths) if cal is not None else None)
+                calibrated = (calibrated_rows(cfg, cal, None if quantiles is None else quantiles[level], rows, truths)
+                              if cal is not None else None)
                 budgets[(family, sigma_gev, level)] = b
                 metrics[(family, sigma_gev, level)] = dict(
                     family_metrics(truths, rows, groups, chi2, calibrated),
