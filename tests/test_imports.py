@@ -246,7 +246,7 @@ def python_by_name(path: Path) -> list[tuple[int, str]]:
             hit = _SUBPROCESS_BY_NAME.search(line)
         else:
             code = re.sub(r"(^|\s)#.*", "", line)                       # comments say what they like
-            code = re.sub(r"\"(?:[^\"\\$]|\\.)*\"|'[^']*'", "''", code)   # so do plain strings
+            code = re.sub(r"\"(?:[^\"\\$]|\\.|\$(?!\())*\"|'[^']*'", "''", code)   # and strings without $(
             hit = _PYTHON_BY_NAME.search(code)
         if hit:
             found.append((n, line.strip()))
@@ -256,11 +256,12 @@ def python_by_name(path: Path) -> list[tuple[int, str]]:
 def test_python_by_name_finds_what_it_must(tmp_path):
     """The check below, tested: each planted line is found, none of the clean ones."""
     planted = ["python -m pip download x", "if ! python3 -m pip install y; then", 'out=$(python "$f")',
-               "timeout 90 python3.11 run.py", "X=1 exec python z.py", "a && python b.py",
+               "timeout 90 python3.11 run.py", "X=1 exec python z.py", "a && python b.py", 'x="$(python3 y.py)"',
                "subprocess.run([" + '"python", "x.py"])']
     clean = ['"$python" -m pip download x', 'echo "error: python interpreter not found"',
              "# python x.py in a comment", '"$PYTHON" -c "import torch"', "PYTHON ?= python3",
-             'subprocess.run([sys.executable, "x.py"])', "python=${SPECTRAL_PYTHON:-python3}"]
+             'subprocess.run([sys.executable, "x.py"])', "python=${SPECTRAL_PYTHON:-python3}",
+             'step "make test BASE_PYTHON=$B (then python -m pytest -q)"']
     for suffix in (".sh", ".py"):
         path = tmp_path / f"probe{suffix}"
         lines = [line for line in planted + clean if line.startswith("subprocess") == (suffix == ".py")]
