@@ -315,12 +315,22 @@ PLOTS = ("result", "ensembles", "budget", "correlation", "pulls")
 
 
 # --- the whole analysis --------------------------------------------------------------------------
-def analyze_sigma(cfg, mock: str, sigma_gev: float, force: bool = False) -> tuple[Summary | None, list, list]:
+def input_warnings(s: PredictionSet) -> list[str]:
+    """The warnings of the prediction files' input checks (prediction.input_check), each once."""
+    out = []
+    for check in (s.input_checks or {}).values():
+        out += [w for w in (check or {}).get("warnings", []) if w not in out]
+    return out
+
+
+def analyze_sigma(cfg, mock: str, sigma_gev: float, force: bool = False) -> tuple[Summary | None, list, list, list]:
     """Budget, files and plots of one (input, σ): (the summary (None without truth), the files
-    written, the files kept because they are up to date)."""
+    written, the files kept because they are up to date, the warnings of the input checks)."""
     s = load_predictions(cfg, mock, sigma_gev)
     b = bud.error_budget(s.predictions, s.kind, unmeasured_systematics(cfg))
     covariances = cv.result_covariances(s.predictions, b, s.kind)
+    alerts = input_warnings(s)
+    b.warnings += alerts                                  # recorded in the budget files too
     for warning in b.warnings:
         print(f"  WARNING (σ = {sigma_gev}): {warning}")
     cal = calibrated_result(cfg, s, b)
@@ -341,7 +351,7 @@ def analyze_sigma(cfg, mock: str, sigma_gev: float, force: bool = False) -> tupl
                                                 for ens, path in s.files.items()},
                            "calibration": cal.calibration if cal is not None else None})
     if not force and up_to_date(cfg, mock, sigma_gev, made_of) and all(p.is_file() for p in pictures):
-        return summary, [], result_paths(cfg, mock, sigma_gev) + pictures
+        return summary, [], result_paths(cfg, mock, sigma_gev) + pictures, alerts
     written = write_results(cfg, s, b, covariances, analysis_settings(cfg),
                             summary.line() if summary else "no truth (user data)", made_of,
                             cal.columns if cal is not None else None, cal.calibration if cal is not None else None)
@@ -351,7 +361,7 @@ def analyze_sigma(cfg, mock: str, sigma_gev: float, force: bool = False) -> tupl
         written.append(path)
     if s.truth is None:
         written += write_exports(cfg, s, b, covariances, cal)
-    return summary, written, []
+    return summary, written, [], alerts
 
 
 def analyze(cfg, mock: str, force: bool = False, wait_lock: bool = False) -> list[Summary]:
@@ -373,11 +383,11 @@ def analyze(cfg, mock: str, force: bool = False, wait_lock: bool = False) -> lis
 
 def _analyze_sigmas(cfg, mock: str, force: bool) -> list[Summary]:
     """analyze's work, under its lock."""
-    summaries, failed = [], []
+    summaries, failed, alerts = [], [], []
     for sigma_gev in cfg["sigmas_gev"]:
         print(f"{mock}, sigma = {sigma_gev}:")
         try:
-            summary, written, kept = analyze_sigma(cfg, mock, sigma_gev, force)
+            summary, written, kept, warnings = analyze_sigma(cfg, mock, sigma_gev, force)
         except (InputError, ValueError) as err:
             print(f"  ERROR: {err}")
             failed.append(sigma_gev)
@@ -389,7 +399,10 @@ def _analyze_sigmas(cfg, mock: str, force: bool) -> list[Summary]:
                   "--force redoes them)")
         if summary is not None:
             summaries.append(summary)
+        alerts += [w for w in warnings if w not in alerts]
     print(f"\nSummary for {mock}:")
+    for warning in alerts:
+        print(f"  WARNING: {warning}")
     for summary in summaries:
         print("  " + summary.line())
     if not summaries and not failed:

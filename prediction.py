@@ -9,6 +9,10 @@ The inputs are N samples of a correlator on the preset's time slices:
   per-configuration data resampled (bootstrap, seeded, or jackknife, after optional folding and
   binning), their own bootstrap or jackknife samples, or a mean and covariance from which N_boot
   samples are drawn.
+How far the input lies from what the networks were trained on is checked for each ensemble
+(``input_check``: a central value below zero, which no non-negative density gives, and its
+distance from the training correlators in units of their spread); each criterion met is a WARNING
+at the end of the prediction, and the check is recorded in every prediction file.
 For each σ and ensemble the replicas' checkpoints are loaded together (``checkpoints.
 load_replicas``, which checks their geometry against the preset), the samples are standardised
 with the checkpoints' own μ, γ (method §5; the replicas of an ensemble share them, which
@@ -27,6 +31,7 @@ import json
 import numpy as np
 from tqdm import tqdm
 
+from budget import sample_std
 from checkpoints import load_replicas
 from cli import add_wait_lock_arg, main_guard
 from closure import closure_samples, level_label
@@ -61,6 +66,51 @@ def mock_inputs(cfg, name: str) -> InputSamples:
                          "n_boot": int(cfg["n_boot"]), "closure": level_label(level),
                          "rng": f"rng_for(seed, 'measurement' and 'bootstrap', {keys[0]}, {keys[1]})"},
                         measured=measured, closure_level=level)
+
+
+# --- how far the input lies from the training's (method §5) ----------------------------------------
+NEGATIVE_ERRORS = 5.0      # C̄(t) below zero by more errors than this: no density ρ ≥ 0 gives it
+FAR_FROM_TRAINING = 10.0   # max_t |C̄(t) - μ(t)| / γ(t) beyond this: far from the training correlators
+
+
+def input_check(inputs: InputSamples, meta: dict, t) -> dict:
+    """How the input's central value C̄ (the mean of its samples, with errors δC by
+    budget.sample_std) lies against the training of one ensemble (``meta``: a checkpoint's μ, γ, method §5).
+
+    - ``negative_t``: the slices where C̄(t) < -NEGATIVE_ERRORS δC(t).  Every kernel b(t, ω) of
+      sigma_model_utils.KERNELS is ≥ 0, so every density ρ ≥ 0 gives C(t) > 0: no non-negative
+      density has this correlator.  (The Chebyshev space holds densities of either sign, so its
+      networks still answer; P and the prior space hold only ρ ≥ 0.)
+    - ``distance``: max_t |C̄(t) - μ(t)| / γ(t).  μ and γ are the mean and standard deviation of
+      the training file's clean correlators at each t, so by Chebyshev's inequality at most 1/d²
+      of them lie as far at a slice; beyond FAR_FROM_TRAINING (at most 1 %) the input is flagged.
+    ``warnings``: one line for each criterion met (none: within both).  Recorded as JSON in the
+    prediction files and the budget files (``input_check``)."""
+    t = np.asarray(t)
+    centre = inputs.samples.mean(axis=0)
+    error = np.nan_to_num(sample_std(inputs.samples, axis=0, kind=inputs.kind))   # one sample: 0
+    negative = [int(x) for x in t[centre < -NEGATIVE_ERRORS * error]]
+    z = np.abs((centre - meta["mu"]) / meta["gamma"])
+    k = int(np.argmax(z))
+    check = {"against": f"the clean training correlators of {meta['ensemble']} (mean mu, std gamma of its checkpoint)",
+             "distance": float(z[k]), "distance_t": int(t[k]), "distance_limit": FAR_FROM_TRAINING,
+             "negative_t": negative, "negative_errors": NEGATIVE_ERRORS, "warnings": []}
+    if negative:
+        check["warnings"].append(
+            f"{inputs.name}: its central value is below zero by more than {NEGATIVE_ERRORS:g} errors at t = "
+            f"{_slices(negative)}: no non-negative spectral density gives that correlator (the kernel is "
+            "non-negative); check its sign: the result is not the density of a diagonal correlator")
+    if check["distance"] > FAR_FROM_TRAINING:
+        check["warnings"].append(
+            f"{inputs.name}: its central value lies {check['distance']:.3g} standard deviations of "
+            f"{meta['ensemble']}'s training correlators from their mean at t = {check['distance_t']} "
+            f"(|C - mu| / gamma > {FAR_FROM_TRAINING:g}: at most 1 % of them lie as far), outside what the networks "
+            "were trained on")
+    return check
+
+
+def _slices(t: list[int]) -> str:
+    return ", ".join(map(str, t)) if len(t) <= 6 else f"{t[0]}, {t[1]}, ..., {t[-1]} ({len(t)} slices)"
 
 
 # --- prediction ----------------------------------------------------------------------------------
@@ -114,12 +164,12 @@ def predict_all(cfg, inputs: InputSamples, device=None, force: bool = False, wai
     files that a killed run left.
 
     Returns {"written": [paths], "up to date": [paths], "missing": [checkpoint paths],
-    "skipped": [(ensemble, σ)]}.
+    "skipped": [(ensemble, σ)], "input warnings": [the lines of input_check, each once]}.
     """
     device = select_device(device, cfg["tf32"])
     if inputs.samples.ndim != 2 or inputs.samples.shape[1] != cfg.n_t:
         raise ValueError(f"input samples of shape {list(inputs.samples.shape)}; expected [N, {cfg.n_t}]")
-    report = {"written": [], "up to date": [], "missing": [], "skipped": []}
+    report = {"written": [], "up to date": [], "missing": [], "skipped": [], "input warnings": []}
     groups = [(s, ens) for s in cfg["sigmas_gev"] for ens in predicted_runs(cfg)]
     outputs = [cfg.prediction_file(inputs.name, e, s) for s, e in groups]
     for directory in sorted({path.parent for path in outputs}):
@@ -150,8 +200,10 @@ def _predict_groups(cfg, inputs: InputSamples, groups, device, force: bool, repo
             report["up to date"].append(path)
             continue
         P, metas = predict_ensemble(cfg, inputs, sigma_gev, ensemble, present, device)
+        check = input_check(inputs, metas[0], cfg.t)
+        report["input warnings"] += [w for w in check["warnings"] if w not in report["input warnings"]]
         report["written"].append(write_prediction_file(cfg, inputs, sigma_gev, ensemble, P, present,
-                                                       missing, metas, made_of))
+                                                       missing, metas, made_of, check))
 
 
 def print_report(report: dict) -> int:
@@ -163,6 +215,8 @@ def print_report(report: dict) -> int:
     if report["missing"]:
         print(f"WARNING: {len(report['missing'])} checkpoint(s) missing (listed above); "
               f"ensembles with no replica at all: {report['skipped'] or 'none'}")
+    for warning in report["input warnings"]:
+        print(f"WARNING: {warning}")
     if not report["written"] and not report["up to date"]:
         print("ERROR: no checkpoint found, nothing predicted (train the audience first)")
         return 1

@@ -83,6 +83,7 @@ class PredictionSet:
     made_with: dict | None = None       # {ensemble: the stored configuration of its file, or None}
     origin: str = NOT_RECORDED          # the files' sample_origin and n_boot (InputSamples)
     n_boot: int | str = NOT_RECORDED
+    input_checks: dict | None = None    # {ensemble: its file's input_check (prediction.input_check), or None}
 
 
 # --- writing ---------------------------------------------------------------------------------------
@@ -101,9 +102,10 @@ def up_to_date(path, made_of: str) -> bool:
 
 
 def write_prediction_file(cfg, inputs: InputSamples, sigma_gev, ensemble, P, present, missing, metas,
-                          made_of: str):
+                          made_of: str, input_check: dict):
     """The predictions ``P`` [N, N_r, N_E] of the replicas ``present`` [(replica, checkpoint)] with
-    their checkpoints' ``metas``, atomically; returns the path."""
+    their checkpoints' ``metas`` and how far the input lies from their training (``input_check``,
+    prediction.input_check), atomically; returns the path."""
     path = cfg.prediction_file(inputs.name, ensemble, sigma_gev)
     with atomic_output(path) as tmp:
         with h5py.File(tmp, "w") as h5:
@@ -126,7 +128,8 @@ def write_prediction_file(cfg, inputs: InputSamples, sigma_gev, ensemble, P, pre
                 checkpoints=json.dumps([str(p) for _, p in present]),
                 missing_checkpoints=json.dumps([str(p) for p in missing]),
                 checkpoint_provenance=json.dumps([m["provenance"] for m in metas]),
-                input_source=json.dumps(inputs.source), fingerprint=made_of, **level))
+                input_source=json.dumps(inputs.source), input_check=json.dumps(input_check),
+                fingerprint=made_of, **level))
     return path
 
 
@@ -158,13 +161,13 @@ def load_predictions(cfg, mock: str, sigma_gev: float) -> PredictionSet:
     Checks that the files agree on energies, truth, sample kind, closure level and the input samples
     themselves: the systematic differences of method §8 are only meaningful on the same samples.
     """
-    predictions, files, made_with = {}, {}, {}
+    predictions, files, made_with, input_checks = {}, {}, {}, {}
     ref = None   # (path, energies, truth, kind, samples, closure level) of the first file read
     for ens in cfg["ensembles"]:
         path = cfg.prediction_file(mock, ens, sigma_gev)
         files[ens] = str(path)
         if not path.is_file():
-            predictions[ens] = made_with[ens] = None
+            predictions[ens] = made_with[ens] = input_checks[ens] = None
             print(f"  missing: {path} (ensemble {ens}, sigma {sigma_gev})")
             continue
         with open_h5(path, f"prediction file of {mock}, ensemble {ens}, σ = {sigma_gev}") as h5:
@@ -179,6 +182,7 @@ def load_predictions(cfg, mock: str, sigma_gev: float) -> PredictionSet:
             n_boot = n_boot if isinstance(n_boot, str) else int(n_boot)
             level = int(h5.attrs["closure_level"]) if "closure_level" in h5.attrs else None
             made_with[ens] = check_made_with(cfg, path, h5.attrs, ens)
+            input_checks[ens] = json.loads(h5.attrs["input_check"]) if "input_check" in h5.attrs else None
         if truth is not None and level is None:
             raise InputError(path, "closure_level", "missing: a mock's prediction file must say how the "
                              "mock was measured (made by an older version? rerun the prediction)")
@@ -200,7 +204,7 @@ def load_predictions(cfg, mock: str, sigma_gev: float) -> PredictionSet:
         raise InputError(cfg.prediction_file(mock, REFERENCE, sigma_gev), None,
                          f"no prediction file for {mock} at σ = {sigma_gev}; run the prediction first")
     return PredictionSet(mock, sigma_gev, predictions, ref[1], ref[2], ref[3], files, ref[4], ref[5], made_with,
-                         ref[6], ref[7])
+                         ref[6], ref[7], input_checks)
 
 
 def load_interval_predictions(cfg, s: PredictionSet):

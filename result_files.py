@@ -104,7 +104,7 @@ def budget_record(cfg, s: PredictionSet, frame: pd.DataFrame, covariances: dict,
     (the analysis' own, and each prediction file's) and the provenance ``record``."""
     settings = {"analysis": json.loads(record.pop("config")),
                 "prediction_files": json.loads(record.pop("prediction_config"))}
-    for key in ("overrides", "package_versions", "prediction_files", "warnings", "calibration"):
+    for key in ("overrides", "package_versions", "prediction_files", "warnings", "calibration", "input_check"):
         if key in record:
             record[key] = json.loads(record[key])
     columns = {c: _finite_or_none(frame[c]) for c in frame.columns}
@@ -131,6 +131,7 @@ def write_results(cfg, s: PredictionSet, b: bud.Budget, covariances: dict, setti
                         mock=s.mock, sigma_gev=s.sigma_gev, sample_kind=s.kind, n_samples=len(s.samples),
                         sample_origin=s.origin, n_boot=s.n_boot, **level,
                         prediction_files=json.dumps(s.files), warnings=json.dumps(b.warnings),
+                        input_check=json.dumps(s.input_checks, sort_keys=True),
                         summary=summary, fingerprint=made_of)
     h5_path, csv_path, json_path = result_paths(cfg, s.mock, s.sigma_gev)
     with atomic_output(csv_path) as tmp:

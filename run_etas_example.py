@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -158,7 +159,8 @@ def main(argv=None) -> int:
 
     # 1. the data and their noise file
     if not (cfg.path(DATA).is_file() and cfg.path(NOISE).is_file()):
-        subprocess.run(["bash", str(REPO / "data" / "fetch_hpqcd_etas.sh"), str(cfg.path(NOISE))], check=True)
+        subprocess.run(["bash", str(REPO / "data" / "fetch_hpqcd_etas.sh"), str(cfg.path(NOISE))], check=True,
+                       env={**os.environ, "SPECTRAL_PYTHON": sys.executable})   # this interpreter's packages
     # 2. the audience, trained for this kernel, T and noise (and checked on the mocks)
     if run_pipeline.main(common_args(cfg)) != 0:
         return 1

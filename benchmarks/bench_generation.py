@@ -3,6 +3,7 @@
 
     python benchmarks/bench_generation.py                  # 20k samples per N_b, ~1 minute
     python benchmarks/bench_generation.py --nrho 400000 --nb 128   # the reference-size task
+    python benchmarks/bench_generation.py --quick          # seconds, one worker: the test suite runs it
 
 Ours: ``training_sets.generate_training_files`` end to end (exact correlators, both σ, N_noise
 noisy copies, standardisation, HDF5 writes), on ``--workers`` processes; then the same for the
@@ -43,9 +44,12 @@ def baseline_sample(E0, c, cfg, noise, rng, grid):
 
 
 def generation_rate(overrides: list[str], nb, space: str, nrho: int, workers: int) -> tuple[float, float]:
-    """(samples/s, wall s) of generate_training_files for one file of ``nrho`` samples."""
+    """(samples/s, wall s) of generate_training_files for one file of ``nrho`` samples: the reference
+    preset with the benchmark's N_b and ensembles (no interval networks: they take the reference
+    preset's ensemble Nmax, and generation does not depend on them)."""
     with tempfile.TemporaryDirectory() as root:
-        cfg = load_config("reference", [f"nrho_list=[{nrho}]", "n_noise=20", *overrides], root)
+        cfg = load_config("reference", [f"nrho_list=[{nrho}]", "n_noise=20", "interval_networks=false", *overrides],
+                          root)
         start = time.perf_counter()
         training_sets.generate_training_files(cfg, nb, workers=workers, progress=False, log=lambda m: None,
                                               space=space)
@@ -53,13 +57,17 @@ def generation_rate(overrides: list[str], nb, space: str, nrho: int, workers: in
     return nrho / wall, wall
 
 
-def main() -> int:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--nb", type=int, nargs="+", default=[16, 128])
     parser.add_argument("--nrho", type=int, default=20_000, help="samples generated per N_b (ours)")
     parser.add_argument("--baseline-samples", type=int, default=100)
     parser.add_argument("--workers", type=int, default=training_sets.default_workers())
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true",
+                        help="seconds: N_b 16, 200 samples, 3 baseline samples, one worker (the test suite)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.nb, args.nrho, args.baseline_samples, args.workers = [16], 200, 3, 1
 
     print(f"{'N_b':>5} {'ours [samples/s]':>17} {'per core':>9} {'baseline/core':>14} {'ratio/core':>10} "
           f"{'wall':>7} {'peak RSS':>9} {'baseline max rel err':>21}")

@@ -1,6 +1,7 @@
 """Benchmark of stage 3: predicting N_boot = 800 samples with 5 replicas x 4 ensembles x 2 σ.
 
     python benchmarks/bench_prediction.py [--n-boot 800] [--baseline-samples 40] [--repeats 3]
+    python benchmarks/bench_prediction.py --quick      # seconds: the test suite runs it
 
 The audience is the reference one (method §7: Nmax, Nref_b, Nref_rho are arcL, Nref_n is arcS;
 5 replicas; σ = 0.44, 0.63) with randomly initialised weights, saved as real checkpoints in a
@@ -82,7 +83,11 @@ def main(argv=None) -> None:
     parser.add_argument("--n-boot", type=int, default=800)
     parser.add_argument("--baseline-samples", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true",
+                        help="seconds: 20 samples, 2 of them one at a time, one repeat (the test suite)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.n_boot, args.baseline_samples, args.repeats = 20, 2, 1
     default_threads = configure_threads()
     thread_counts = sorted({1, default_threads})
     with tempfile.TemporaryDirectory() as root:

@@ -15,6 +15,7 @@ At batch 32 on a CPU the step is compute-bound, so stacking replicas cannot rais
 rate above that ceiling; what it gains is the whole N_r-replica job, also printed.
 
     python benchmarks/bench_training.py [--seconds 8] [--replicas 5] [--archs arcS arcL]
+    python benchmarks/bench_training.py --quick        # seconds: the test suite runs it
 
 Threads follow $SLURM_CPUS_PER_TASK / $OMP_NUM_THREADS like the worker (else torch's default).
 Data are random standardised inputs (N samples x 20 noisy copies x 32 slices) and targets of the
@@ -147,7 +148,11 @@ def main(argv=None):
     parser.add_argument("--replicas", type=int, default=5, help="replicas trained batched (default 5)")
     parser.add_argument("--archs", nargs="+", default=["arcS", "arcL"])
     parser.add_argument("--samples", type=int, default=5000, help="clean samples in memory (x20 noisy copies)")
+    parser.add_argument("--quick", action="store_true",
+                        help="seconds: arcS, 2 replicas, 0.2 s per figure, 200 samples (the test suite)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds, args.replicas, args.archs, args.samples = 0.2, 2, ["arcS"], 200
     threads = configure_threads()
     torch.set_flush_denormal(True)          # as the worker does, for every path
     rng = np.random.default_rng(0)

@@ -3,6 +3,7 @@ network module import nothing of the project, and each stage's file format is op
 module only (issue 21).  Walks the code with ast, so it needs no imports.  The manual names every
 module, script, preset and preset key."""
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -225,3 +226,56 @@ def test_the_analysis_runs_without_torch():
     planted = subprocess.run([sys.executable, "-c", code.replace("import sys;", "import sys, interval_networks;")],
                              cwd=REPO, capture_output=True, text=True, check=True)
     assert planted.stdout.strip() == "True"            # the check sees torch when it is imported
+
+
+# a command word python, python3, python3.11 where a shell statement starts (after optional
+# VAR=value, exec, timeout N, nice -n N, env, command)
+_STATEMENT = r"(?:^|[;&|(`!]|\$\(|\b(?:then|do|if|else|elif|while|until)\b)\s*"
+_PREFIXES = r"(?:[A-Za-z_]\w*=\S*\s+|exec\s+|timeout\s+\S+\s+|nice\s+(?:-n\s*-?\d+\s+)?|env\s+|command\s+)*"
+_PYTHON_BY_NAME = re.compile(_STATEMENT + _PREFIXES + r"python[\d.]*(?=\s|$|[;)|&])")
+_SUBPROCESS_BY_NAME = re.compile(r"(?:subprocess\.\w+|Popen)\(\s*\[\s*[\"']python[\d.]*[\"']")
+
+
+def python_by_name(path: Path) -> list[tuple[int, str]]:
+    """The lines of a shell script (or Makefile) or Python file that start an interpreter by its
+    name (whichever python is first on PATH) instead of the one running (sys.executable) or the
+    one given ($PYTHON, $SPECTRAL_PYTHON): [(line number, line)]."""
+    found = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if path.suffix == ".py":
+            hit = _SUBPROCESS_BY_NAME.search(line)
+        else:
+            code = re.sub(r"(^|\s)#.*", "", line)                       # comments say what they like
+            code = re.sub(r"\"(?:[^\"\\$]|\\.|\$(?!\())*\"|'[^']*'", "''", code)   # and strings without $(
+            hit = _PYTHON_BY_NAME.search(code)
+        if hit:
+            found.append((n, line.strip()))
+    return found
+
+
+def test_python_by_name_finds_what_it_must(tmp_path):
+    """The check below, tested: each planted line is found, none of the clean ones."""
+    planted = ["python -m pip download x", "if ! python3 -m pip install y; then", 'out=$(python "$f")',
+               "timeout 90 python3.11 run.py", "X=1 exec python z.py", "a && python b.py", 'x="$(python3 y.py)"',
+               "subprocess.run([" + '"python", "x.py"])']
+    clean = ['"$python" -m pip download x', 'echo "error: python interpreter not found"',
+             "# python x.py in a comment", '"$PYTHON" -c "import torch"', "PYTHON ?= python3",
+             'subprocess.run([sys.executable, "x.py"])', "python=${SPECTRAL_PYTHON:-python3}",
+             'step "make test BASE_PYTHON=$B (then python -m pytest -q)"']
+    for suffix in (".sh", ".py"):
+        path = tmp_path / f"probe{suffix}"
+        lines = [line for line in planted + clean if line.startswith("subprocess") == (suffix == ".py")]
+        path.write_text("\n".join(lines) + "\n")
+        assert [line for _, line in python_by_name(path)] == [line for line in lines if line in planted]
+
+
+def test_no_script_starts_python_by_name():
+    """Every shell script, the Makefile and every Python file start Python with the interpreter
+    given to them (`make test PYTHON=...`, SPECTRAL_PYTHON) or running them (sys.executable): a
+    bare `python` may be another interpreter, without the packages (issue: data/fetch_hpqcd_etas.sh
+    ran make_noise_file.py with the first python on PATH)."""
+    paths = [p for p in REPO.rglob("*") if p.is_file() and ".venv" not in p.parts and ".git" not in p.parts
+             and "site" not in p.parts and (p.suffix in (".sh", ".py", ".env") or p.name in ("Makefile", "run"))]
+    assert {"fetch_hpqcd_etas.sh", "common.sh", "run", "Makefile", "run_etas_example.py"} <= {p.name for p in paths}
+    found = [f"{p.relative_to(REPO)}:{n}: {line}" for p in sorted(paths) for n, line in python_by_name(p)]
+    assert found == [], f"start the interpreter given or running, not python by name: {found}"

@@ -233,7 +233,8 @@ def test_hpqcd_etas_end_to_end(tmp_path, cfg):
     need("gvar")                       # make_noise_file reads the data set with gvar's reader
     out = tmp_path / "etas.h5"
     run = subprocess.run(["bash", str(REPO / "data" / "fetch_hpqcd_etas.sh"), str(out), "--bin", "5"],
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "SPECTRAL_PYTHON": sys.executable})
     if run.returncode == 3:
         pytest.skip("corrfitter 8.2 sdist could not be downloaded: " + run.stderr.strip()[-200:])
     assert run.returncode == 0, run.stderr
@@ -248,11 +249,20 @@ def test_hpqcd_etas_end_to_end(tmp_path, cfg):
 
 
 def test_hpqcd_fetch_reports_an_impossible_download_with_status_3(tmp_path):
-    env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(tmp_path)}
+    """... with the interpreter it is given (SPECTRAL_PYTHON): a python or python3 first on PATH
+    (here one that only records that it ran) is never started."""
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    for name in ("python", "python3"):
+        (shims / name).write_text(f"#!/bin/sh\necho \"$0\" >> {tmp_path / 'started'}\nexit 1\n")
+        (shims / name).chmod(0o755)
+    env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(tmp_path), "SPECTRAL_PYTHON": sys.executable,
+           "PATH": f"{shims}:{os.environ['PATH']}"}
     run = subprocess.run(["bash", str(REPO / "data" / "fetch_hpqcd_etas.sh"), str(tmp_path / "e.h5")],
                          capture_output=True, text=True, timeout=120, env=env)
     assert run.returncode == 3 and "could not download" in run.stderr
     assert not (tmp_path / "e.h5").exists()
+    assert not (tmp_path / "started").exists(), "started python by name: " + (tmp_path / "started").read_text()
 
 
 # --- issue 11 item 10: the tool's messages name the input and the slice; -o DIR; empty noise_file --

@@ -765,3 +765,104 @@ def test_calibration_is_kept_when_up_to_date_and_resumes_the_missing_sigma(train
         np.testing.assert_array_equal(again.factors[centre].Q, made.factors[centre].Q)
     np.testing.assert_array_equal(again.S, made.S)
     assert again.checkpoints == made.checkpoints and len(made.checkpoints) == 5 * cfg["n_replicas"]
+
+
+# --- inputs far from the training's (prediction.input_check) ---------------------------------------
+def check_of(samples, kind="bootstrap", mu=None, gamma=None):
+    from prediction import input_check
+    from prediction_files import InputSamples
+    t = np.arange(1, samples.shape[1] + 1)
+    meta = {"mu": np.zeros(len(t)) if mu is None else mu, "gamma": np.ones(len(t)) if gamma is None else gamma,
+            "ensemble": "Nmax"}
+    return input_check(InputSamples("mine", samples, kind, "given", "all"), meta, t)
+
+
+def test_every_kernel_is_non_negative():
+    """The sign criterion of input_check rests on it: b(t, ω) ≥ 0, so ρ ≥ 0 gives C(t) ≥ 0."""
+    from sigma_model_utils import KERNELS, kernel
+    omega = np.concatenate([np.geomspace(1e-6, 50.0, 400), [0.0]])
+    for kind in KERNELS:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            b = kernel(np.arange(0, 65)[:, None], omega[None, :-1], kind, 64)
+        assert np.all(b >= 0), kind
+
+
+def test_input_check_flags_a_negative_correlator_and_not_a_noisy_tail():
+    rng = np.random.default_rng(3)
+    t = np.arange(1, 9)
+    clean = np.exp(-0.5 * t)
+    err = 0.008 * clean[0] * np.ones(len(t))              # the tail is noise-dominated
+    samples = clean + err * rng.standard_normal((400, len(t)))
+    good = check_of(samples, mu=clean, gamma=clean)
+    assert good["warnings"] == [] and good["negative_t"] == []
+    # the tail pushed below zero by 3 errors: noise, not flagged; by 8 errors: flagged
+    for shift, flagged in ((3.0, []), (8.0, [8])):
+        tail = samples.copy()
+        tail[:, -1] += -clean[-1] - shift * err[-1]
+        assert check_of(tail, mu=clean, gamma=clean)["negative_t"] == flagged
+    negated = check_of(-samples, mu=clean, gamma=clean)
+    assert negated["negative_t"] == list(range(1, 8))     # |C| / err = 125 exp(-(t-1)/2) > 5: t < 7.44
+    assert len(negated["warnings"]) == 1 and "no non-negative spectral density" in negated["warnings"][0]
+    # jackknife samples scatter N-1 times less: their error is the jackknife formula's
+    n = 50
+    jk = clean + (err / np.sqrt(n - 1)) * rng.standard_normal((n, len(t)))
+    jk[:, -1] += -clean[-1] - 3.0 * err[-1]               # 3 errors below zero (about 21 naive ones)
+    assert check_of(jk, kind="jackknife", mu=clean, gamma=clean)["negative_t"] == []
+    assert check_of(jk, kind="bootstrap", mu=clean, gamma=clean)["negative_t"] == [8]
+
+
+def test_input_check_distance_from_the_training_correlators():
+    mu, gamma = np.array([4.0, 2.0, 1.0, 0.5]), np.array([2.0, 1.0, 0.5, 0.25])
+    centre = np.array([5.0, 2.5, 1.0, 3.0])                   # |C - mu| / gamma = 0.5, 0.5, 0, 10
+    samples = np.tile(centre, (3, 1)) + np.array([[-1e-3], [0.0], [1e-3]])
+    check = check_of(samples, mu=mu, gamma=gamma)
+    assert check["distance"] == pytest.approx(10.0) and check["distance_t"] == 4 and check["warnings"] == []
+    samples[:, 3] += 0.01                                     # 10.04: beyond the limit
+    far = check_of(samples, mu=mu, gamma=gamma)
+    assert far["distance"] == pytest.approx(10.04) and len(far["warnings"]) == 1
+    assert "10 standard deviations of Nmax's training correlators" in far["warnings"][0]
+    assert "at t = 4" in far["warnings"][0]
+
+
+def test_a_negated_correlator_is_flagged_in_every_file_and_the_summary(trained, tmp_path, capsys):
+    """Every value of a good rratio correlator negated (issue: accepted silently, a negative density
+    with calibrated errors): the prediction and the analysis end with a WARNING naming the slices,
+    the prediction files and budget files record the check; the correlator itself is not flagged."""
+    cfg = load_config("tiny", trained.overrides, trained.root)
+    assert generate_delta_mock.main(args_of(cfg)) == 0
+    with h5py.File(cfg.mock_file("delta_tanh"), "r") as h5:
+        mean, cov = h5["mean"][()], h5["cov"][()]
+    argv = args_of(cfg)
+    for name, sign in (("good", 1.0), ("negated", -1.0)):
+        write_user_file(tmp_path / f"{name}.h5", cfg.t, mean=sign * mean, cov=cov)
+        assert predict_on_user_data.main([str(tmp_path / f"{name}.h5"), "--name", name] + argv) == 0
+        predicted = capsys.readouterr().out
+        assert analyze_user_data.main(["--name", name] + argv) == 0
+        analysed = capsys.readouterr().out
+        summary = analysed.split(f"Summary for {name}:")[1]
+        sigma = cfg["sigmas_gev"][0]
+        with h5py.File(cfg.prediction_file(name, "Nmax", sigma), "r") as h5:
+            check = json.loads(h5.attrs["input_check"])
+            centre = h5["input_samples"][()].mean(axis=0)
+        with h5py.File(cfg.results_file(name, sigma, "budget.hdf5"), "r") as h5:
+            recorded = json.loads(h5.attrs["input_check"])
+            warnings = json.loads(h5.attrs["warnings"])
+        record = json.loads(cfg.results_file(name, sigma, "budget.json").read_text())
+        assert recorded["Nmax"] == check and record["provenance"]["input_check"]["Nmax"] == check
+        mu, gamma = checkpoint_mu_gamma(cfg, sigma)
+        assert check["distance"] == pytest.approx(np.abs((centre - mu) / gamma).max(), rel=1e-12)
+        if sign > 0:
+            assert check["negative_t"] == [] and check["warnings"] == []
+            assert "WARNING" not in predicted and "WARNING" not in summary
+        else:
+            assert check["negative_t"][:3] == [1, 2, 3] and len(check["negative_t"]) >= 10
+            line = "no non-negative spectral density gives that correlator"
+            assert line in check["warnings"][0] and any(line in w for w in warnings)
+            assert "WARNING: negated: its central value is below zero" in predicted
+            assert "WARNING: negated" in summary and line in summary
+
+
+def checkpoint_mu_gamma(cfg, sigma):
+    from checkpoints import load_checkpoint
+    _, meta = load_checkpoint(cfg.checkpoint(sigma, "Nmax", 0))
+    return meta["mu"], meta["gamma"]
