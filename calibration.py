@@ -103,7 +103,7 @@ def condition_feature(central: np.ndarray, total: np.ndarray) -> np.ndarray:
     """The feature the audience centre's bins are cut on, [..., N_E] from ρ̄_Nmax and σ_tot
     [..., N_E]: the relative width σ_tot(E) / max_E |ρ̄(E)|, the precision a user reads off the
     result.  Chosen by measurement on held-out halves of the calibration set among twelve features
-    of the result (docs/validation.md#per-kind)."""
+    of the result (docs/method.md#per-kind)."""
     central, total = np.asarray(central, dtype=np.float64), np.asarray(total, dtype=np.float64)
     return total / np.abs(central).max(axis=-1, keepdims=True)
 

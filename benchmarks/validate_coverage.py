@@ -53,7 +53,9 @@ the audience centre, and with interval networks the paper and median centres, co
 predictions of the same samples; total_calibrated is the recommended centre's): coverage (± its
 error), mean |pull|, R_bv, the CRPS of N(c, σ²), the sharpness and χ²/k with that error's
 covariance, as <figure>_<error> columns, the table "Every error side by side" of coverage.md, and
-pit.png (the PIT histograms, first σ).
+pit.png (the PIT histograms, first σ), reliability.png and reliability.csv (σ_tot's and the
+recommended calibrated error's coverage by deciles of the predicted relative width σ / max|c|, on
+the densities held out from the calibration space and that space's own held-out family).
 ``held_out_from_calibration`` says whether the family lies outside the calibration space
 (validation.held_out_from_calibration).  The family ``calibration_space`` holds held-out densities of
 that space itself, where the calibrated errors promise 68 %.  Without a calibration the calibrated
@@ -280,11 +282,14 @@ def median_relative_error(central, truths) -> float:
 def error_figures(central, truths, error, groups, chi2) -> dict:
     """ERROR_FIGURES of one error: closure.error_figures (coverage ± its error, mean |pull|, R_bv, CRPS
     of N(c, σ²), sharpness), the mean χ²/k (chi2 [rows, 2]) and the median relative error of its
-    centre (which tells a CRPS lost to the centre from one lost to the width), and the PIT values
-    (``_pit``)."""
+    centre (which tells a CRPS lost to the centre from one lost to the width), the PIT values
+    (``_pit``), and per row and energy the predicted relative width σ / max|c| and whether the truth is
+    covered (``_relative_width``, ``_covered``: the reliability diagram)."""
     return {**closure.error_figures(central, truths, error, groups), "chi2_per_dof": chi2_figures(chi2)["chi2_per_dof"],
             "centre_rel_error": median_relative_error(central, truths),
-            "_pit": closure.pit(central, truths, error).ravel()}
+            "_pit": closure.pit(central, truths, error).ravel(),
+            "_relative_width": (error / np.abs(central).max(axis=1, keepdims=True)).ravel(),
+            "_covered": closure.covered(central, truths, error).ravel()}
 
 
 def family_metrics(truths: np.ndarray, budgets: list, groups=None, chi2: np.ndarray | None = None,
@@ -613,6 +618,59 @@ def plot_pit(cfg, results, families, path: Path) -> None:
     _save(fig, path)
 
 
+# the reliability diagram: coverage by deciles of the predicted relative width, on held-out densities
+RELIABILITY_ERRORS = ("total", "total_calibrated")
+N_DECILES = 10
+
+
+def held_out_families(cfg, families) -> list:
+    """The families of densities no calibration item resembles: held out from the calibration space,
+    and the calibration space's own held-out densities (where its promise is made)."""
+    return [f for f in families if f == validation.CALIBRATION_FAMILY or validation.held_out_from_calibration(cfg, f)]
+
+
+def reliability(results, families, sigma_gev, error: str) -> pd.DataFrame:
+    """Coverage of ``error`` in deciles of its predicted relative width σ / max|c|, over the rows and
+    energies of ``families`` and the audiences (level 1): decile, its width range, coverage, count."""
+    keys = [(f, sigma_gev, 1) for f in families]
+    if not all(f"_covered_{error}" in next(iter(results.values()))[0][k] for k in keys):
+        return pd.DataFrame()
+    width = np.concatenate([_pooled(results, k, f"_relative_width_{error}") for k in keys])
+    covered = np.concatenate([_pooled(results, k, f"_covered_{error}") for k in keys])
+    edges = np.quantile(width, np.linspace(0, 1, N_DECILES + 1))
+    which = np.clip(np.searchsorted(edges, width, side="right") - 1, 0, N_DECILES - 1)
+    return pd.DataFrame([{"sigma_gev": sigma_gev, "error": error, "decile": j + 1, "width_from": edges[j],
+                          "width_to": edges[j + 1], "coverage": covered[which == j].mean(),
+                          "n": int(np.sum(which == j))} for j in range(N_DECILES)])
+
+
+def plot_reliability(cfg, results, families, path: Path) -> pd.DataFrame:
+    """The reliability diagram of σ_tot and the recommended calibrated error on the held-out densities
+    (held_out_families), one panel per σ, with the band 68 ± 8 %; returns its table."""
+    held = held_out_families(cfg, families)
+    tables = [reliability(results, held, s, e) for s in cfg["sigmas_gev"] for e in RELIABILITY_ERRORS]
+    table = pd.concat([t for t in tables if len(t)], ignore_index=True) if any(len(t) for t in tables) else None
+    sigmas = cfg["sigmas_gev"]
+    fig, axes = plt.subplots(1, len(sigmas), figsize=(5.2 * len(sigmas), 3.8), sharey=True, squeeze=False)
+    for ax, s in zip(axes[0], sigmas):
+        ax.axhspan(closure.HONEST_COVERAGE - 0.08, closure.HONEST_COVERAGE + 0.08, color="0.88", zorder=0,
+                   label="68 ± 8 %")
+        ax.axhline(closure.HONEST_COVERAGE, color="k", lw=0.8)
+        for n, e in enumerate(RELIABILITY_ERRORS):
+            if table is not None and ((table.sigma_gev == s) & (table.error == e)).any():
+                t = table[(table.sigma_gev == s) & (table.error == e)]
+                ax.plot(t.decile, t.coverage, "o-", color=f"C{n}", lw=1.3, label=e)
+        ax.set(xlabel="decile of the predicted relative width σ / max|ρ̄|", ylim=(0, 1.02),
+               title=f"σ = {s}: {', '.join(held)}", xticks=range(1, N_DECILES + 1))
+        ax.title.set_fontsize(8)
+    axes[0, 0].set_ylabel("coverage")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(f"reliability on held-out densities (level 1), preset {cfg.preset}, {len(results)} audience(s)",
+                 fontsize=9)
+    _save(fig, path)
+    return table
+
+
 def plot_coverage_vs_energy(cfg, results, families, path: Path) -> None:
     """Coverage of σ_tot per energy, over a family's densities and measurements (and audiences):
     level 1 solid with its statistical band, level 0 dashed."""
@@ -748,6 +806,16 @@ def main(argv=None) -> int:
     plot_chi2(cfg, results, families, out_dir / "chi2.png")
     plot_pit(cfg, results, families, out_dir / "pit.png")
     written += [out_dir / "pulls.png", out_dir / "coverage_vs_energy.png", out_dir / "chi2.png", out_dir / "pit.png"]
+    table = plot_reliability(cfg, results, families, out_dir / "reliability.png")
+    written.append(out_dir / "reliability.png")
+    if table is not None:
+        with atomic_output(out_dir / "reliability.csv") as tmp:
+            table.to_csv(tmp, index=False, float_format="%.6g")
+        written.append(out_dir / "reliability.csv")
+        for (s, e), t in table.groupby(["sigma_gev", "error"]):
+            print(f"reliability, σ = {s}, {e}: coverage by decile of the predicted relative width "
+                  f"{100 * t.coverage.min():.0f}-{100 * t.coverage.max():.0f} %, the furthest "
+                  f"{100 * np.max(np.abs(t.coverage - closure.HONEST_COVERAGE)):.0f} points from 68 %")
     for s in cfg["sigmas_gev"]:
         plot_examples(cfg, inputs, results, families, s, out_dir / f"examples_sigma{s}.png")
         written.append(out_dir / f"examples_sigma{s}.png")
