@@ -3,9 +3,9 @@ checksummed and its values checked when read."""
 import h5py
 import numpy as np
 import pytest
-from bench_prediction import write_random_audience
 
 import calibration_files as cf
+from benchmarks.bench_prediction import write_random_audience
 from calibration import CENTRES
 from config import load_config
 from covariance import score_correlation
