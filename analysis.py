@@ -50,10 +50,18 @@ import closure
 import covariance as cv
 import exports
 from calibration_files import calibration_networks, check_networks, read_calibration
-from cli import add_wait_lock_arg, main_guard
+from cli import add_wait_lock_arg, main_guard, one_line
 from config import add_common_args, config_from_args
 from figures import plt, save_png
-from io_utils import InputError, check_writable, file_sha256, fingerprint, remove_stale_temporaries, task_lock
+from io_utils import (
+    InputError,
+    UserError,
+    check_writable,
+    file_sha256,
+    fingerprint,
+    remove_stale_temporaries,
+    task_lock,
+)
 from mocks import user_data_name
 from prediction_files import PredictionSet, load_interval_predictions, load_predictions
 from result_files import result_paths, up_to_date, write_results
@@ -388,9 +396,9 @@ def _analyze_sigmas(cfg, mock: str, force: bool) -> list[Summary]:
         print(f"{mock}, sigma = {sigma_gev}:")
         try:
             summary, written, kept, warnings = analyze_sigma(cfg, mock, sigma_gev, force)
-        except (InputError, ValueError) as err:
-            print(f"  ERROR: {err}")
-            failed.append(sigma_gev)
+        except (InputError, ValueError) as err:     # bad input: the other σ are still analysed
+            print("  not analysed: the error is reported at the end (stderr)")
+            failed.append((sigma_gev, err))
             continue
         for path in written:
             print(f"  wrote {path}")
@@ -412,8 +420,18 @@ def _analyze_sigmas(cfg, mock: str, force: bool) -> list[Summary]:
                   f"load it with {exports.HOW_TO_LOAD[package]} (error = 'total', 'total_with_prior' or "
                   "'total_calibrated', where present)")
     if failed:
-        raise SystemExit(f"{mock}: analysis failed for sigma = {failed} (see the errors above)")
+        raise AnalysisFailed(mock, failed)
     return summaries
+
+
+class AnalysisFailed(UserError):
+    """Bad input at one σ or more of an input, each analysed as far as it goes: one line naming
+    each failed σ and its error (cli.main_guard: stderr, exit status 2)."""
+
+    def __init__(self, mock: str, failed: list):
+        self.failed = failed
+        super().__init__(f"{mock}: analysis failed for sigma = {[sigma for sigma, _ in failed]}: "
+                         + "; ".join(f"sigma = {sigma}: {one_line(err)}" for sigma, err in failed))
 
 
 @main_guard

@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm import tqdm
 
 import budget as bud
 import calibration
@@ -42,14 +43,14 @@ from closure import closure_samples
 from config import add_common_args, config_from_args
 from devices import configure_threads, select_device
 from interval_networks import load_interval_networks
-from interval_outputs import split_quantiles
-from io_utils import InputError, check_writable, file_sha256, fingerprint
+from interval_outputs import QUANTILE_LEVELS, split_quantiles
+from io_utils import DamagedFile, InputError, check_writable, file_sha256, fingerprint
 from noise_files import load_noise_file
 from prediction import find_checkpoints, load_ensemble, predict_loaded
 from prediction_files import InputSamples
 from roles import INTERVAL_RUN, REFERENCE
 from sigma_model_utils import rng_for
-from tasks import calibration_space, unmeasured_systematics
+from tasks import calibration_space, rewrite_remedy, unmeasured_systematics
 from training_sets import GENERATION_KEYS, check_own_stream, space_samples
 
 CALIBRATION_STREAM = "calibration-space"            # the densities of the calibration set
@@ -75,7 +76,7 @@ def calibration_set(cfg) -> CalibrationSet:
         check_own_stream(stream)
     space = calibration_space(cfg)
     _, correlators, truths = space_samples(cfg, cfg["ensembles"][REFERENCE]["nb"], cfg["n_cal"], space,
-                                           CALIBRATION_STREAM)
+                                           CALIBRATION_STREAM, progress=True)
     return CalibrationSet(space, correlators, truths)
 
 
@@ -89,16 +90,19 @@ def measured_samples(cfg, correlators: np.ndarray, first: int, noise) -> np.ndar
 def load_networks(cfg, sigma_gev: float, device) -> dict:
     """{run: (models, metas)} of every ensemble of the paper's budget and, with interval_networks, of
     the interval networks; a missing replica is an InputError (the calibration is made with the whole
-    audience)."""
+    audience), an unreadable one names the training command that writes it again."""
     networks = {}
-    for ensemble in calibration.calibrated_ensembles(cfg):
-        present, missing = find_checkpoints(cfg, sigma_gev, ensemble)
-        if missing:
-            raise InputError(missing[0], None, "missing: the calibration needs every replica of every ensemble "
-                             f"(train first: {cfg.command('run_pipeline.py')})")
-        networks[ensemble] = load_ensemble(cfg, sigma_gev, ensemble, present, device)
-    if cfg["interval_networks"]:
-        networks[INTERVAL_RUN] = load_interval_networks(cfg, sigma_gev, device)
+    try:
+        for ensemble in calibration.calibrated_ensembles(cfg):
+            present, missing = find_checkpoints(cfg, sigma_gev, ensemble)
+            if missing:
+                raise InputError(missing[0], None, "missing: the calibration needs every replica of every "
+                                 f"ensemble (train first: {cfg.command('run_pipeline.py')})")
+            networks[ensemble] = load_ensemble(cfg, sigma_gev, ensemble, present, device)
+        if cfg["interval_networks"]:
+            networks[INTERVAL_RUN] = load_interval_networks(cfg, sigma_gev, device)
+    except DamagedFile as err:
+        raise InputError(err.path, err.key, f"{err.problem}; {rewrite_remedy(cfg, err.path)}") from None
     return networks
 
 
@@ -107,7 +111,7 @@ def predict_items(cfg, networks: dict, correlators: np.ndarray, noise) -> dict:
     [N_cal, N_E] and the systematics Σ_X [N_cal, N_E] under their budget names."""
     n_boot = cfg["n_boot_cal"]
     out = {}
-    for first in range(0, len(correlators), CHUNK_ITEMS):
+    for first in tqdm(range(0, len(correlators), CHUNK_ITEMS), desc="calibration predictions", unit="chunk"):
         chunk = correlators[first:first + CHUNK_ITEMS]
         inputs = InputSamples("calibration", measured_samples(cfg, chunk, first, noise).reshape(-1, cfg.n_t),
                               "bootstrap", "closure draws of the calibration densities", n_boot)
@@ -126,15 +130,32 @@ def predict_items(cfg, networks: dict, correlators: np.ndarray, noise) -> dict:
     return {name: np.concatenate(parts) for name, parts in out.items()}
 
 
+def workload(cfg) -> dict:
+    """What one σ's calibration computes and holds (the estimate printed before it starts): the
+    samples predicted, the network evaluations, the chunks, and the bytes in memory -- the calibration
+    set (correlators and the truths of every σ), one chunk's samples and predictions (float32, and the
+    interval networks' again in float64), and the per-density results (7 rows of N_E, twice while
+    they are joined)."""
+    n_cal, n_boot, n_t, n_e = cfg["n_cal"], cfg["n_boot_cal"], cfg.n_t, cfg["n_energies"]
+    n_r = cfg["n_replicas"]
+    networks = n_r * (len(calibration.calibrated_ensembles(cfg)) + 1)
+    outputs = n_r * n_e * (len(calibration.calibrated_ensembles(cfg)) + len(QUANTILE_LEVELS))
+    chunk = min(CHUNK_ITEMS, n_cal) * n_boot
+    memory = (8 * n_cal * (n_t + n_e * len(cfg["sigmas_gev"])) + chunk * (8 * n_t + 4 * outputs + 8 * 3 * n_r * n_e)
+              + 2 * 8 * 7 * n_cal * n_e)
+    return {"samples": n_cal * n_boot, "networks": networks, "evaluations": n_cal * n_boot * networks,
+            "chunks": -(-n_cal // CHUNK_ITEMS), "bytes": memory}
+
+
 def made_of(cfg, hashes: dict) -> str:
     """What a calibration file is made of: the networks, the noise file and the settings."""
     return fingerprint({"checkpoints": hashes, "noise_sha256": file_sha256(cfg.input_path(cfg["noise_file"])),
                         "values": {key: cfg[key] for key in CALIBRATION_KEYS}})
 
 
-def calibrate_sigma(cfg, sigma_gev: float, cal_set: CalibrationSet, noise, device, made: str, hashes: dict):
-    """Steps 3-5 for one σ: the calibration written, and returned."""
-    items = predict_items(cfg, load_networks(cfg, sigma_gev, device), cal_set.correlators, noise)
+def calibrate_sigma(cfg, sigma_gev: float, networks: dict, cal_set: CalibrationSet, noise, made: str, hashes: dict):
+    """Steps 3-5 for one σ with its loaded ``networks`` (load_networks): the calibration written, and returned."""
+    items = predict_items(cfg, networks, cal_set.correlators, noise)
     n_bins = calibration.bins_for(cfg["n_cal"], cfg["calibration_bins"])
     factors, S = calibration.calibrate(items, cal_set.truths[sigma_gev],
                                        calibration.available_centres(cfg["interval_networks"]), n_bins)
@@ -173,9 +194,15 @@ def calibrate(cfg, sigmas=None, force: bool = False, device=None) -> dict:
             done["up to date"].append(sigma_gev)
             continue
         t0 = time.perf_counter()
+        networks = load_networks(cfg, sigma_gev, device)        # every input checked before computing
+        work = workload(cfg)
+        print(f"sigma = {sigma_gev}: N_cal = {cfg['n_cal']} densities x N_boot,cal = {cfg['n_boot_cal']} = "
+              f"{work['samples']} samples, each predicted by {work['networks']} networks ({work['evaluations']:.3g} "
+              f"network evaluations) in {work['chunks']} chunk(s) of up to {CHUNK_ITEMS} densities; about "
+              f"{work['bytes'] / 2**20:.3g} MiB of memory; the progress bars show the time left", flush=True)
         if cal_set is None:
             cal_set = calibration_set(cfg)
-        cal = calibrate_sigma(cfg, sigma_gev, cal_set, noise, device, made, hashes)
+        cal = calibrate_sigma(cfg, sigma_gev, networks, cal_set, noise, made, hashes)
         print(report(sigma_gev, cal, time.perf_counter() - t0), flush=True)
         done["written"].append(sigma_gev)
     return done

@@ -51,6 +51,7 @@ from io_utils import (
     recorded_fingerprint,
     write_attrs,
 )
+from tasks import rewrite_remedy
 
 
 @dataclass
@@ -77,12 +78,11 @@ def calibration_networks(cfg, sigma_gev: float) -> list:
 
 def checkpoint_hashes(cfg, paths) -> dict:
     """{path relative to --root: SHA-256} of the networks a calibration is made with (a missing one
-    is an InputError)."""
+    is an InputError naming the command that trains it, or writes it again from its state)."""
     for path in paths:
         if not Path(path).is_file():
             raise InputError(path, None, "missing: a calibration is made with, and checked against, every "
-                             f"replica of the audience and every interval network (train first: "
-                             f"{cfg.command('run_pipeline.py')})")
+                             f"replica of the audience and every interval network; {rewrite_remedy(cfg, path)}")
     # relative by name, not through links: a model folder that is a link (to scratch storage, say)
     # names the same networks
     return {Path(os.path.relpath(os.path.abspath(p), os.path.abspath(cfg.root))).as_posix(): file_sha256(p)
@@ -187,11 +187,18 @@ def _read_calibration(cfg, path: Path) -> Calibration:
 
 
 def check_networks(cfg, cal: Calibration, paths) -> None:
-    """Refuse a calibration made with other networks than ``paths`` (their SHA-256 now)."""
+    """Refuse a calibration made with other networks than ``paths`` (their SHA-256 now).  A network
+    whose file is no readable checkpoint (truncated, damaged) is named first, with the training
+    command that writes it again from its state: calibrating again would not help."""
     now = checkpoint_hashes(cfg, paths)
     if now != cal.checkpoints:
         changed = sorted(set(now) ^ set(cal.checkpoints) | {p for p in now if cal.checkpoints.get(p) not in
                                                             (None, now[p])})
+        from checkpoints import checkpoint_problem  # torch, only to say why a network differs
+        for path in (Path(cfg.root) / p for p in changed if p in now):
+            problem = checkpoint_problem(path)
+            if problem:
+                raise InputError(path, None, f"{problem}: {rewrite_remedy(cfg, path)}")
         raise InputError(cal.path, "checkpoints", f"made with other networks than those under {cfg.root} now "
                          f"({', '.join(changed[:3])}{' ...' if len(changed) > 3 else ''} differ): calibrate "
                          "again with the networks you predict with")

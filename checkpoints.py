@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from io_utils import InputError, OutputError, atomic_output, save_torch
+from io_utils import DamagedFile, InputError, OutputError, atomic_output, save_torch
 from pytorch_models_t32 import ARCHITECTURES, SpectralNet
 from tasks import training_runs_table
 
@@ -82,7 +82,7 @@ def _read(path: Path, map_location) -> dict:
     try:
         record = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises several types for foreign or damaged files
-        raise InputError(path, None, f"not a readable checkpoint ({type(err).__name__}: {err})") from None
+        raise DamagedFile(path, None, f"not a readable checkpoint ({type(err).__name__}: {err})") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise InputError(path, "format", f"expected a checkpoint of format {FORMAT!r}")
     missing = [k for k in REQUIRED + ("state_dict",) if k not in record]

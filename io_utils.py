@@ -139,11 +139,13 @@ def h5_output(path: str | Path):
 
 
 def check_writable(directory: str | Path, what: str = "outputs") -> Path:
-    """Create ``directory`` if needed and prove a file can be written there, before any computing."""
+    """Prove, before any computing, that ``directory`` can hold files: a file written (and removed) in
+    it or, where it does not exist yet, in its nearest existing parent, where it would be made.  No
+    folder is created: the first output creates it (atomic_output), so a run stopped by its inputs
+    (a mistyped --root) leaves none behind."""
     directory = Path(directory)
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=directory, prefix=".write-test-", suffix=".tmp")
+        fd, probe = tempfile.mkstemp(dir=nearest_existing(directory), prefix=".write-test-", suffix=".tmp")
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
@@ -154,10 +156,16 @@ def check_writable(directory: str | Path, what: str = "outputs") -> Path:
     return directory
 
 
+def nearest_existing(directory: str | Path) -> Path:
+    """``directory``, or where it does not exist yet, its nearest existing parent (where it would be made)."""
+    directory = Path(directory)
+    return next(p for p in (directory, *directory.absolute().parents) if p.is_dir() or p == p.parent)
+
+
 def check_free_space(directory: str | Path, needed_bytes: int, what: str) -> None:
-    """Stop before computing if ``directory``'s file system has less room than ``needed_bytes``
-    (plus 5 %) for ``what``."""
-    free = shutil.disk_usage(directory).free
+    """Stop before computing if ``directory``'s file system (that of its nearest existing parent,
+    where it does not exist yet) has less room than ``needed_bytes`` (plus 5 %) for ``what``."""
+    free = shutil.disk_usage(nearest_existing(directory)).free
     if free < 1.05 * needed_bytes:
         raise OutputError(directory, None, f"{free / 1e9:.3g} GB free, but the {what} need about "
                           f"{needed_bytes / 1e9:.3g} GB; free some space or choose another --root")
@@ -165,7 +173,10 @@ def check_free_space(directory: str | Path, needed_bytes: int, what: str) -> Non
 
 class TaskLocked(OSError):
     """Another process holds the lock of this task, or has this HDF5 file open for writing (the
-    message names it)."""
+    message names it; the errno, EWOULDBLOCK or EAGAIN, is not part of it)."""
+
+    def __str__(self):
+        return self.strerror
 
 
 @contextlib.contextmanager

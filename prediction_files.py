@@ -44,9 +44,19 @@ from io_utils import (
 )
 from roles import INTERVAL_RUN, REFERENCE
 
-# Settings that did not shape one prediction file: the lists of σ and of generated N_b, N_ρ, and the
-# prior switch (it adds an ensemble; each file is compared with its own ensemble's entry instead).
-FREE_KEYS = ("sigmas_gev", "nb_list", "nrho_list", "prior_systematic", "ensembles")
+# The rule of check_made_with: a prediction file depends on every setting (the networks' training,
+# the geometry, the input's samples, ...) but these, which it is therefore never compared on.
+NOT_DEPENDED_ON = {
+    "sigmas_gev": "the list of σ: each file is of one σ",
+    "nb_list": "the N_b of the training files generated",
+    "nrho_list": "the N_ρ of the training files generated",
+    "prior_systematic": "it adds an ensemble: each file is compared with its own ensemble's entry",
+    "ensembles": "each file is compared with its own ensemble's entry (ensembles.X) only",
+    "interval_networks": "whether the interval networks predict too (into their own file)",
+    "n_cal": "the calibration set's size (the calibration file's)",
+    "n_boot_cal": "the calibration set's bootstrap samples (the calibration file's)",
+    "calibrated_centre": "which calibrated centre the analysis recommends",
+}
 NOT_RECORDED = "not recorded (a file of an older version)"
 
 
@@ -136,14 +146,14 @@ def write_prediction_file(cfg, inputs: InputSamples, sigma_gev, ensemble, P, pre
 # --- reading ---------------------------------------------------------------------------------------
 def check_made_with(cfg, path, attrs, ensemble: str) -> dict | None:
     """The stored configuration of one prediction file (None if it has none); a setting that shaped
-    the file (every key but FREE_KEYS, and the file's own ensemble) and disagrees with it is refused,
+    the file (every key but NOT_DEPENDED_ON, and the file's own ensemble) and disagrees with it is refused,
     naming both values.  N_boot shaped the file only if its ``n_boot`` attribute is an integer (or
     absent): not for samples taken as they are ("all") or jackknife samples ("not used")."""
     if "config" not in attrs:
         return None
     made = json.loads(attrs["config"])
     values = made.get("values", {})
-    free = FREE_KEYS + (("n_boot",) if isinstance(attrs.get("n_boot"), str) else ())
+    free = (*NOT_DEPENDED_ON, *(("n_boot",) if isinstance(attrs.get("n_boot"), str) else ()))
     shaped = {key: (value, cfg[key]) for key, value in values.items() if key not in free and key in cfg}
     shaped[f"ensembles.{ensemble}"] = (values.get("ensembles", {}).get(ensemble), cfg["ensembles"].get(ensemble))
     for key, (value, want) in shaped.items():

@@ -48,6 +48,7 @@ from config import Config, add_common_args, config_from_args
 from io_utils import exit_cleanly_on_sigterm
 from mocks import MOCK_TABLE, MOCKS
 from result_files import budget_table_problem
+from settings import ConfigError
 from tasks import generated_nrhos, generation_tasks, predicted_runs, training_groups, training_tasks
 
 REPO = Path(__file__).resolve().parent
@@ -321,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true",
                         help="only check that every stage's outputs exist (exit 1 if not)")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs {args.jobs}: expected an integer >= 1 (tasks side by side)")
     cfg = config_from_args(args)
     cfg.root.mkdir(parents=True, exist_ok=True)
     cfg = config_from_args(argparse.Namespace(**{**vars(args), "root": str(cfg.root.resolve())}))
@@ -328,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         return check(cfg)
     exit_cleanly_on_sigterm()
     try:
-        return run(cfg, max(1, args.jobs))
+        return run(cfg, args.jobs)
     except (KeyboardInterrupt, SystemExit) as stop:
         print("\ninterrupted: the running task was stopped (training saves its state); run the same "
               "command again to continue", file=sys.stderr)

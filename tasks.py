@@ -5,6 +5,8 @@ Each takes a resolved configuration (config.Config).
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from roles import INTERVAL_RUN, REFERENCE, SYSTEMATICS
 from settings import CALIBRATION_SPACES, ConfigError
 from sigma_model_utils import SPACES
@@ -111,3 +113,20 @@ def parse_index_range(text: str) -> list[int]:
         except ValueError:
             raise ConfigError(f"cannot read index range {text!r}: expected e.g. 3, 0-4 or 0,2,5-6") from None
     return out
+
+
+def training_command(cfg, checkpoint) -> str:
+    """The command that trains the network at ``checkpoint`` (a replica of an ensemble or an
+    interval network; run_pipeline.py for a path that is neither)."""
+    for ensemble, replica, sigma in training_tasks(cfg):
+        if Path(cfg.checkpoint(sigma, ensemble, replica)) == Path(checkpoint):
+            return cfg.command("hpc_train_sigma.py", "--ensemble", ensemble, "--replica", replica, "--sigma", sigma)
+    return cfg.command("run_pipeline.py")
+
+
+def rewrite_remedy(cfg, checkpoint) -> str:
+    """What to do about a missing or damaged best checkpoint: run its training, which writes a finished
+    network's best checkpoint again from its saved state, byte for byte, without training (and trains
+    a network that has none)."""
+    return (f"run its training, which writes a finished network's best checkpoint again byte for byte from its "
+            f"saved state: `{training_command(cfg, checkpoint)}`")

@@ -164,12 +164,15 @@ def check_own_stream(purpose: str) -> None:
                              f"({sorted(training)}): a set that training must not have seen needs a stream of its own")
 
 
-def space_samples(cfg, nb: int | None, n: int, space: str, purpose: str):
+def space_samples(cfg, nb: int | None, n: int, space: str, purpose: str, progress: bool = False):
     """The first n samples of a space drawn block by block as the training files' are (clean_block),
     but from the stream ``purpose`` (checked to be none of the training files', check_own_stream):
-    (parameters {dataset: [n, ...]}, exact correlators [n, n_t], exact targets {σ: [n, N_E]})."""
+    (parameters {dataset: [n, ...]}, exact correlators [n, n_t], exact targets {σ: [n, N_E]}); with
+    ``progress`` a progress bar over the blocks."""
     check_own_stream(purpose)
-    blocks = [clean_block(cfg, nb, k, space, purpose) for k in range(-(-n // cfg["rng_block"]))]
+    blocks = [clean_block(cfg, nb, k, space, purpose)
+              for k in tqdm(range(-(-n // cfg["rng_block"])), disable=not progress, desc=f"{purpose} densities",
+                            unit="block")]
     params = {name: np.concatenate([b[0][name] for b in blocks])[:n] for name in blocks[0][0]}
     correlators = np.concatenate([b[1] for b in blocks])[:n]
     targets = {s: np.concatenate([b[2][s] for b in blocks])[:n] for s in blocks[0][2]}

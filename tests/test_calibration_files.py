@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import calibration_files as cf
+from benchmarks.bench_prediction import write_random_audience
 from calibration import CENTRES, Factors
 from config import load_config
 from covariance import score_correlation
@@ -34,10 +35,8 @@ def calibration(cfg, networks):
 
 
 def test_round_trip_and_the_networks_it_was_made_with(cfg, tmp_path):
+    write_random_audience(cfg, np.zeros(cfg.n_t), np.ones(cfg.n_t))
     networks = [tmp_path / "trained_models_sigma44" / "Nmax" / f"replica_{r}_best.pth" for r in range(2)]
-    for r, path in enumerate(networks):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(bytes([r]) * 100)
     sigma = cfg["sigmas_gev"][0]
     written = calibration(cfg, networks)
     path = cf.write_calibration(cfg, sigma, written)
@@ -58,7 +57,12 @@ def test_round_trip_and_the_networks_it_was_made_with(cfg, tmp_path):
     assert set(read.checkpoints) == {"trained_models_sigma44/Nmax/replica_0_best.pth",
                                      "trained_models_sigma44/Nmax/replica_1_best.pth"}
     cf.check_networks(cfg, read, networks)                     # the same networks: accepted
-    networks[1].write_bytes(b"retrained")
+    original = networks[1].read_bytes()
+    networks[1].write_bytes(original[:len(original) // 2])    # truncated: named with its training command
+    with pytest.raises(InputError, match=r"replica_1_best.pth: unreadable .*its saved state: `python hpc_train_sigma"
+                                         r".py --preset tiny --ensemble Nmax --replica 1 --sigma 0.44 --root "):
+        cf.check_networks(cfg, read, networks)
+    networks[1].write_bytes(cfg.checkpoint(0.44, "Nref_b", 1).read_bytes())      # another, readable network
     with pytest.raises(InputError, match="other networks.*replica_1_best.pth"):
         cf.check_networks(cfg, read, networks)
     with pytest.raises(InputError, match="other networks"):

@@ -17,6 +17,7 @@ import analyze_user_data
 import budget as bud
 import calibrate_sigma
 import generate_delta_mock
+import hpc_train_sigma
 import predict_on_delta_tanh
 import predict_on_O3_mock_sigma
 import predict_on_user_data
@@ -352,9 +353,8 @@ def test_bootstrap_samples_other_than_n_boot_are_refused_or_taken_all_and_record
     with h5py.File(cfg.results_file("myten", sigma, "budget.hdf5"), "r") as h5:
         assert (h5.attrs["n_samples"], h5.attrs["n_boot"]) == (10, "all")
     assert analyze_user_data.main(["--name", "myten10"] + argv + ["--set", "n_boot=10"]) == 0
-    with pytest.raises(SystemExit, match="analysis failed"):                # made with 10, analysed with 40
-        analyze_user_data.main(["--name", "myten10"] + argv)
-    assert "key 'n_boot': the predictions were made with n_boot=10, the settings say 40" in capsys.readouterr().out
+    assert analyze_user_data.main(["--name", "myten10"] + argv) == 2          # made with 10, analysed with 40
+    assert "key 'n_boot': the predictions were made with n_boot=10, the settings say 40" in capsys.readouterr().err
     write_user_file(tmp_path / "cfg.h5", cfg.t, samples=samples, sample_kind="configurations")
     assert predict_on_user_data.main([str(tmp_path / "cfg.h5"), "--name", "mycfg", "--n-boot", "all"] + argv) == 2
     assert "--n-boot all takes a file's bootstrap or jackknife samples as they are" in capsys.readouterr().err
@@ -612,9 +612,8 @@ def test_analysis_refuses_settings_its_prediction_files_were_not_made_with(train
     for override, key, value in ((f"n_boot={n_boot + 1}", "n_boot", n_boot), ("seed=5", "seed", cfg["seed"]),
                                  ("closure_level=0", "closure_level", 1),
                                  ("ensembles.Nref_n.arch=arcM", "ensembles.Nref_n", cfg["ensembles"]["Nref_n"])):
-        with pytest.raises(SystemExit, match="analysis failed"):
-            analyze_O3_mock_sigma.main(args_of(cfg) + ["--set", override])
-        out = capsys.readouterr().out
+        assert analyze_O3_mock_sigma.main(args_of(cfg) + ["--set", override]) == 2
+        out = capsys.readouterr().err
         first = "Nref_n" if key.startswith("ensembles") else "Nmax"      # the first file that disagrees
         wanted = load_config("tiny", cfg.overrides + [override], tmp_path)
         wanted = wanted["ensembles"]["Nref_n"] if first == "Nref_n" else wanted[key]
@@ -739,9 +738,9 @@ def test_analysis_refuses_a_calibration_made_with_other_networks(trained, tmp_pa
     record = torch.load(changed, weights_only=True)
     record["state_dict"]["fc2.bias"] += 1.0
     torch.save(record, changed)
-    with pytest.raises(SystemExit, match=f"failed for sigma = \\[{cfg['sigmas_gev'][0]}\\]"):
+    with pytest.raises(analysis.AnalysisFailed, match=f"failed for sigma = \\[{cfg['sigmas_gev'][0]}\\]") as failed:
         analysis.analyze(cfg, "delta_tanh")
-    out = capsys.readouterr().out
+    out = str(failed.value)
     assert "calibration_sigma44.h5" in out and "made with other networks" in out and "interval_1_best.pth" in out
     assert not cfg.results_file("delta_tanh", cfg["sigmas_gev"][0], "budget.csv").exists()
     assert cfg.results_file("delta_tanh", cfg["sigmas_gev"][1], "budget.csv").exists()   # the other σ is fine
@@ -866,3 +865,132 @@ def checkpoint_mu_gamma(cfg, sigma):
     from checkpoints import load_checkpoint
     _, meta = load_checkpoint(cfg.checkpoint(sigma, "Nmax", 0))
     return meta["mu"], meta["gamma"]
+
+
+# --- bad input during an analysis: one line on stderr, status 2; the other σ analysed ---------------
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+
+
+def _drop_q(path):
+    with h5py.File(path, "r+") as h5:
+        del h5["Q/median"]
+
+
+def _other_audience(path):
+    """A calibration made with other networks: the same file, the SHA-256 it records changed."""
+    with h5py.File(path, "r+") as h5:
+        hashes = json.loads(h5.attrs["checkpoints"])
+        hashes = {name: "0" * 64 for name in hashes}
+        h5.attrs["checkpoints"] = json.dumps(hashes, sort_keys=True)
+
+
+@pytest.fixture(scope="module")
+def analysed_copy(trained, tmp_path_factory):
+    """A copy of the audience, its calibration and its delta + tanh predictions (to damage)."""
+    root = tmp_path_factory.mktemp("damaged")
+    cfg = copy_audience(trained, root)
+    shutil.copytree(trained.root / "calibration", root / "calibration")
+    assert predict_on_delta_tanh.main(args_of(cfg)) == 0
+    return cfg
+
+
+@pytest.mark.parametrize("damage,expected", [
+    ("truncated calibration", "calibration_sigma44.h5: not a readable HDF5 file"),
+    ("no Q", "calibration_sigma44.h5, key 'Q/median': missing"),
+    ("another audience", "calibration_sigma44.h5, key 'checkpoints': made with other networks"),
+    ("deleted interval network", "interval_0_best.pth: missing: a calibration is made with"),
+])
+def test_bad_input_during_an_analysis_is_one_line_on_stderr_and_status_2(analysed_copy, damage, expected, capsys):
+    cfg = analysed_copy
+    sigma, other = cfg["sigmas_gev"]
+    calibration_file, network = cfg.calibration_file(sigma), cfg.checkpoint(sigma, "Nmax_interval", 0)
+    kept = {p: p.read_bytes() for p in (calibration_file, network)}
+    damages = {"truncated calibration": lambda: _truncate(calibration_file), "no Q": lambda: _drop_q(calibration_file),
+               "another audience": lambda: _other_audience(calibration_file),
+               "deleted interval network": network.unlink}
+    capsys.readouterr()
+    try:
+        damages[damage]()
+        assert analyze_delta_tanh_mock.main(args_of(cfg) + ["--force"]) == 2
+        out, err = capsys.readouterr()
+        assert err.count("\n") == 1 and err.startswith(f"error: delta_tanh: analysis failed for sigma = [{sigma}]: "
+                                                         f"sigma = {sigma}: {cfg.root}/")
+        assert expected in err and "ERROR" not in out
+        assert f"wrote {cfg.results_file('delta_tanh', other, 'budget.csv')}" in out     # the other σ analysed
+    finally:
+        for path, data in kept.items():
+            path.write_bytes(data)
+
+
+def test_a_truncated_interval_network_is_rewritten_by_its_training_not_by_calibrating(analysed_copy, capsys):
+    """The analysis and the calibration name the training command of the damaged network; run, it
+    writes the network again byte for byte from its state, and the analysis succeeds."""
+    cfg = analysed_copy
+    sigma = cfg["sigmas_gev"][0]
+    network = cfg.checkpoint(sigma, "Nmax_interval", 0)
+    original = network.read_bytes()
+    try:
+        _rewritten_by_its_training(cfg, sigma, network, original, capsys)
+    finally:
+        network.write_bytes(original)
+
+
+def _rewritten_by_its_training(cfg, sigma, network, original, capsys):
+    _truncate(network)
+    command = (f"python hpc_train_sigma.py --preset tiny --ensemble Nmax_interval --replica 0 --sigma {sigma} "
+               f"--root {cfg.root}")
+    capsys.readouterr()
+    assert analyze_delta_tanh_mock.main(args_of(cfg) + ["--force"]) == 2
+    err = capsys.readouterr().err
+    assert f"{network}: unreadable (not a readable checkpoint" in err and f"`{command}" in err
+    assert "calibrate again" not in err
+    assert calibrate_sigma.main(args_of(cfg) + ["--sigma", str(sigma)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{network}: not a readable checkpoint" in err and f"`{command}" in err
+    remedy = err[err.index("`python ") + 1:err.rindex("`")].split()
+    assert hpc_train_sigma.main(remedy[2:]) == 0
+    assert network.read_bytes() == original
+    assert analyze_delta_tanh_mock.main(args_of(cfg) + ["--force"]) == 0
+
+
+def test_the_calibrated_centre_is_chosen_at_analysis(analysed_copy, capsys):
+    """The predictions do not depend on the centre: the analysis takes either."""
+    cfg = analysed_copy
+    assert analyze_delta_tanh_mock.main(args_of(cfg) + ["--set", "calibrated_centre=paper"]) == 0
+    record = json.loads(cfg.results_file("delta_tanh", cfg["sigmas_gev"][0], "budget.json").read_text())
+    assert record["settings"]["analysis"]["values"]["calibrated_centre"] == "paper"
+
+
+@pytest.mark.parametrize("override", ["sigmas_gev=[0.44]", "nb_list=[16,32,48]", "nrho_list=[200,400,800]",
+                                      "prior_systematic=true", "interval_networks=false", "n_cal=20", "n_boot_cal=3",
+                                      "calibrated_centre=paper"])
+def test_a_setting_the_predictions_do_not_depend_on_is_not_compared(tiny_cfg, override):
+    from prediction_files import NOT_DEPENDED_ON, check_made_with
+    assert override.partition("=")[0] in NOT_DEPENDED_ON
+    attrs = {"config": tiny_cfg.to_json(), "n_boot": tiny_cfg["n_boot"]}
+    reader = load_config("tiny", tiny_cfg.overrides + [override], tiny_cfg.root)
+    assert check_made_with(reader, "f.hdf5", attrs, "Nmax") is not None
+    for depended_on in ("n_boot=41", "calibration_space=training", "seed=5"):      # the check can fail
+        with pytest.raises(InputError, match=f"key '{depended_on.partition('=')[0]}': the predictions were made"):
+            check_made_with(load_config("tiny", reader.overrides + [depended_on], tiny_cfg.root), "f.hdf5", attrs,
+                            "Nmax")
+
+
+def test_calibration_states_its_work_first_and_shows_its_progress(analysed_copy, monkeypatch, capsys):
+    """The estimate printed before the work, checked by counting: N_cal·N_boot,cal samples, each
+    through every network the calibration file records; the chunks as the progress bar counts them."""
+    cfg = analysed_copy
+    sigma = cfg["sigmas_gev"][0]
+    monkeypatch.setattr(calibrate_sigma, "CHUNK_ITEMS", 5)
+    capsys.readouterr()
+    assert calibrate_sigma.main(args_of(cfg) + ["--sigma", str(sigma), "--force"]) == 0
+    out, err = capsys.readouterr()
+    networks = len(read_calibration(cfg, sigma).checkpoints)
+    samples = cfg["n_cal"] * cfg["n_boot_cal"]
+    chunks = -(-cfg["n_cal"] // 5)
+    assert (f"N_cal = {cfg['n_cal']} densities x N_boot,cal = {cfg['n_boot_cal']} = {samples} samples, each "
+            f"predicted by {networks} networks ({samples * networks:.3g} network evaluations) in {chunks} chunk(s) "
+            "of up to 5 densities; about ") in out.splitlines()[0]
+    assert "calibration predictions: 100%" in err and f" {chunks}/{chunks} " in err
+    assert "calibration-space densities: 100%" in err

@@ -96,6 +96,28 @@ def test_from_a_shell_a_bad_setting_is_one_line_and_status_2(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+def test_a_mistyped_root_gets_no_output_folder(tmp_path, capsys):
+    """Stopped by its missing inputs, a stage leaves no empty output folder under the root (the
+    calibration names the training command of the first missing network)."""
+    import calibrate_sigma
+    root = tmp_path / "typo"
+    root.mkdir()
+    assert calibrate_sigma.main(["--preset", "tiny", "--root", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "replica_0_best.pth: missing" in err
+    assert "`python hpc_train_sigma.py --preset tiny --ensemble Nmax --replica 0 --sigma 0.44 --root " in err
+    assert list(root.iterdir()) == []
+    assert analysis.main("analyze", "delta_tanh", ["--preset", "tiny", "--root", str(root)]) == 2
+    assert [p.name for p in root.iterdir()] == ["locks"]
+
+
+@pytest.mark.parametrize("jobs", ["0", "-1"])
+def test_run_pipeline_refuses_no_tasks_at_once(jobs, tmp_path, capsys):
+    assert run_pipeline.main(["--preset", "tiny", "--root", str(tmp_path / "root"), "--jobs", jobs]) == 2
+    assert capsys.readouterr().err == f"error: --jobs {jobs}: expected an integer >= 1 (tasks side by side)\n"
+    assert not (tmp_path / "root").exists()
+
+
 # --- item 6: pre-flight checks, full and read-only disks ----------------------------------------
 @contextlib.contextmanager
 def tmpfs(path: Path, options: str):
@@ -439,7 +461,8 @@ def test_prediction_and_analysis_lock_their_input_and_remove_their_stale_tempora
         with task_lock(lock, "a test"):                      # another process at work on this input
             assert run() == 2
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and f"the {stage} of delta_tanh is being run by another process" in err
+        assert err.count("\n") == 1 and err.startswith(f"error: {lock}: the {stage} of delta_tanh is being run by "
+                                                         "another process (host ")      # no "[Errno 11]"
         stale = output.with_name(f".{output.name}.4242.tmp")
         other = output.with_name(f".{output.name}.x.tmp.keep")
         stale.parent.mkdir(parents=True, exist_ok=True)
