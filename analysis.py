@@ -39,6 +39,7 @@ libraries, where they are installed (exports.py): ``{name}_sigma{σ}_result.gvar
 from __future__ import annotations
 
 import argparse
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,14 +51,16 @@ import closure
 import covariance as cv
 import exports
 from calibration_files import calibration_networks, check_networks, read_calibration
-from cli import add_wait_lock_arg, main_guard
+from cli import add_wait_lock_arg, main_guard, run_each
 from config import add_common_args, config_from_args
+from correlator_files import FORMATS
 from figures import plt, save_png
 from io_utils import InputError, check_writable, file_sha256, fingerprint, remove_stale_temporaries, task_lock
 from mocks import user_data_name
 from prediction_files import PredictionSet, load_interval_predictions, load_predictions
 from result_files import other_centre, result_paths, up_to_date, write_results
 from roles import PRIOR_SYSTEMATIC, REFERENCE, SYSTEMATICS
+from user_correlators import NamedCorrelator, correlator_names
 
 # The settings the analysis itself uses: which ensembles and σ it reads, and 1/a for σ in lattice units.
 ANALYSIS_KEYS = ("a_inv_gev", "calibrated_centre", "ensembles", "interval_networks", "prior_systematic", "sigmas_gev")
@@ -102,10 +105,11 @@ class Calibrated:
         return self.columns[f"central_calibrated{suffix}"], self.columns[f"total_calibrated{suffix}"]
 
 
-def calibrated_result(cfg, s: PredictionSet, b: bud.Budget) -> Calibrated | None:
+def calibrated_result(cfg, s: PredictionSet, b: bud.Budget, calibrations: dict | None = None) -> Calibrated | None:
     """The calibrated result from the calibration file of σ and the interval networks' prediction file;
     None (with a note) without interval networks or when either file is missing.  A calibration made
-    with other networks than those on disk is refused (calibration_files.check_networks)."""
+    with other networks than those on disk is refused (calibration_files.check_networks).
+    ``calibrations``: {σ: (calibration, its SHA-256)} read and checked for an earlier input (kept there)."""
     if not cfg["interval_networks"]:
         return None
     path = cfg.calibration_file(s.sigma_gev)
@@ -113,8 +117,12 @@ def calibrated_result(cfg, s: PredictionSet, b: bud.Budget) -> Calibrated | None
         print(f"  NOTE: no calibrated result: {path} is missing (calibrate first: "
               f"{cfg.command('calibrate_sigma.py')})")
         return None
-    cal = read_calibration(cfg, s.sigma_gev)
-    check_networks(cfg, cal, calibration_networks(cfg, s.sigma_gev))
+    calibrations = {} if calibrations is None else calibrations
+    if s.sigma_gev not in calibrations:
+        checked = read_calibration(cfg, s.sigma_gev)
+        check_networks(cfg, checked, calibration_networks(cfg, s.sigma_gev))
+        calibrations[s.sigma_gev] = checked, file_sha256(path)
+    cal, sha256 = calibrations[s.sigma_gev]
     quantiles = load_interval_predictions(cfg, s)
     if quantiles is None:
         print("  NOTE: no calibrated result without the interval networks' predictions (rerun the prediction)")
@@ -127,7 +135,7 @@ def calibrated_result(cfg, s: PredictionSet, b: bud.Budget) -> Calibrated | None
                "total_scaled": calibration.scaled_total(cal.S, b)}
     return Calibrated(centre, columns, {"total_calibrated": covariances[centre],
                                         f"total_calibrated_{other}": covariances[other]},
-                      {"file": str(path), "sha256": file_sha256(path), "centre": centre})
+                      {"file": str(path), "sha256": sha256, "centre": centre})
 
 
 # --- summaries --------------------------------------------------------------------------------
@@ -308,15 +316,17 @@ PLOTS = ("result", "ensembles", "budget", "correlation", "pulls")
 
 
 # --- the whole analysis --------------------------------------------------------------------------
-def analyze_sigma(cfg, mock: str, sigma_gev: float, force: bool = False) -> tuple[Summary | None, list, list]:
-    """Budget, files and plots of one (input, σ): (the summary (None without truth), the files
-    written, the files kept because they are up to date)."""
+def analyze_sigma(cfg, mock: str, sigma_gev: float, force: bool = False, plots: bool = True,
+                  calibrations: dict | None = None) -> tuple[Summary | None, list, list]:
+    """Budget, files and plots (unless not ``plots``) of one (input, σ): (the summary (None without
+    truth), the files written, the files kept because they are up to date).  ``calibrations``: see
+    calibrated_result."""
     s = load_predictions(cfg, mock, sigma_gev)
     b = bud.error_budget(s.predictions, s.kind)
     covariances = cv.result_covariances(s.predictions, b, s.kind)
     for warning in b.warnings:
         print(f"  WARNING (σ = {sigma_gev}): {warning}")
-    cal = calibrated_result(cfg, s, b)
+    cal = calibrated_result(cfg, s, b, calibrations)
     if cal is not None:
         covariances.update(cal.covariances)
     summary = summarise(b, s, cal) if s.truth is not None else None
@@ -325,7 +335,8 @@ def analyze_sigma(cfg, mock: str, sigma_gev: float, force: bool = False) -> tupl
              "budget": lambda path: plot_budget(s, b, path),
              "correlation": lambda path: plot_correlation(s, covariances, path),
              "pulls": lambda path: plot_pulls(s, b, path)}
-    plots = {suffix: drawn[suffix] for suffix in PLOTS if suffix != "pulls" or s.truth is not None}
+    drawable = [suffix for suffix in PLOTS if suffix != "pulls" or s.truth is not None]
+    plots = {suffix: drawn[suffix] for suffix in drawable} if plots else {}
     pictures = [cfg.results_file(mock, sigma_gev, f"{suffix}.png") for suffix in plots]
     if s.truth is None and np.all(np.isfinite(covariances["total"])):   # user data's correlated exports
         pictures += [cfg.results_file(mock, sigma_gev, exports.SUFFIXES[p]) for p in exports.available()]
@@ -338,21 +349,27 @@ def analyze_sigma(cfg, mock: str, sigma_gev: float, force: bool = False) -> tupl
     written = write_results(cfg, s, b, covariances, analysis_settings(cfg),
                             summary.line() if summary else "no truth (user data)", made_of,
                             cal.columns if cal is not None else None, cal.calibration if cal is not None else None)
-    for suffix, plot in plots.items():
+    for suffix in drawable:
         path = cfg.results_file(mock, sigma_gev, f"{suffix}.png")
-        plot(path)
-        written.append(path)
+        if suffix in plots:
+            plots[suffix](path)
+            written.append(path)
+        elif path.is_file():             # an earlier result's picture: it would contradict the tables
+            path.unlink()
+            print(f"  removed {path} (a plot of the earlier result; --no-plots draws none)")
     if s.truth is None:
         written += write_exports(cfg, s, b, covariances, cal)
     return summary, written, []
 
 
-def analyze(cfg, mock: str, force: bool = False, wait_lock: bool = False) -> list[Summary]:
+def analyze(cfg, mock: str, force: bool = False, wait_lock: bool = False, plots: bool = True,
+            calibrations: dict | None = None) -> list[Summary]:
     """Analyse every σ of the preset for one input; prints what it wrote and the summary.
 
     One process analyses an input (cfg.analysis_lock; another stops with io_utils.TaskLocked, or
     with ``wait_lock`` waits); holding the lock it first removes the temporaries of its result
-    files and plots that a killed run left."""
+    files and plots that a killed run left.  ``plots``: draw them (--no-plots: not);
+    ``calibrations``: the calibrations read for earlier inputs (calibrated_result)."""
     outputs = [path for sigma_gev in cfg["sigmas_gev"] for path in result_paths(cfg, mock, sigma_gev)
                + [cfg.results_file(mock, sigma_gev, f"{suffix}.png") for suffix in PLOTS]
                + [cfg.results_file(mock, sigma_gev, suffix) for suffix in exports.SUFFIXES.values()]]
@@ -361,16 +378,16 @@ def analyze(cfg, mock: str, force: bool = False, wait_lock: bool = False) -> lis
         if stale:
             print(f"removed {len(stale)} temporary file(s) of a killed analysis: "
                   f"{', '.join(p.name for p in stale)}")
-        return _analyze_sigmas(cfg, mock, force)
+        return _analyze_sigmas(cfg, mock, force, plots, calibrations)
 
 
-def _analyze_sigmas(cfg, mock: str, force: bool) -> list[Summary]:
+def _analyze_sigmas(cfg, mock: str, force: bool, plots: bool, calibrations: dict | None) -> list[Summary]:
     """analyze's work, under its lock."""
     summaries, failed = [], []
     for sigma_gev in cfg["sigmas_gev"]:
         print(f"{mock}, sigma = {sigma_gev}:")
         try:
-            summary, written, kept = analyze_sigma(cfg, mock, sigma_gev, force)
+            summary, written, kept = analyze_sigma(cfg, mock, sigma_gev, force, plots, calibrations)
         except (InputError, ValueError) as err:
             print(f"  ERROR: {err}")
             failed.append(sigma_gev)
@@ -398,16 +415,37 @@ def _analyze_sigmas(cfg, mock: str, force: bool) -> list[Summary]:
 
 @main_guard
 def main(description: str, mock: str | None = None, argv=None) -> int:
-    """The command line of the analyze_*.py scripts: a validation mock, or ``--name`` of user data."""
+    """The command line of the analyze_*.py scripts: a validation mock, or user data: the correlator
+    files given to predict_on_user_data.py (their correlators' names derived as it derives them,
+    user_correlators.correlator_names) or the ``--name`` of one.  Several are analysed one after
+    the other, each as a call for it alone; the calibrations are read once."""
     parser = add_common_args(argparse.ArgumentParser(description=description))
     if mock is None:
-        parser.add_argument("--name", required=True, type=user_data_name,
-                            help="the --name given to predict_on_user_data.py")
+        parser.add_argument("inputs", nargs="*", metavar="FILE",
+                            help="the correlator files given to predict_on_user_data.py")
+        parser.add_argument("--name", type=user_data_name,
+                            help="the --name given to predict_on_user_data.py (a single correlator's name, or "
+                                 "the prefix of several); without FILE, the name of the correlator to analyse")
+        parser.add_argument("--format", choices=FORMATS, help="input format (default: detected)")
+        parser.add_argument("--tag", help="the --tag given to predict_on_user_data.py")
+    parser.add_argument("--no-plots", action="store_true", help="write the tables and files, no plots")
     parser.add_argument("--force", action="store_true",
                         help="redo result files that are up to date (same prediction files and settings)")
     add_wait_lock_arg(parser, "analyses this input")
     args = parser.parse_args(argv)
+    if mock is None and not args.inputs and args.name is None:
+        parser.error("give the correlator files given to predict_on_user_data.py, or --name NAME")
     cfg = config_from_args(args)
     check_writable(cfg.path("results"), "result tables and plots")
-    analyze(cfg, mock or args.name, args.force, args.wait_lock)
-    return 0
+    if mock is not None:
+        analyze(cfg, mock, args.force, args.wait_lock, not args.no_plots)
+        return 0
+    named = (correlator_names(args.inputs, args.name, args.format, args.tag) if args.inputs
+             else [NamedCorrelator(args.name, "")])
+    calibrations = {}
+
+    def analyze_one(correlator: NamedCorrelator) -> int:
+        correlator.read()                  # a file that could not be read: its error
+        analyze(cfg, correlator.name, args.force, args.wait_lock, not args.no_plots, calibrations)
+        return 0
+    return run_each([(c.label, functools.partial(analyze_one, c)) for c in named])

@@ -45,3 +45,29 @@ def main_guard(main):
             print(f"error: {one_line(err)}", file=sys.stderr, flush=True)
             return EXIT_BAD_INPUT
     return guarded
+
+
+def run_each(jobs: list) -> int:
+    """Run the jobs [(label, job)], ``job()`` returning an exit status, one after the other: a single
+    job ends as a script does (its expected error reaches main_guard); of several, an expected error
+    of one is its one line, prefixed by its label, and the others go on.  Returns the worst status,
+    after a line naming those that failed."""
+    if len(jobs) == 1:
+        return jobs[0][1]()
+    statuses = {}
+    for label, job in jobs:
+        try:
+            statuses[label] = job()
+        except EXPECTED_ERRORS as err:
+            message = one_line(err)
+            print(f"error: {message if message.startswith(label) else f'{label}: {message}'}", file=sys.stderr,
+                  flush=True)
+            statuses[label] = EXIT_BAD_INPUT
+        except SystemExit as stop:             # a job that stops with its own message (analysis.analyze)
+            if isinstance(stop.code, str):
+                print(stop.code, file=sys.stderr, flush=True)
+            statuses[label] = stop.code if isinstance(stop.code, int) else 1
+    failed = [label for label, status in statuses.items() if status]
+    if failed:
+        print(f"{len(failed)} of {len(jobs)} failed (see above): {', '.join(failed)}", file=sys.stderr, flush=True)
+    return max(statuses.values())
