@@ -54,7 +54,7 @@ from calibration_files import calibration_networks, check_networks, read_calibra
 from cli import add_wait_lock_arg, main_guard, run_each
 from config import add_common_args, config_from_args
 from correlator_files import FORMATS
-from figures import plt, save_png
+from figures import save_png, subplots
 from io_utils import InputError, check_writable, file_sha256, fingerprint, remove_stale_temporaries, task_lock
 from mocks import user_data_name
 from prediction_files import PredictionSet, load_interval_predictions, load_predictions
@@ -181,12 +181,15 @@ def summarise(b: bud.Budget, s: PredictionSet, cal: Calibrated | None = None) ->
 # --- plots ---------------------------------------------------------------------------------------
 def plot_correlation(s: PredictionSet, covariances: dict, path) -> None:
     names = [e for e in ("total", "total_with_prior", "total_calibrated") if e in covariances]
-    fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 4.4), squeeze=False, layout="constrained")
+    fig, axes = subplots(1, len(names), figsize=(5.2 * len(names), 4.4), squeeze=False, right=1.0, top=0.65,
+                         wspace=0.9)
     extent = (s.energies[0], s.energies[-1], s.energies[-1], s.energies[0])
     for ax, name in zip(axes[0], names):
         image = ax.imshow(cv.correlation(covariances[name]), vmin=-1, vmax=1, cmap="RdBu_r", extent=extent)
         ax.set(xlabel="E (lattice units)", ylabel="E' (lattice units)", title=f"correlation of {LABELS[name]}")
-    fig.colorbar(image, ax=axes[0, -1], shrink=0.9)
+    box = axes[0, -1].get_position()
+    fig.colorbar(image, cax=fig.add_axes((box.x1 + 0.25 / fig.get_figwidth(), box.y0, 0.15 / fig.get_figwidth(),
+                                          box.height)))
     fig.suptitle(f"{_name(s)}, σ = {s.sigma_gev}: the result's correlation between energies "
                  "(systematics fully correlated with their sign)", fontsize=9)
     save_png(fig, path)
@@ -229,7 +232,7 @@ def _band_error(b: bud.Budget) -> tuple[np.ndarray, str]:
 def plot_result(s: PredictionSet, b: bud.Budget, path, cal: Calibrated | None = None) -> None:
     err, label = _band_error(b)
     inner = np.sqrt(b.stat**2 + np.nan_to_num(b.rep) ** 2)
-    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    fig, ax = subplots(figsize=(7, 4.5))
     if cal is not None:       # beside the paper's result, never instead of it
         ax.fill_between(s.energies, cal.central - cal.total, cal.central + cal.total, facecolor="C2", alpha=0.2,
                         edgecolor="C2", linewidth=1.0, label=f"{CALIBRATED_LABEL}, {cal.centre} centre")
@@ -255,7 +258,7 @@ def plot_result(s: PredictionSet, b: bud.Budget, path, cal: Calibrated | None = 
 def plot_ensembles(s: PredictionSet, b: bud.Budget, path) -> None:
     err, label = _band_error(b)
     refs = list(SYSTEMATICS.items()) + ([PRIOR_SYSTEMATIC] if b.has_prior else [])
-    fig, axes = plt.subplots(1, len(refs), figsize=(5 * len(refs), 4), sharey=True, layout="constrained")
+    fig, axes = subplots(1, len(refs), figsize=(5 * len(refs), 4), sharey=True, top=0.65, wspace=0.25)
     for ax, (name, ens) in zip(axes, refs):
         ax.fill_between(s.energies, b.central - err, b.central + err, color="C0", alpha=0.3,
                         label=f"{REFERENCE} ± {label}")
@@ -278,7 +281,7 @@ def plot_ensembles(s: PredictionSet, b: bud.Budget, path) -> None:
 
 
 def plot_budget(s: PredictionSet, b: bud.Budget, path) -> None:
-    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    fig, ax = subplots(figsize=(7, 4.5))
     for i, name in enumerate(bud.COMPONENTS):
         values = b.component(name)
         missing = " (missing: NaN)" if np.all(np.isnan(values)) else ""
@@ -297,8 +300,7 @@ def plot_budget(s: PredictionSet, b: bud.Budget, path) -> None:
 def plot_pulls(s: PredictionSet, b: bud.Budget, path) -> None:
     err, label = _band_error(b)
     p = bud.pulls(b.central, s.truth, err)
-    fig, (ax, hx) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [2, 1]},
-                                 layout="constrained")
+    fig, (ax, hx) = subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [2, 1]}, wspace=0.8)
     ax.axhspan(-1, 1, color="C2", alpha=0.2, label=r"$|{\rm pull}| \leq 1$")
     ax.axhline(0, color="k", lw=0.8)
     ax.plot(s.energies, p, "o-", ms=3, color="C0", label=r"$(\bar\rho - {\rm truth})/\sigma$")
