@@ -51,7 +51,7 @@ import closure
 import covariance as cv
 import exports
 from calibration_files import calibration_networks, check_networks, read_calibration
-from cli import add_wait_lock_arg, main_guard, run_each
+from cli import add_wait_lock_arg, main_guard, run_each, usable_cores
 from config import add_common_args, config_from_args
 from correlator_files import FORMATS
 from figures import save_png, subplots
@@ -419,8 +419,8 @@ def _analyze_sigmas(cfg, mock: str, force: bool, plots: bool, calibrations: dict
 def main(description: str, mock: str | None = None, argv=None) -> int:
     """The command line of the analyze_*.py scripts: a validation mock, or user data: the correlator
     files given to predict_on_user_data.py (their correlators' names derived as it derives them,
-    user_correlators.correlator_names) or the ``--name`` of one.  Several are analysed one after
-    the other, each as a call for it alone; the calibrations are read once."""
+    user_correlators.correlator_names) or the ``--name`` of one.  Several are analysed each as a
+    call for it alone, ``--jobs`` at once (cli.run_each); each process reads the calibrations once."""
     parser = add_common_args(argparse.ArgumentParser(description=description))
     if mock is None:
         parser.add_argument("inputs", nargs="*", metavar="FILE",
@@ -430,6 +430,9 @@ def main(description: str, mock: str | None = None, argv=None) -> int:
                                  "the prefix of several); without FILE, the name of the correlator to analyse")
         parser.add_argument("--format", choices=FORMATS, help="input format (default: detected)")
         parser.add_argument("--tag", help="the --tag given to predict_on_user_data.py")
+        parser.add_argument("--jobs", type=int, default=usable_cores(),
+                            help="correlators analysed at once, one process each (default: the cores usable, "
+                                 f"here {usable_cores()})")
     parser.add_argument("--no-plots", action="store_true", help="write the tables and files, no plots")
     parser.add_argument("--force", action="store_true",
                         help="redo result files that are up to date (same prediction files and settings)")
@@ -437,6 +440,8 @@ def main(description: str, mock: str | None = None, argv=None) -> int:
     args = parser.parse_args(argv)
     if mock is None and not args.inputs and args.name is None:
         parser.error("give the correlator files given to predict_on_user_data.py, or --name NAME")
+    if mock is None and args.jobs < 1:
+        parser.error(f"--jobs {args.jobs}: expected a positive integer")
     cfg = config_from_args(args)
     check_writable(cfg.path("results"), "result tables and plots")
     if mock is not None:
@@ -450,4 +455,4 @@ def main(description: str, mock: str | None = None, argv=None) -> int:
         correlator.read()                  # a file that could not be read: its error
         analyze(cfg, correlator.name, args.force, args.wait_lock, not args.no_plots, calibrations)
         return 0
-    return run_each([(c.label, functools.partial(analyze_one, c)) for c in named])
+    return run_each([(c.label, functools.partial(analyze_one, c)) for c in named], args.jobs)
