@@ -23,7 +23,8 @@ audience has Nref_prior, and both files get two more columns after ``total``: ``
 the result plot draws the wider σ_tot,prior band, the summary adds its mean |pull| and coverage.
 σ_tot stays the headline.  Without the option the files are exactly as before (no such columns).
 
-Plots (PNG, in results/):
+Plots (PNG, in results/; none with --no-plots, which removes those of an earlier result when it
+rewrites the tables):
   {mock}_sigma{σ}_result.png     ρ̄ ± σ_tot (and ± σ_stat⊕σ_rep) against the truth
   {mock}_sigma{σ}_ensembles.png  the result against each reference ensemble Nref_X
   {mock}_sigma{σ}_budget.png     every component of σ_tot versus energy
