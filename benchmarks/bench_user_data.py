@@ -18,13 +18,16 @@ Every measurement starts without outputs (those of the benchmark's correlators a
 it; nothing is up to date), and the batch's files are checked to be all there.  The correlators
 are N independent ensembles of ``--configurations`` configurations drawn from the preset's noise
 file (the stand-in by default: C_latt and √N_cfg·chol(Σ_latt) per configuration), written in the
-users' HDF5 layout to a temporary folder; they are named bench_user_0000, ...  The CPU, the cores
-this process may use and the load average (before and after) are printed with the figures: on
-shared cores every time is inflated.
+users' HDF5 layout to a temporary folder; they are named bench_user_0000, ...  Each time is the
+wall-clock time and, in brackets, the CPU time of the calls and the processes they start (what
+other jobs on shared cores inflate least).  The CPU, the cores this process may use, the torch
+threads (OMP_NUM_THREADS; on shared cores 1 avoids threads waiting for each other) and the load
+average (before and after) are printed with the figures.
 """
 import argparse
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -53,7 +56,8 @@ def cpu() -> str:
         model = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
     except (OSError, StopIteration):
         model = platform.processor() or "unknown CPU"
-    return f"CPU {model}, {len(os.sched_getaffinity(0))} core(s) usable; {load()}"
+    threads = os.environ.get("OMP_NUM_THREADS", "not set: torch's default")
+    return f"CPU {model}, {len(os.sched_getaffinity(0))} core(s) usable, OMP_NUM_THREADS {threads}; {load()}"
 
 
 def load() -> str:
@@ -86,12 +90,19 @@ def remove_outputs(cfg) -> None:
         path.unlink()
 
 
-def run(script: str, args: list, log) -> float:
-    """Seconds of one call of ``script`` (a fresh process), its output appended to ``log``."""
-    start = time.perf_counter()
+def cpu_seconds() -> float:
+    """The CPU time (user + system) of this process's finished children and theirs."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(script: str, args: list, log) -> np.ndarray:
+    """[wall, CPU] seconds of one call of ``script`` (a fresh process, with the processes it
+    starts), its output appended to ``log``."""
+    start, cpu_start = time.perf_counter(), cpu_seconds()
     call = [sys.executable, str(REPO / script), *map(str, args)]
     status = subprocess.run(call, stdout=log, stderr=subprocess.STDOUT).returncode
-    seconds = time.perf_counter() - start
+    seconds = np.array([time.perf_counter() - start, cpu_seconds() - cpu_start])
     if status != 0:
         raise SystemExit(f"{script} {' '.join(map(str, args[:3]))} ... exited with status {status}: see {log.name}")
     return seconds
@@ -141,16 +152,22 @@ def main(argv=None) -> int:
             remove_outputs(cfg)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    print(f"\n{'':34s} {'predict [s]':>12s} {'analyse [s]':>12s} {'total [s]':>10s} {'per correlator [s]':>19s}")
+    print(f"\n{'':34s} {'predict':>15s} {'analyse':>15s} {'total':>15s} {'per correlator':>15s}")
+    print(f"{'[s: wall (CPU)]':34s}" + f" {'':>15s}" * 4)
     for label, n, p, a in rows:
-        print(f"{label:34s} {p:12.1f} {a:12.1f} {p + a:10.1f} {(p + a) / n:19.2f}")
+        cells = [p, a, p + a, (p + a) / n]
+        print(f"{label:34s}" + "".join(f" {w:8.1f} ({c:5.1f})" for w, c in cells))
     base = (rows[0][2] + rows[0][3]) / rows[0][1]
     for label, n, p, a in rows[1:]:
-        print(f"{label}: {base / ((p + a) / n):.1f}x faster per correlator than one call per file; "
-              f"{args.n} correlators in {(p + a) / 60:.1f} min (one call per file: {base * args.n / 60:.1f} min)")
-    print(f"one analyze_user_data.py call (baseline, plots): median {statistics.median(analyse):.1f} s "
-          f"[{min(analyse):.1f}, {max(analyse):.1f}]; one predict_on_user_data.py call: median "
-          f"{statistics.median(predict):.1f} s")
+        ours = (p + a) / n
+        print(f"{label}: {base[0] / ours[0]:.1f}x faster per correlator than one call per file (CPU time: "
+              f"{base[1] / ours[1]:.1f}x); {args.n} correlators in {(p + a)[0] / 60:.1f} min (one call per file: "
+              f"{base[0] * args.n / 60:.1f} min)")
+    wall, cpu_time = np.array(analyse).T
+    print(f"one analyze_user_data.py call (baseline, plots): median {statistics.median(wall):.1f} s "
+          f"[{min(wall):.1f}, {max(wall):.1f}], CPU {statistics.median(cpu_time):.1f} s; one "
+          f"predict_on_user_data.py call: median {statistics.median(np.array(predict)[:, 0]):.1f} s, CPU "
+          f"{statistics.median(np.array(predict)[:, 1]):.1f} s")
     print(f"after: {load()}")
     return 0
 
