@@ -205,7 +205,7 @@ def correlator_names(paths, name: str | None = None, fmt: str | None = None, tag
             named.append(NamedCorrelator(None, path, error=found))
             continue
         for key, corr in found.items():
-            own = NOT_A_NAME.sub("_", file_stem(path) + ("" if key is None else f"_{key}"))
+            own = NOT_A_NAME.sub("_", file_stem(path) + ("" if key is None or tag is not None else f"_{key}"))
             full = name if single and name else f"{name}_{own}" if name else own
             where = f"{path}" + ("" if key is None else f" ({key})")
             if not full or full in MOCKS:

@@ -382,6 +382,7 @@ def test_names_of_several_correlators(tmp_path):
     assert [c.name for c in correlator_names([files["gvar"]], "run2")] == ["run2_ensC_pion", "run2_ensC_kaon",
                                                                           "run2_ensC_eta_s"]
     assert [c.name for c in correlator_names([files["gvar"]], "k", tag="kaon")] == ["k"]
+    assert [c.name for c in correlator_names([files["gvar"], files["hdf5"]], tag="kaon")] == ["ensC", "ensA"]
     missing = tmp_path / "missing.h5"
     named = correlator_names([one, missing])
     assert [c.label for c in named] == ["pion_p0", str(missing)] and named[1].name is None
