@@ -23,7 +23,8 @@ audience has Nref_prior, and both files get two more columns after ``total``: ``
 the result plot draws the wider σ_tot,prior band, the summary adds its mean |pull| and coverage.
 σ_tot stays the headline.  Without the option the files are exactly as before (no such columns).
 
-Plots (PNG, in results/):
+Plots (PNG, in results/; none with --no-plots, which removes those of an earlier result when it
+rewrites the tables):
   {mock}_sigma{σ}_result.png     ρ̄ ± σ_tot (and ± σ_stat⊕σ_rep) against the truth
   {mock}_sigma{σ}_ensembles.png  the result against each reference ensemble Nref_X
   {mock}_sigma{σ}_budget.png     every component of σ_tot versus energy
@@ -39,6 +40,7 @@ libraries, where they are installed (exports.py): ``{name}_sigma{σ}_result.gvar
 from __future__ import annotations
 
 import argparse
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,9 +52,10 @@ import closure
 import covariance as cv
 import exports
 from calibration_files import calibration_networks, check_networks, read_calibration
-from cli import add_wait_lock_arg, main_guard, one_line
+from cli import add_wait_lock_arg, main_guard, one_line, run_each, usable_cores
 from config import add_common_args, config_from_args
-from figures import plt, save_png
+from correlator_files import FORMATS
+from figures import save_png, subplots
 from io_utils import (
     InputError,
     UserError,
@@ -67,6 +70,7 @@ from prediction_files import PredictionSet, load_interval_predictions, load_pred
 from result_files import result_paths, up_to_date, write_results
 from roles import PRIOR_SYSTEMATIC, REFERENCE, SYSTEMATICS
 from tasks import unmeasured_systematics
+from user_correlators import NamedCorrelator, correlator_names
 
 # The settings the analysis itself uses: which ensembles and σ it reads, and 1/a for σ in lattice units.
 ANALYSIS_KEYS = ("a_inv_gev", "calibrated_centre", "ensembles", "interval_networks", "prior_systematic", "sigmas_gev")
@@ -115,17 +119,22 @@ class Calibrated:
         return self.columns[f"central_calibrated{suffix}"], self.columns[f"total_calibrated{suffix}"]
 
 
-def calibrated_result(cfg, s: PredictionSet, b: bud.Budget) -> Calibrated | None:
+def calibrated_result(cfg, s: PredictionSet, b: bud.Budget, calibrations: dict | None = None) -> Calibrated | None:
     """The calibrated result from the calibration file of σ (and, with interval networks, their
     prediction file); None (with a note) when a file is missing.  A calibration made with other
-    networks than those on disk is refused (calibration_files.check_networks)."""
+    networks than those on disk is refused (calibration_files.check_networks).
+    ``calibrations``: {σ: (calibration, its SHA-256)} read and checked for an earlier input (kept there)."""
     path = cfg.calibration_file(s.sigma_gev)
     if not path.is_file():
         print(f"  NOTE: no calibrated result: {path} is missing (calibrate first: "
               f"{cfg.command('calibrate_sigma.py')})")
         return None
-    cal = read_calibration(cfg, s.sigma_gev)
-    check_networks(cfg, cal, calibration_networks(cfg, s.sigma_gev))
+    calibrations = {} if calibrations is None else calibrations
+    if s.sigma_gev not in calibrations:
+        checked = read_calibration(cfg, s.sigma_gev)
+        check_networks(cfg, checked, calibration_networks(cfg, s.sigma_gev))
+        calibrations[s.sigma_gev] = checked, file_sha256(path)
+    cal, sha256 = calibrations[s.sigma_gev]
     width = median = None
     if cfg["interval_networks"]:
         quantiles = load_interval_predictions(cfg, s)
@@ -142,7 +151,7 @@ def calibrated_result(cfg, s: PredictionSet, b: bud.Budget) -> Calibrated | None
         columns.update({f"{name}_{other}": values for name, values in results[other].items()})
     return Calibrated(centres, columns, {"total_calibrated": covariances[centres[0]],
                                          **{f"total_calibrated_{c}": covariances[c] for c in centres[1:]}},
-                      {"file": str(path), "sha256": file_sha256(path), "centre": centres[0]})
+                      {"file": str(path), "sha256": sha256, "centre": centres[0]})
 
 
 # --- summaries --------------------------------------------------------------------------------
@@ -188,12 +197,15 @@ def summarise(b: bud.Budget, s: PredictionSet, cal: Calibrated | None = None) ->
 # --- plots ---------------------------------------------------------------------------------------
 def plot_correlation(s: PredictionSet, covariances: dict, path) -> None:
     names = [e for e in ("total", "total_with_prior", "total_calibrated") if e in covariances]
-    fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 4.4), squeeze=False, layout="constrained")
+    fig, axes = subplots(1, len(names), figsize=(5.2 * len(names), 4.4), squeeze=False, right=1.0, top=0.65,
+                         wspace=0.9)
     extent = (s.energies[0], s.energies[-1], s.energies[-1], s.energies[0])
     for ax, name in zip(axes[0], names):
         image = ax.imshow(cv.correlation(covariances[name]), vmin=-1, vmax=1, cmap="RdBu_r", extent=extent)
         ax.set(xlabel="E (lattice units)", ylabel="E' (lattice units)", title=f"correlation of {LABELS[name]}")
-    fig.colorbar(image, ax=axes[0, -1], shrink=0.9)
+    box = axes[0, -1].get_position()
+    fig.colorbar(image, cax=fig.add_axes((box.x1 + 0.25 / fig.get_figwidth(), box.y0, 0.15 / fig.get_figwidth(),
+                                          box.height)))
     fig.suptitle(f"{_name(s)}, σ = {s.sigma_gev}: the result's correlation between energies "
                  "(systematics fully correlated with their sign)", fontsize=9)
     save_png(fig, path)
@@ -236,7 +248,7 @@ def _band_error(b: bud.Budget) -> tuple[np.ndarray, str]:
 def plot_result(s: PredictionSet, b: bud.Budget, path, cal: Calibrated | None = None) -> None:
     err, label = _band_error(b)
     inner = np.sqrt(b.stat**2 + np.nan_to_num(b.rep) ** 2)
-    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    fig, ax = subplots(figsize=(7, 4.5))
     if cal is not None:       # beside the paper's result, never instead of it
         ax.fill_between(s.energies, cal.central - cal.total, cal.central + cal.total, facecolor="C2", alpha=0.2,
                         edgecolor="C2", linewidth=1.0, label=f"{CALIBRATED_LABEL}, {cal.centre} centre")
@@ -262,7 +274,7 @@ def plot_result(s: PredictionSet, b: bud.Budget, path, cal: Calibrated | None = 
 def plot_ensembles(s: PredictionSet, b: bud.Budget, path) -> None:
     err, label = _band_error(b)
     refs = list(SYSTEMATICS.items()) + ([PRIOR_SYSTEMATIC] if b.has_prior else [])
-    fig, axes = plt.subplots(1, len(refs), figsize=(5 * len(refs), 4), sharey=True, layout="constrained")
+    fig, axes = subplots(1, len(refs), figsize=(5 * len(refs), 4), sharey=True, top=0.65, wspace=0.25)
     for ax, (name, ens) in zip(axes, refs):
         ax.fill_between(s.energies, b.central - err, b.central + err, color="C0", alpha=0.3,
                         label=f"{REFERENCE} ± {label}")
@@ -285,7 +297,7 @@ def plot_ensembles(s: PredictionSet, b: bud.Budget, path) -> None:
 
 
 def plot_budget(s: PredictionSet, b: bud.Budget, path) -> None:
-    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    fig, ax = subplots(figsize=(7, 4.5))
     for i, name in enumerate(bud.COMPONENTS):
         values = b.component(name)
         missing = " (missing: NaN)" if np.all(np.isnan(values)) else ""
@@ -304,8 +316,7 @@ def plot_budget(s: PredictionSet, b: bud.Budget, path) -> None:
 def plot_pulls(s: PredictionSet, b: bud.Budget, path) -> None:
     err, label = _band_error(b)
     p = bud.pulls(b.central, s.truth, err)
-    fig, (ax, hx) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [2, 1]},
-                                 layout="constrained")
+    fig, (ax, hx) = subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [2, 1]}, wspace=0.8)
     ax.axhspan(-1, 1, color="C2", alpha=0.2, label=r"$|{\rm pull}| \leq 1$")
     ax.axhline(0, color="k", lw=0.8)
     ax.plot(s.energies, p, "o-", ms=3, color="C0", label=r"$(\bar\rho - {\rm truth})/\sigma$")
@@ -331,9 +342,11 @@ def input_warnings(s: PredictionSet) -> list[str]:
     return out
 
 
-def analyze_sigma(cfg, mock: str, sigma_gev: float, force: bool = False) -> tuple[Summary | None, list, list, list]:
-    """Budget, files and plots of one (input, σ): (the summary (None without truth), the files
-    written, the files kept because they are up to date, the warnings of the input checks)."""
+def analyze_sigma(cfg, mock: str, sigma_gev: float, force: bool = False, plots: bool = True,
+                  calibrations: dict | None = None) -> tuple[Summary | None, list, list, list]:
+    """Budget, files and plots (unless not ``plots``) of one (input, σ): (the summary (None without
+    truth), the files written, the files kept because they are up to date, the warnings of the input
+    checks).  ``calibrations``: see calibrated_result."""
     s = load_predictions(cfg, mock, sigma_gev)
     b = bud.error_budget(s.predictions, s.kind, unmeasured_systematics(cfg))
     covariances = cv.result_covariances(s.predictions, b, s.kind)
@@ -341,7 +354,7 @@ def analyze_sigma(cfg, mock: str, sigma_gev: float, force: bool = False) -> tupl
     b.warnings += alerts                                  # recorded in the budget files too
     for warning in b.warnings:
         print(f"  WARNING (σ = {sigma_gev}): {warning}")
-    cal = calibrated_result(cfg, s, b)
+    cal = calibrated_result(cfg, s, b, calibrations)
     if cal is not None:
         covariances.update(cal.covariances)
     summary = summarise(b, s, cal) if s.truth is not None else None
@@ -350,7 +363,8 @@ def analyze_sigma(cfg, mock: str, sigma_gev: float, force: bool = False) -> tupl
              "budget": lambda path: plot_budget(s, b, path),
              "correlation": lambda path: plot_correlation(s, covariances, path),
              "pulls": lambda path: plot_pulls(s, b, path)}
-    plots = {suffix: drawn[suffix] for suffix in PLOTS if suffix != "pulls" or s.truth is not None}
+    drawable = [suffix for suffix in PLOTS if suffix != "pulls" or s.truth is not None]
+    plots = {suffix: drawn[suffix] for suffix in drawable} if plots else {}
     pictures = [cfg.results_file(mock, sigma_gev, f"{suffix}.png") for suffix in plots]
     if s.truth is None and np.all(np.isfinite(covariances["total"])):   # user data's correlated exports
         pictures += [cfg.results_file(mock, sigma_gev, exports.SUFFIXES[p]) for p in exports.available()]
@@ -363,21 +377,27 @@ def analyze_sigma(cfg, mock: str, sigma_gev: float, force: bool = False) -> tupl
     written = write_results(cfg, s, b, covariances, analysis_settings(cfg),
                             summary.line() if summary else "no truth (user data)", made_of,
                             cal.columns if cal is not None else None, cal.calibration if cal is not None else None)
-    for suffix, plot in plots.items():
+    for suffix in drawable:
         path = cfg.results_file(mock, sigma_gev, f"{suffix}.png")
-        plot(path)
-        written.append(path)
+        if suffix in plots:
+            plots[suffix](path)
+            written.append(path)
+        elif path.is_file():             # an earlier result's picture: it would contradict the tables
+            path.unlink()
+            print(f"  removed {path} (a plot of the earlier result; --no-plots draws none)")
     if s.truth is None:
         written += write_exports(cfg, s, b, covariances, cal)
     return summary, written, [], alerts
 
 
-def analyze(cfg, mock: str, force: bool = False, wait_lock: bool = False) -> list[Summary]:
+def analyze(cfg, mock: str, force: bool = False, wait_lock: bool = False, plots: bool = True,
+            calibrations: dict | None = None) -> list[Summary]:
     """Analyse every σ of the preset for one input; prints what it wrote and the summary.
 
     One process analyses an input (cfg.analysis_lock; another stops with io_utils.TaskLocked, or
     with ``wait_lock`` waits); holding the lock it first removes the temporaries of its result
-    files and plots that a killed run left."""
+    files and plots that a killed run left.  ``plots``: draw them (--no-plots: not);
+    ``calibrations``: the calibrations read for earlier inputs (calibrated_result)."""
     outputs = [path for sigma_gev in cfg["sigmas_gev"] for path in result_paths(cfg, mock, sigma_gev)
                + [cfg.results_file(mock, sigma_gev, f"{suffix}.png") for suffix in PLOTS]
                + [cfg.results_file(mock, sigma_gev, suffix) for suffix in exports.SUFFIXES.values()]]
@@ -386,16 +406,16 @@ def analyze(cfg, mock: str, force: bool = False, wait_lock: bool = False) -> lis
         if stale:
             print(f"removed {len(stale)} temporary file(s) of a killed analysis: "
                   f"{', '.join(p.name for p in stale)}")
-        return _analyze_sigmas(cfg, mock, force)
+        return _analyze_sigmas(cfg, mock, force, plots, calibrations)
 
 
-def _analyze_sigmas(cfg, mock: str, force: bool) -> list[Summary]:
+def _analyze_sigmas(cfg, mock: str, force: bool, plots: bool, calibrations: dict | None) -> list[Summary]:
     """analyze's work, under its lock."""
     summaries, failed, alerts = [], [], []
     for sigma_gev in cfg["sigmas_gev"]:
         print(f"{mock}, sigma = {sigma_gev}:")
         try:
-            summary, written, kept, warnings = analyze_sigma(cfg, mock, sigma_gev, force)
+            summary, written, kept, warnings = analyze_sigma(cfg, mock, sigma_gev, force, plots, calibrations)
         except (InputError, ValueError) as err:     # bad input: the other σ are still analysed
             print("  not analysed: the error is reported at the end (stderr)")
             failed.append((sigma_gev, err))
@@ -436,16 +456,42 @@ class AnalysisFailed(UserError):
 
 @main_guard
 def main(description: str, mock: str | None = None, argv=None) -> int:
-    """The command line of the analyze_*.py scripts: a validation mock, or ``--name`` of user data."""
+    """The command line of the analyze_*.py scripts: a validation mock, or user data: the correlator
+    files given to predict_on_user_data.py (their correlators' names derived as it derives them,
+    user_correlators.correlator_names) or the ``--name`` of one.  Several are analysed each as a
+    call for it alone, ``--jobs`` at once (cli.run_each); each process reads the calibrations once."""
     parser = add_common_args(argparse.ArgumentParser(description=description))
     if mock is None:
-        parser.add_argument("--name", required=True, type=user_data_name,
-                            help="the --name given to predict_on_user_data.py")
+        parser.add_argument("inputs", nargs="*", metavar="FILE",
+                            help="the correlator files given to predict_on_user_data.py")
+        parser.add_argument("--name", type=user_data_name,
+                            help="the --name given to predict_on_user_data.py (a single correlator's name, or "
+                                 "the prefix of several); without FILE, the name of the correlator to analyse")
+        parser.add_argument("--format", choices=FORMATS, help="input format (default: detected)")
+        parser.add_argument("--tag", help="the --tag given to predict_on_user_data.py")
+        parser.add_argument("--jobs", type=int, default=usable_cores(),
+                            help="correlators analysed at once, one process each (default: the cores usable, "
+                                 f"here {usable_cores()})")
+    parser.add_argument("--no-plots", action="store_true", help="write the tables and files, no plots")
     parser.add_argument("--force", action="store_true",
                         help="redo result files that are up to date (same prediction files and settings)")
     add_wait_lock_arg(parser, "analyses this input")
     args = parser.parse_args(argv)
+    if mock is None and not args.inputs and args.name is None:
+        parser.error("give the correlator files given to predict_on_user_data.py, or --name NAME")
+    if mock is None and args.jobs < 1:
+        parser.error(f"--jobs {args.jobs}: expected a positive integer")
     cfg = config_from_args(args)
     check_writable(cfg.path("results"), "result tables and plots")
-    analyze(cfg, mock or args.name, args.force, args.wait_lock)
-    return 0
+    if mock is not None:
+        analyze(cfg, mock, args.force, args.wait_lock, not args.no_plots)
+        return 0
+    named = (correlator_names(args.inputs, args.name, args.format, args.tag) if args.inputs
+             else [NamedCorrelator(args.name, "")])
+    calibrations = {}
+
+    def analyze_one(correlator: NamedCorrelator) -> int:
+        correlator.read()                  # a file that could not be read: its error
+        analyze(cfg, correlator.name, args.force, args.wait_lock, not args.no_plots, calibrations)
+        return 0
+    return run_each([(c.label, functools.partial(analyze_one, c)) for c in named], args.jobs)

@@ -15,7 +15,11 @@ ValueError is not caught).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
+import multiprocessing
+import os
 import sys
 
 from io_utils import UserError
@@ -45,3 +49,62 @@ def main_guard(main):
             print(f"error: {one_line(err)}", file=sys.stderr, flush=True)
             return EXIT_BAD_INPUT
     return guarded
+
+
+def run_each(jobs: list, workers: int = 1) -> int:
+    """Run the jobs [(label, job)], ``job()`` returning an exit status: a single job ends as a script
+    does (its expected error reaches main_guard); of several, an expected error of one is its one
+    line, prefixed by its label, and the others go on.  With ``workers`` > 1 they run in that many
+    forked processes, each job's output printed when it is done, in the jobs' order.  Returns the
+    worst status, after a line naming those that failed."""
+    if len(jobs) == 1:
+        return jobs[0][1]()
+    global _JOBS
+    if workers > 1:
+        _JOBS = jobs
+        try:
+            with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
+                statuses = []
+                for status, out, err in pool.imap(_captured, range(len(jobs))):
+                    sys.stdout.write(out)
+                    sys.stderr.write(err)
+                    statuses.append(status)
+        finally:
+            _JOBS = []
+    else:
+        statuses = [_attempt(label, job) for label, job in jobs]
+    failed = [label for (label, _), status in zip(jobs, statuses) if status]
+    if failed:
+        print(f"{len(failed)} of {len(jobs)} failed (see above): {', '.join(failed)}", file=sys.stderr, flush=True)
+    return max(statuses)
+
+
+_JOBS: list = []            # run_each's jobs, for its forked workers
+
+
+def _attempt(label: str, job) -> int:
+    """One job of several: its status, an expected error reported in one line."""
+    try:
+        return job()
+    except EXPECTED_ERRORS as err:
+        message = one_line(err)
+        print(f"error: {message if message.startswith(label) else f'{label}: {message}'}", file=sys.stderr,
+              flush=True)
+        return EXIT_BAD_INPUT
+    except SystemExit as stop:             # a job that stops with its own message (analysis.analyze)
+        if isinstance(stop.code, str):
+            print(stop.code, file=sys.stderr, flush=True)
+        return stop.code if isinstance(stop.code, int) else 1
+
+
+def _captured(index: int) -> tuple[int, str, str]:
+    """(status, stdout, stderr) of the job ``index`` of run_each, in a worker."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = _attempt(*_JOBS[index])
+    return status, out.getvalue(), err.getvalue()
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity: what Slurm or taskset gave it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -11,9 +11,10 @@ networks' inputs, ``user_correlators.read_user_samples``).
     hdf5         .h5, .hdf5                    the project's layout: ``t`` [n] and either a 2-D dataset
                                                (``samples``, or --tag) [N, n] with attribute
                                                ``sample_kind`` (configurations | bootstrap | jackknife)
-                                               or ``mean`` [n] + ``cov`` [n, n]; attributes ``kernel``, ``T``
+                                               or ``mean`` [n] + ``cov`` [n, n]; attributes ``kernel``, ``T``;
+                                               at the root, or in groups (several correlators)
     pyerrors     .json, .json.gz               pyerrors' JSON of a ``Corr`` or of a list of ``Obs`` (one
-                                               per t = 0, 1, ...), read by pyerrors itself
+                                               per t = 0, 1, ...), or a dictionary of them, read by pyerrors
     gvar         .gvar, or 'TAG v0 v1 ...' text  a gvar/corrfitter data set, read by ``gvar.dataset.Dataset``;
                                                --tag picks the correlator
     lsdensities  text whose first line is       lsdensities' format: header 'N_ms T ...', then for each
@@ -21,6 +22,11 @@ networks' inputs, ``user_correlators.read_user_samples``).
     text         .txt, .dat, .data, .csv       one row per configuration, columns t = 0, 1, ...; a
                                                header row (names, or the indices 0, 1, ...) is skipped
     npy          .npy                          a 2-D array [N_cfg, n], columns t = 0, 1, ...
+
+Three formats may hold several correlators: HDF5 groups, a pyerrors dictionary, a gvar data set
+with several tags.  ``read_correlator`` reads one (``tag`` chooses it: a dataset or group, a key, a
+tag); ``read_correlators`` reads every correlator of a file at once (predict_on_user_data.py with
+several correlators).
 
 Text files (.txt, .dat, .data, .csv) are told apart by their first two lines (``_sniff_text``
 states the rule; a header row of names is never taken for gvar's tags).  Every format but
@@ -46,6 +52,7 @@ from io_utils import InputError, open_h5, read_dataset
 from roles import ROW_KINDS, SAMPLE_KINDS
 
 FORMATS = ("hdf5", "pyerrors", "gvar", "lsdensities", "text", "npy")
+TAGGED = ("hdf5", "gvar", "pyerrors")          # the formats whose files may hold several correlators
 TEXT_SUFFIXES = (".txt", ".dat", ".data", ".csv", ".gvar")
 REQUIREMENTS = "requirements-formats.txt"
 RESAMPLE_CHUNK_BYTES = 64 << 20     # the bootstrap's working memory per chunk (resample)
@@ -140,16 +147,36 @@ def read_correlator(path: str | Path, fmt: str | None = None, tag: str | None = 
     fmt = fmt or detect_format(path)
     if fmt not in FORMATS:
         raise InputError(path, None, f"unknown format {fmt!r}; expected one of {FORMATS}")
-    if tag is not None and fmt not in ("hdf5", "gvar"):
+    if tag is not None and fmt not in TAGGED:
         raise InputError(path, None, f"--tag {tag!r} given, but a {fmt} file holds one correlator; "
-                         "--tag chooses the dataset of an hdf5 file or the correlator of a gvar file")
+                         "--tag chooses the dataset or group of an hdf5 file, the correlator of a gvar file "
+                         "or the key of a pyerrors dictionary")
     if fmt == "hdf5":
         return _read_hdf5(path, tag)
     if not path.is_file():
         raise InputError(path, None, f"no such file (expected a correlator in the {fmt} format)")
     reader = {"pyerrors": _read_pyerrors, "gvar": _read_gvar, "lsdensities": _read_lsdensities,
               "text": _read_text, "npy": _read_npy}[fmt]
-    return reader(path, tag) if fmt == "gvar" else reader(path)
+    return reader(path, tag) if fmt in TAGGED else reader(path)
+
+
+def read_correlators(path: str | Path, fmt: str | None = None, tag: str | None = None) -> dict:
+    """Every correlator of a file, the file read once, {key: Correlator}: {tag: the one ``tag``
+    chooses}; else all it holds -- {None: it} for a file of one, else each group of an HDF5 file
+    holding several (a correlator in the layout above in each group), each entry of a pyerrors
+    dictionary (``dump_dict_to_json``), each tag of a gvar data set."""
+    path = Path(path)
+    fmt = fmt or detect_format(path)
+    if tag is not None or fmt not in TAGGED or not path.is_file():
+        return {tag: read_correlator(path, fmt, tag)}
+    if fmt == "hdf5":
+        keys = _hdf5_keys(path)
+        return {key if len(keys) > 1 else None: _read_hdf5(path, key) for key in keys}
+    if fmt == "gvar":
+        dataset, tags = _gvar_tags(path, None)
+        return {t if len(tags) > 1 else None: _gvar_correlator(path, dataset, t) for t in tags}
+    structures = _pyerrors_structures(path, None)
+    return {key: _pyerrors_correlator(path, key, data) for key, data in structures.items()}
 
 
 def optional_package(name: str, path, fmt: str):
@@ -212,16 +239,22 @@ def _text(value) -> str:
 
 # --- the formats -----------------------------------------------------------------------------------
 def _read_hdf5(path: Path, tag: str | None) -> Correlator:
-    key = tag or "samples"
+    """The project's layout at the file's root, or inside the group ``tag`` (a file holding several
+    correlators, one group each: its attributes first, then the file's)."""
     with open_h5(path, "correlator (t, and samples or mean + cov)") as h5:
-        attrs = {k: h5.attrs[k] for k in ("kernel", "T", "sample_kind") if k in h5.attrs}
+        root, prefix = h5, ""
+        if tag is not None and isinstance(h5.get(tag), h5py.Group):
+            h5, prefix, tag = h5[tag], f"{tag}/", None
+        attrs = {k: (h5.attrs if k in h5.attrs else root.attrs)[k] for k in ("kernel", "T", "sample_kind")
+                 if k in h5.attrs or k in root.attrs}
+        key = tag or "samples"
         if key in h5 and isinstance(h5[key], h5py.Group):
-            raise InputError(path, key, f"an HDF5 group (with {sorted(h5[key].keys())}); expected a "
+            raise InputError(path, prefix + key, f"an HDF5 group (with {sorted(h5[key].keys())}); expected a "
                              "dataset [N, n_t] of samples")
         group = h5[key].parent if key in h5 else h5
         t = integer_slices(read_dataset(group, "t", shape=(None,)), path) if "t" in group else None
         if key in h5:
-            values = real_rows(read_dataset(h5, key, shape=(None, None)), path, key)
+            values = real_rows(read_dataset(h5, key, shape=(None, None)), path, prefix + key)
             mean = cov = None
         elif tag is None and "mean" in h5 and "cov" in h5:
             mean = read_dataset(h5, "mean", shape=(None,))
@@ -230,20 +263,33 @@ def _read_hdf5(path: Path, tag: str | None) -> Correlator:
         else:
             found = []
             h5.visititems(lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset) else None)
-            raise InputError(path, key, f"missing; expected a dataset '{key}' [N, n_t]"
+            raise InputError(path, prefix + key, f"missing; expected a dataset '{key}' [N, n_t]"
                              + ("" if tag else " or 'mean' [n_t] and 'cov' [n_t, n_t]")
-                             + f" (the file has datasets {found})")
+                             + f" (the {'group' if prefix else 'file'} has datasets {found})")
     n = values.shape[1] if values is not None else len(mean)
     if t is not None and len(t) != n:
-        raise InputError(path, "t", f"{len(t)} time slices for {n} columns of '{key}'")
+        raise InputError(path, prefix + "t", f"{len(t)} time slices for {n} columns of '{key}'")
     kind = _text(attrs["sample_kind"]) if "sample_kind" in attrs else None
     if kind is not None and kind not in ROW_KINDS:
         raise InputError(path, "sample_kind", f"{kind!r}; expected one of {ROW_KINDS}")
     if values is None:
         kind = None
-    return Correlator(str(path), "hdf5", key if values is not None else "mean+cov", values, kind, t,
+    return Correlator(str(path), "hdf5", prefix + (key if values is not None else "mean+cov"), values, kind, t,
                       mean, cov, kernel=_text(attrs["kernel"]) if "kernel" in attrs else None,
                       T=integer_extent(attrs["T"], path) if "T" in attrs else None)
+
+
+def _hdf5_keys(path: Path) -> list:
+    """[None] for a correlator at the file's root, else the groups that hold one (``samples``, or
+    ``mean`` + ``cov``), in name order."""
+    def holds(group) -> bool:
+        return isinstance(group.get("samples"), h5py.Dataset) or ("mean" in group and "cov" in group)
+    with open_h5(path, "correlator (t, and samples or mean + cov)") as h5:
+        if holds(h5):
+            return [None]
+        groups = []
+        h5.visititems(lambda name, obj: groups.append(name) if isinstance(obj, h5py.Group) and holds(obj) else None)
+    return groups or [None]
 
 
 def _per_configuration(path, fmt, key, values, **kwargs) -> Correlator:
@@ -321,8 +367,9 @@ def _read_lsdensities(path: Path) -> Correlator:
                               details={"lsdensities_header": " ".join(header)})
 
 
-def _read_gvar(path: Path, tag: str | None) -> Correlator:
-    """A gvar/corrfitter data set, read by gvar.dataset.Dataset: 'TAG v0 v1 ...' per configuration."""
+def _gvar_tags(path: Path, tag: str | None) -> tuple[dict, list]:
+    """({tag: rows} of a gvar/corrfitter data set read by gvar.dataset.Dataset, the tags to read:
+    ``tag``, or all of them)."""
     gv = optional_package("gvar", path, "gvar")
     try:
         dataset = gv.dataset.Dataset(str(path))
@@ -334,30 +381,71 @@ def _read_gvar(path: Path, tag: str | None) -> Correlator:
     tags = list(dataset.keys())
     if not tags:
         raise InputError(path, None, "no data lines; expected lines 'TAG v0 v1 ...'")
-    if tag is None:
-        if len(tags) > 1:
-            raise InputError(path, "tag", f"the file holds several correlators {sorted(tags)}; "
-                             "choose one with --tag")
-        tag = tags[0]
-    if tag not in dataset:
+    if tag is not None and tag not in dataset:
         raise InputError(path, tag, f"no lines with this tag; the file has tags {sorted(tags)}")
+    return dataset, [tag] if tag is not None else tags
+
+
+def _gvar_correlator(path: Path, dataset, tag: str) -> Correlator:
     rows = np.asarray(dataset[tag])
     if rows.ndim == 1:                  # one value per line: gvar makes them scalars
         rows = rows[:, None]
-    return _per_configuration(path, "gvar", tag, rows, details={"gvar_tags": tags})
+    return _per_configuration(path, "gvar", tag, rows, details={"gvar_tags": list(dataset.keys())})
 
 
-def _read_pyerrors(path: Path) -> Correlator:
-    """pyerrors' JSON (.json or .json.gz) of a Corr or of a list of Obs, one per t = 0, 1, ..."""
+def _read_gvar(path: Path, tag: str | None) -> Correlator:
+    """A gvar/corrfitter data set: 'TAG v0 v1 ...' per configuration; ``tag`` chooses the correlator
+    of a file holding several."""
+    dataset, tags = _gvar_tags(path, tag)
+    if len(tags) > 1:
+        raise InputError(path, "tag", f"the file holds several correlators {sorted(tags)}; "
+                         "choose one with --tag")
+    return _gvar_correlator(path, dataset, tags[0])
+
+
+def _pyerrors_structures(path: Path, tag: str | None) -> dict:
+    """{key: structure} of pyerrors' JSON (.json or .json.gz), read by pyerrors: {None: it} for a
+    file of one structure; the entries of a dictionary (``dump_dict_to_json``), or the one ``tag``
+    names."""
     pe = optional_package("pyerrors", path, "pyerrors")
     gz = path.name.lower().endswith(".gz")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            data = pe.input.json.load_json(str(path), verbose=False, gz=gz)
+            content = pe.input.json.load_json(str(path), verbose=False, gz=gz, full_output=True)
+            description = content.get("description")
+            if isinstance(description, dict) and "OBSDICT" in description:
+                data = pe.input.json.load_json_dict(str(path), verbose=False, gz=gz)
+            else:
+                structures = content["obsdata"]         # as load_json returns them: one, or a list
+                data = {None: structures[0] if len(structures) == 1 else structures}
     except Exception as err:      # noqa: BLE001 -- pyerrors raises anything on a bad file; named here
         raise InputError(path, None, f"pyerrors could not read it ({type(err).__name__}: {err}); expected "
                          "pyerrors' JSON of a Corr or of a list of Obs") from None
+    if tag is not None:
+        if None in data:
+            raise InputError(path, None, f"--tag {tag!r} given, but the file holds one correlator, not a "
+                             "dictionary of them")
+        if tag not in data:
+            raise InputError(path, tag, f"no such key; the dictionary has keys {sorted(data)}")
+        return {tag: data[tag]}
+    return data
+
+
+def _read_pyerrors(path: Path, tag: str | None = None) -> Correlator:
+    """pyerrors' JSON of a Corr or of a list of Obs, one per t = 0, 1, ...; of a dictionary of them,
+    the one ``tag`` names."""
+    structures = _pyerrors_structures(path, tag)
+    if len(structures) > 1:
+        raise InputError(path, "tag", f"a dictionary of several correlators {sorted(structures)}; "
+                         "choose one with --tag")
+    (key, data), = structures.items()
+    return _pyerrors_correlator(path, key, data)
+
+
+def _pyerrors_correlator(path: Path, key: str | None, data) -> Correlator:
+    """One pyerrors structure (a Corr or a list of Obs) as per-configuration rows."""
+    pe = optional_package("pyerrors", path, "pyerrors")
     if isinstance(data, pe.Corr):
         if data.N != 1:
             raise InputError(path, None, f"a {data.N}x{data.N} matrix correlator; expected a single "
@@ -387,7 +475,7 @@ def _read_pyerrors(path: Path) -> Correlator:
                              f"(replicas {obs.names}); expected the same configurations at every t")
     values = np.array([np.concatenate([obs.r_values[r] + obs.deltas[r] for r in first.names])
                        for obs in observables]).T
-    return _per_configuration(path, "pyerrors", None, values, details={
+    return _per_configuration(path, "pyerrors", key, values, details={
         "pyerrors_structure": what, "ensemble": first.e_names[0], "replicas": list(first.names),
         "configurations_per_replica": [len(first.idl[r]) for r in first.names]})
 

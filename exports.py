@@ -13,10 +13,12 @@ result; the entries are alternatives, not independent measurements, so never com
 - ``{name}_sigma{σ}_result.json.gz``: pyerrors' JSON dictionary (``dump_dict_to_json``) of
   {error: array of Obs}.  Load it with ``pyerrors.input.json.load_json_dict(path)`` and call
   ``gamma_method()`` on the Obs before asking for errors.  The Obs are built with pyerrors' own
-  constructor ``cov_Obs`` from the covariance's eigen-decomposition, Cov = V diag(λ) Vᵀ: N_E
-  independent Obs z_j with variances λ_j (negative round-off eigenvalues of the nearly singular
-  matrix set to 0) and ρ_i = c_i + Σ_j V_ij z_j, so they carry exactly the covariance, without a
-  ridge; each error's directions have their own name (``rho_sigma_<error>``).
+  constructors from the covariance's eigen-decomposition, Cov = V diag(λ) Vᵀ: N_E independent Obs
+  z_j with variances λ_j (``cov_Obs``; negative round-off eigenvalues of the nearly singular
+  matrix set to 0) and ρ = c + V z in one ``derived_observable`` call whose Jacobian is V itself
+  (``man_grad``), so they carry exactly the covariance, without a ridge and without N_E² derived
+  observables built one sum at a time; each error's directions have their own name
+  (``rho_sigma_<error>``).
 
 Both packages are optional (requirements-formats.txt); ``available()`` says which are installed.
 """
@@ -71,8 +73,9 @@ def pyerrors_obs(central, cov, name: str) -> np.ndarray:
     """N_E correlated pyerrors Obs with the given means and covariance (see the module docstring)."""
     import pyerrors
     values, vectors = np.linalg.eigh(cov)
-    z = np.array(pyerrors.cov_Obs([0.0] * len(values), np.diag(np.clip(values, 0.0, None)), name), dtype=object)
-    return np.array([c + vectors[i] @ z for i, c in enumerate(central)], dtype=object)
+    z = np.array(pyerrors.cov_Obs([0.0] * len(values), np.clip(values, 0.0, None), name), dtype=object).reshape(-1)
+    central = np.asarray(central, dtype=np.float64)
+    return pyerrors.derived_observable(lambda x, **_: central + vectors @ x, z, man_grad=vectors)
 
 
 def write_pyerrors(path, central, covariances: dict, description: str) -> Path:

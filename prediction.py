@@ -19,6 +19,9 @@ with the checkpoints' own μ, γ (method §5; the replicas of an ensemble share 
 load_replicas verifies) and all replicas predict all samples in one batched pass
 (``predict_replicas``).  One prediction file per (ensemble, σ) (prediction_files.py, its format).
 
+One process predicting several inputs (predict_on_user_data.py with several correlators) finds,
+hashes and loads each checkpoint once (``Audience``) and predicts each input as a single run would.
+
 Missing checkpoints are reported by name; whatever exists is still predicted.  A file made from
 the same checkpoints (their SHA-256), the same input samples and the same settings is up to date:
 it is kept and reported (``force`` redoes it).
@@ -37,7 +40,7 @@ from cli import add_wait_lock_arg, main_guard
 from closure import closure_samples, level_label
 from config import add_common_args, config_from_args
 from devices import configure_threads, select_device
-from io_utils import InputError, check_writable, remove_stale_temporaries, task_lock
+from io_utils import InputError, check_writable, file_sha256, remove_stale_temporaries, task_lock
 from mocks import MOCKS, make_mock
 from noise_files import load_noise_file
 from prediction_files import InputSamples, prediction_fingerprint, up_to_date, write_prediction_file
@@ -155,9 +158,34 @@ def predict_loaded(cfg, inputs: InputSamples, models, metas) -> np.ndarray:
     return predict_replicas(models, x).cpu().numpy()
 
 
-def predict_all(cfg, inputs: InputSamples, device=None, force: bool = False, wait_lock: bool = False) -> dict:
+class Audience:
+    """The checkpoints of every (σ, ensemble), found, hashed and loaded on first use and kept for the
+    next input: what ``predict_all`` reads, once per process."""
+
+    def __init__(self, cfg, device=None):
+        self.cfg, self.device = cfg, select_device(device, cfg["tf32"])
+        self._found, self._loaded = {}, {}
+
+    def checkpoints(self, sigma_gev: float, ensemble: str):
+        """(present [(replica, path)], missing [path], digests [(replica, SHA-256)]) of one ensemble and σ."""
+        if (sigma_gev, ensemble) not in self._found:
+            present, missing = find_checkpoints(self.cfg, sigma_gev, ensemble)
+            self._found[sigma_gev, ensemble] = present, missing, [(r, file_sha256(p)) for r, p in present]
+        return self._found[sigma_gev, ensemble]
+
+    def networks(self, sigma_gev: float, ensemble: str):
+        """(models, metas) of the replicas present (load_ensemble)."""
+        if (sigma_gev, ensemble) not in self._loaded:
+            present = self.checkpoints(sigma_gev, ensemble)[0]
+            self._loaded[sigma_gev, ensemble] = load_ensemble(self.cfg, sigma_gev, ensemble, present, self.device)
+        return self._loaded[sigma_gev, ensemble]
+
+
+def predict_all(cfg, inputs: InputSamples, device=None, force: bool = False, wait_lock: bool = False,
+                audience: Audience | None = None) -> dict:
     """Predict ``inputs`` with every replica of every ensemble for every σ; write one file each
-    (or keep it when it is up to date, unless ``force``).
+    (or keep it when it is up to date, unless ``force``).  ``audience``: the checkpoints already
+    read for earlier inputs (else read here, on ``device``).
 
     One process predicts an input (cfg.prediction_lock; another stops with io_utils.TaskLocked, or
     with ``wait_lock`` waits); holding the lock it first removes the temporaries of its prediction
@@ -166,7 +194,7 @@ def predict_all(cfg, inputs: InputSamples, device=None, force: bool = False, wai
     Returns {"written": [paths], "up to date": [paths], "missing": [checkpoint paths],
     "skipped": [(ensemble, σ)], "input warnings": [the lines of input_check, each once]}.
     """
-    device = select_device(device, cfg["tf32"])
+    audience = audience or Audience(cfg, device)
     if inputs.samples.ndim != 2 or inputs.samples.shape[1] != cfg.n_t:
         raise ValueError(f"input samples of shape {list(inputs.samples.shape)}; expected [N, {cfg.n_t}]")
     report = {"written": [], "up to date": [], "missing": [], "skipped": [], "input warnings": []}
@@ -179,14 +207,14 @@ def predict_all(cfg, inputs: InputSamples, device=None, force: bool = False, wai
         if stale:
             print(f"removed {len(stale)} temporary file(s) of a killed prediction: "
                   f"{', '.join(p.name for p in stale)}")
-        _predict_groups(cfg, inputs, groups, device, force, report)
+        _predict_groups(cfg, inputs, groups, audience, force, report)
     return report
 
 
-def _predict_groups(cfg, inputs: InputSamples, groups, device, force: bool, report: dict) -> None:
+def _predict_groups(cfg, inputs: InputSamples, groups, audience: Audience, force: bool, report: dict) -> None:
     """predict_all's work, under its lock: each (σ, ensemble) of ``groups`` into ``report``."""
     for sigma_gev, ensemble in tqdm(groups, desc=f"predict {inputs.name}", unit="ensemble"):
-        present, missing = find_checkpoints(cfg, sigma_gev, ensemble)
+        present, missing, digests = audience.checkpoints(sigma_gev, ensemble)
         report["missing"] += missing
         for path in missing:
             tqdm.write(f"missing checkpoint: {path}")
@@ -194,12 +222,13 @@ def _predict_groups(cfg, inputs: InputSamples, groups, device, force: bool, repo
             report["skipped"].append((ensemble, sigma_gev))
             tqdm.write(f"no replica of {ensemble} at sigma = {sigma_gev}: nothing predicted for it")
             continue
-        made_of = prediction_fingerprint(cfg, inputs, present, missing)
+        made_of = prediction_fingerprint(cfg, inputs, digests, missing)
         path = cfg.prediction_file(inputs.name, ensemble, sigma_gev)
         if not force and up_to_date(path, made_of):
             report["up to date"].append(path)
             continue
-        P, metas = predict_ensemble(cfg, inputs, sigma_gev, ensemble, present, device)
+        models, metas = audience.networks(sigma_gev, ensemble)
+        P = predict_loaded(cfg, inputs, models, metas)
         check = input_check(inputs, metas[0], cfg.t)
         report["input warnings"] += [w for w in check["warnings"] if w not in report["input warnings"]]
         report["written"].append(write_prediction_file(cfg, inputs, sigma_gev, ensemble, P, present,

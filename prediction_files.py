@@ -34,7 +34,6 @@ from interval_outputs import split_quantiles
 from io_utils import (
     InputError,
     atomic_output,
-    file_sha256,
     fingerprint,
     open_h5,
     provenance,
@@ -97,9 +96,10 @@ class PredictionSet:
 
 
 # --- writing ---------------------------------------------------------------------------------------
-def prediction_fingerprint(cfg, inputs: InputSamples, present, missing) -> str:
-    """What a prediction file is made of: the checkpoints' contents, the samples, the settings."""
-    return fingerprint({"checkpoints": [(r, file_sha256(p)) for r, p in present],
+def prediction_fingerprint(cfg, inputs: InputSamples, digests, missing) -> str:
+    """What a prediction file is made of: the checkpoints' contents (``digests``: [(replica, SHA-256
+    of its checkpoint)]), the samples, the settings."""
+    return fingerprint({"checkpoints": digests,
                         "missing": [str(p) for p in missing],
                         "samples": hashlib.sha256(np.ascontiguousarray(inputs.samples).tobytes()).hexdigest(),
                         "kind": inputs.kind, "origin": inputs.origin, "n_boot": inputs.n_boot,

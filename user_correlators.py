@@ -8,10 +8,24 @@ resample), or draws samples from a mean and covariance: the one path from a user
 """
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 
-from correlator_files import bin_samples, describe_slices, fold_correlator, read_correlator, resample
+from cli import EXPECTED_ERRORS
+from correlator_files import (
+    Correlator,
+    bin_samples,
+    describe_slices,
+    fold_correlator,
+    read_correlator,
+    read_correlators,
+    resample,
+)
 from io_utils import InputError
+from mocks import MOCKS
 from noise_files import covariance_cholesky, select_slices
 from prediction_files import InputSamples
 from roles import SAMPLE_KINDS
@@ -39,7 +53,15 @@ def read_user_samples(path, cfg, name: str, kind: str | None = None, kernel: str
                       T: int | None = None, fmt: str | None = None, tag: str | None = None,
                       fold: bool = False, bin_size: int = 1, resampling: str = "bootstrap",
                       all_samples: bool = False) -> InputSamples:
-    """The user's correlator, in any format of correlator_files.py, in the training geometry.
+    """The user's correlator in the file ``path`` (``user_samples`` of ``read_correlator``)."""
+    return user_samples(read_correlator(path, fmt, tag), cfg, name, kind, kernel, T, fold, bin_size,
+                        resampling, all_samples)
+
+
+def user_samples(corr, cfg, name: str, kind: str | None = None, kernel: str | None = None,
+                 T: int | None = None, fold: bool = False, bin_size: int = 1, resampling: str = "bootstrap",
+                 all_samples: bool = False) -> InputSamples:
+    """The user's correlator (a correlator_files.Correlator, any format), in the training geometry.
 
     What the rows are (``kind``, else what the file says: HDF5 attribute ``sample_kind``; every
     other format holds per-configuration data):
@@ -56,7 +78,7 @@ def read_user_samples(path, cfg, name: str, kind: str | None = None, kernel: str
     The file's time slices (HDF5 ``t``; else t = 0, 1, ...) must include the networks' input
     slices, and the kernel and T (stated by the file or given) must be the preset's.
     """
-    corr = read_correlator(path, fmt, tag)
+    path = corr.path
     kind = kind or corr.kind
     if corr.t is None and (corr.values is None or kind != "configurations"):
         raise InputError(path, "t", "missing; expected the time slices [n] of the correlator")
@@ -126,3 +148,72 @@ def describe_inputs(inputs: InputSamples) -> str:
     return (f"{s.get('file')} ({s.get('format')}{', folded' if s.get('folded') else ''}): {made}"
             f"{len(inputs.samples)} {inputs.kind} samples{seeded}"
             f"{' (all of the file, as they are: --n-boot all)' if inputs.n_boot == 'all' else ''}")
+
+
+# --- several correlators: their names ---------------------------------------------------------------
+NOT_A_NAME = re.compile(r"[^A-Za-z0-9_-]+")
+FORMAT_SUFFIXES = (".json.gz", ".json", ".hdf5", ".h5", ".gvar", ".npy", ".txt", ".dat", ".data", ".csv")
+
+
+@dataclass
+class NamedCorrelator:
+    """A correlator of the user's files and the name of its result files, or the error that stopped
+    reading its file (``name`` None)."""
+    name: str | None
+    path: str
+    correlator: Correlator | None = None
+    error: Exception | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name or self.path
+
+    def read(self) -> Correlator:
+        if self.error is not None:
+            raise self.error
+        return self.correlator
+
+
+def file_stem(path) -> str:
+    """The file's name without its format's suffix (``corr.json.gz`` -> ``corr``)."""
+    name = Path(path).name
+    suffix = next((s for s in FORMAT_SUFFIXES if name.lower().endswith(s) and len(name) > len(s)), "")
+    return name[:len(name) - len(suffix)]
+
+
+def correlator_names(paths, name: str | None = None, fmt: str | None = None, tag: str | None = None) -> list:
+    """The correlators of the user's files, each file read once (correlator_files.read_correlators),
+    as [NamedCorrelator], in the order given.
+
+    Each correlator's name: its file's name without the format's suffix, followed by ``_KEY`` when
+    the file holds several (an HDF5 group, a pyerrors dictionary's key, a gvar tag; ``--tag`` picks
+    one, and the name is then the file's); characters other than letters, digits, - and _ become _.
+    ``name`` (--name) is the name of a single correlator, and the prefix NAME_ of several.  A file
+    that cannot be read keeps its error, raised when its correlator is read (the others go on); two
+    correlators with one name are refused before anything is done (InputError).
+    """
+    read = []
+    for path in paths:
+        try:
+            read.append((str(path), read_correlators(path, fmt, tag)))
+        except EXPECTED_ERRORS as err:
+            read.append((str(path), err))
+    single = len(read) == 1 and isinstance(read[0][1], dict) and len(read[0][1]) == 1
+    named, taken = [], {}
+    for path, found in read:
+        if not isinstance(found, dict):
+            named.append(NamedCorrelator(None, path, error=found))
+            continue
+        for key, corr in found.items():
+            own = NOT_A_NAME.sub("_", file_stem(path) + ("" if key is None or tag is not None else f"_{key}"))
+            full = name if single and name else f"{name}_{own}" if name else own
+            where = f"{path}" + ("" if key is None else f" ({key})")
+            if not full or full in MOCKS:
+                raise InputError(path, key, f"gives the name {full!r}: rename the file, or give --name "
+                                 f"(letters, digits, - and _; not a mock's name {MOCKS})")
+            if full in taken:
+                raise InputError(path, key, f"gives the name {full!r}, as {taken[full]} does (names come from "
+                                 "the file names and the keys of a file holding several): rename one")
+            taken[full] = where
+            named.append(NamedCorrelator(full, path, corr))
+    return named

@@ -317,3 +317,83 @@ def test_chunked_bootstrap_is_bitwise_the_one_draw_of_the_whole_index_matrix():
         rng = np.random.default_rng(3)
         np.testing.assert_array_equal(resample(x, "bootstrap", 101, rng, chunk_bytes), whole)
         assert rng.bit_generator.state == reference.bit_generator.state      # the same draws, no more
+
+
+# --- files holding several correlators, and the names of several ------------------------------------
+def several_correlators(tmp_path):
+    """Three correlators [n_cfg, 8] in each format that can hold several: an HDF5 file with a group
+    each (attributes on the group, else the file's), a pyerrors dictionary, a gvar data set."""
+    pe = need("pyerrors")
+    need("gvar")
+    x = {key: configurations(seed=seed) for seed, key in enumerate(("pion", "kaon", "eta_s"))}
+    h5 = tmp_path / "ensA.h5"
+    with h5py.File(h5, "w") as f:
+        f.attrs.update(sample_kind="configurations", T=64)
+        for key, values in x.items():
+            f[f"{key}/samples"] = values
+            f[f"{key}/t"] = np.arange(8)
+        f["kaon"].attrs["T"] = 48
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pe.input.json.dump_dict_to_json({key: pe.Corr([pe.Obs([v[:, t]], ["ens|r0"]) for t in range(8)])
+                                         for key, v in x.items()}, str(tmp_path / "ensB"))
+    gv = tmp_path / "ensC.gvar"
+    gv.write_text("\n".join(f"{key} " + " ".join(f"{v:.17g}" for v in row)
+                            for rows in zip(*[[(k, r) for r in x[k]] for k in x]) for key, row in rows))
+    return x, {"hdf5": h5, "pyerrors": tmp_path / "ensB.json.gz", "gvar": gv}
+
+
+def test_a_file_of_several_correlators_reads_each_as_one_would(tmp_path):
+    """read_correlators gives every correlator of the file, each with the values read_correlator
+    gives for its key; an HDF5 group's attributes come before the file's."""
+    from correlator_files import read_correlators
+    x, files = several_correlators(tmp_path)
+    for fmt, path in files.items():
+        found = read_correlators(path)
+        assert sorted(found) == sorted(x), fmt
+        for key, corr in found.items():
+            np.testing.assert_allclose(corr.values, x[key], rtol=1e-15, atol=0, err_msg=f"{fmt} {key}")
+            np.testing.assert_array_equal(read_correlator(path, None, key).values, corr.values)
+            assert corr.kind == "configurations"
+        assert list(read_correlators(path, None, "kaon")) == ["kaon"]
+    hdf5 = read_correlators(files["hdf5"])
+    assert hdf5["kaon"].T == 48 and hdf5["pion"].T == 64 and hdf5["pion"].key == "pion/samples"
+    with pytest.raises(InputError, match=r"ensB\.json\.gz, key 'tag': a dictionary of several correlators"):
+        read_correlator(files["pyerrors"])
+    with pytest.raises(InputError, match=r"ensB\.json\.gz, key 'rho': no such key.*\['eta_s', 'kaon', 'pion'\]"):
+        read_correlator(files["pyerrors"], None, "rho")
+    # a file of one correlator is {None: it}, whatever its format
+    single = write_hdf5(tmp_path / "one.h5", x["pion"])
+    assert list(read_correlators(single)) == [None]
+    assert list(read_correlators(write_pyerrors(tmp_path / "one.json.gz", x["pion"]))) == [None]
+
+
+def test_names_of_several_correlators(tmp_path):
+    """Each correlator is named after its file, with _KEY for a file holding several; --name names a
+    single correlator and prefixes several; characters other than letters, digits, - and _ become
+    _; two correlators of one name are refused in one line; an unreadable file keeps its error."""
+    from user_correlators import correlator_names
+    x, files = several_correlators(tmp_path)
+    one = write_hdf5(tmp_path / "pion.p0.h5", x["pion"])
+    names = [c.name for c in correlator_names([files["hdf5"], files["pyerrors"], one])]
+    assert names == ["ensA_eta_s", "ensA_kaon", "ensA_pion", "ensB_pion", "ensB_kaon", "ensB_eta_s", "pion_p0"]
+    assert [c.name for c in correlator_names([one], "mine")] == ["mine"]
+    assert [c.name for c in correlator_names([one])] == ["pion_p0"]
+    assert [c.name for c in correlator_names([files["gvar"]], "run2")] == ["run2_ensC_pion", "run2_ensC_kaon",
+                                                                          "run2_ensC_eta_s"]
+    assert [c.name for c in correlator_names([files["gvar"]], "k", tag="kaon")] == ["k"]
+    assert [c.name for c in correlator_names([files["gvar"], files["hdf5"]], tag="kaon")] == ["ensC", "ensA"]
+    missing = tmp_path / "missing.h5"
+    named = correlator_names([one, missing])
+    assert [c.label for c in named] == ["pion_p0", str(missing)] and named[1].name is None
+    np.testing.assert_array_equal(named[0].read().values, x["pion"])
+    with pytest.raises(InputError, match="missing.h5: no such file"):
+        named[1].read()
+    (tmp_path / "sub").mkdir()
+    twin = write_hdf5(tmp_path / "sub" / "pion.p0.h5", x["kaon"])
+    with pytest.raises(InputError) as err:
+        correlator_names([one, twin])
+    assert str(err.value) == (f"{twin}: gives the name 'pion_p0', as {one} does (names come from the file "
+                              "names and the keys of a file holding several): rename one")
+    with pytest.raises(InputError, match="gives the name 'O3'"):
+        correlator_names([write_hdf5(tmp_path / "O3.h5", x["pion"])])

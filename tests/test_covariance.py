@@ -158,6 +158,37 @@ def test_pyerrors_file_round_trip(result, tmp_path):
     np.testing.assert_allclose(reloaded[1, 4], cov[1, 4], rtol=1e-8)
 
 
+def elementwise_obs(pyerrors, central, cov, name):
+    """The reference route: ρ_i = c_i + Σ_j V_ij z_j summed one derived observable at a time."""
+    values, vectors = np.linalg.eigh(cov)
+    z = np.array(pyerrors.cov_Obs([0.0] * len(values), np.diag(np.clip(values, 0.0, None)), name), dtype=object)
+    return [c + vectors[i] @ z for i, c in enumerate(central)]
+
+
+def test_pyerrors_obs_in_one_step_equal_the_elementwise_sums(result):
+    """exports.pyerrors_obs (one derived_observable, Jacobian V) gives the values, errors and
+    correlations of the elementwise construction; also for a rank-deficient covariance whose
+    round-off eigenvalues fall below zero."""
+    pyerrors = pytest.importorskip("pyerrors")
+    g = rng(11)
+    A = g.normal(size=(20, 4))
+    singular = (A @ A.T) * 1e-4                      # rank 4 of 20
+    assert np.linalg.eigvalsh(singular).min() < 0    # round-off: clipped by both routes
+    for central, cov in (result, (g.normal(size=20), singular)):
+        fast = exports.pyerrors_obs(central, cov, "rho_sigma_total")
+        slow = elementwise_obs(pyerrors, central, cov, "rho_sigma_total")
+        for o in (*fast, *slow):
+            o.gamma_method()
+        assert len(fast) == len(central) and all(isinstance(o, pyerrors.Obs) for o in fast)
+        np.testing.assert_array_equal([o.value for o in fast], central)
+        np.testing.assert_allclose([o.dvalue for o in fast], [o.dvalue for o in slow], rtol=0, atol=1e-10)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            c_fast, c_slow = pyerrors.covariance(list(fast)), pyerrors.covariance(slow)
+        np.testing.assert_allclose(cv.correlation(c_fast), cv.correlation(c_slow), rtol=0, atol=1e-10)
+        np.testing.assert_allclose(c_fast, cov, rtol=0, atol=1e-12 * np.abs(cov).max())
+
+
 def test_an_incomplete_covariance_is_not_exported(tmp_path):
     central = np.zeros(N_E)
     with pytest.raises(ValueError, match="incomplete"):

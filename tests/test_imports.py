@@ -96,6 +96,7 @@ OWN_FILES = {
     "compare_hlt": "its HLT comparison (results/hlt/)",
     "validate_coverage": "its coverage study (results/validation/)",
     "bench_gpu": "/proc/cpuinfo, read",
+    "bench_user_data": "/proc/cpuinfo, read; its synthetic correlators (users' HDF5 layout), written",
     "run_pipeline": "the logs of the tasks it runs side by side (pipeline_logs/), written and tailed",
     "settings": "the network module's source, read for its architecture table without importing torch",
 }

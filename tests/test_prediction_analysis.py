@@ -994,3 +994,112 @@ def test_calibration_states_its_work_first_and_shows_its_progress(analysed_copy,
             "of up to 5 densities; about ") in out.splitlines()[0]
     assert "calibration predictions: 100%" in err and f" {chunks}/{chunks} " in err
     assert "calibration-space densities: 100%" in err
+
+
+# --- several correlators in one call ------------------------------------------------------------------
+def user_correlator_file(path, t, seed):
+    """Per-configuration data of a smooth positive correlator on the slices ``t``."""
+    rng = np.random.default_rng(seed)
+    configs = np.exp(-0.4 * t) * (1 + 0.02 * rng.standard_normal((30, len(t))))
+    write_user_file(path, t, samples=configs, sample_kind="configurations")
+    return path
+
+
+def outputs_of(cfg, names) -> dict:
+    """{file name: its content} of every prediction and result file of ``names``, less what records
+    when and by which command it was made (the provenance's ``created`` and ``command``, pyerrors'
+    ``date``, and the result files' fingerprint, a digest of the prediction files' bytes, which
+    hold their time and command): the HDF5 files' datasets and attributes, the JSON records, the
+    other files' bytes."""
+    import gzip
+    found = {}
+    for path in sorted(p for name in names for p in [*cfg.root.glob(f"mock_predictions_sigma*/{name}_*"),
+                                                     *cfg.path("results").glob(f"{name}_*")]):
+        made = ("created", "command") + (("fingerprint",) if path.parent.name == "results" else ())
+        if path.suffix == ".hdf5":
+            with h5py.File(path, "r") as h5:
+                content = {"attrs": {k: str(v) for k, v in h5.attrs.items() if k not in made}}
+                h5.visititems(lambda key, obj: content.update({key: obj[()].tobytes()})
+                              if isinstance(obj, h5py.Dataset) else None)
+        elif path.name.endswith("budget.json"):
+            content = json.loads(path.read_text())
+            for key in made:
+                content["provenance"].pop(key)
+        elif path.name.endswith(".json.gz"):
+            content = json.loads(gzip.decompress(path.read_bytes()))
+            content.pop("date")
+        else:
+            content = path.read_bytes()
+        found[path.name] = content
+    return found
+
+
+def differing(a, b) -> list:
+    """The keys (and attributes) in which two contents of outputs_of differ."""
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return []
+    return [k for k in a if a[k] != b.get(k)] + [f"attrs/{k}" for k in a.get("attrs", {})
+                                                 if a["attrs"][k] != b.get("attrs", {}).get(k)]
+
+
+def remove_outputs(cfg, names) -> None:
+    for name in names:
+        for path in [*cfg.root.glob(f"mock_predictions_sigma*/{name}_*"), *cfg.path("results").glob(f"{name}_*")]:
+            path.unlink()
+
+
+def test_a_batch_writes_what_single_calls_write_and_names_a_failing_input(trained, tmp_path, capsys):
+    """Two correlator files and a missing one in one call of each script: the two correlators' files
+    are those of one call each (to the bit, less the time and command recorded), the missing file
+    is named in one line, the others' files are written, and the exit status is 2."""
+    cfg, argv = trained, args_of(trained)
+    files = [user_correlator_file(tmp_path / f"{name}.h5", cfg.t, seed) for seed, name in enumerate(("bat_a", "bat_b"))]
+    names = [path.stem for path in files]
+    for path, name in zip(files, names):
+        assert predict_on_user_data.main([str(path), "--name", name] + argv) == 0
+        assert analyze_user_data.main(["--name", name] + argv) == 0
+    single = outputs_of(cfg, names)
+    per_name = {name: len([f for f in single if f.startswith(name)]) for name in names}
+    n_sigma, n_runs = len(cfg["sigmas_gev"]), len(cfg["ensembles"]) + 1       # the ensembles, the interval nets
+    assert per_name == {name: n_sigma * (n_runs + 3 + 4 + 2) for name in names}   # + tables, plots, exports
+    remove_outputs(cfg, names)
+    missing = tmp_path / "bat_missing.h5"
+    capsys.readouterr()
+    assert predict_on_user_data.main([str(files[0]), str(missing), str(files[1])] + argv) == 2
+    err = capsys.readouterr().err
+    assert f"error: {missing}: no such file" in err and f"1 of 3 failed (see above): {missing}" in err
+    assert analyze_user_data.main([str(files[0]), str(missing), str(files[1])] + argv) == 2
+    assert f"1 of 3 failed (see above): {missing}" in capsys.readouterr().err
+    batch = outputs_of(cfg, names)
+    assert sorted(batch) == sorted(single)
+    for name, content in single.items():
+        assert batch[name] == content, (name, differing(content, batch[name]))
+    # a correlator whose analysis fails (its prediction files removed) is named too; the other is kept
+    for path in cfg.root.glob("mock_predictions_sigma*/bat_b_*"):
+        path.unlink()
+    assert analyze_user_data.main([str(files[0]), str(files[1]), "--no-plots"] + argv) == 1
+    err = capsys.readouterr().err
+    assert "bat_b: analysis failed" in err and "1 of 2 failed (see above): bat_b" in err
+
+
+def test_no_plots_writes_the_tables_and_removes_an_earlier_results_plots(trained, tmp_path, capsys):
+    """--no-plots: the tables and exports, no PNG; an earlier result's plots are removed when the
+    tables are rewritten; a later call with plots draws them again, the same to the bit."""
+    cfg, argv = trained, args_of(trained)
+    path = user_correlator_file(tmp_path / "plotless.h5", cfg.t, 7)
+    assert predict_on_user_data.main([str(path)] + argv) == 0
+    results = cfg.path("results")
+    assert analyze_user_data.main([str(path), "--no-plots"] + argv) == 0
+    assert not list(results.glob("plotless_*.png"))
+    for sigma in cfg["sigmas_gev"]:
+        for suffix in ("budget.csv", "budget.json", "budget.hdf5", "result.gvar", "result.json.gz"):
+            assert cfg.results_file("plotless", sigma, suffix).is_file()
+    assert analyze_user_data.main(["--name", "plotless"] + argv) == 0        # the plots were missing
+    pictures = {p.name: p.read_bytes() for p in results.glob("plotless_*.png")}
+    assert len(pictures) == 4 * len(cfg["sigmas_gev"])
+    capsys.readouterr()
+    assert analyze_user_data.main([str(path), "--no-plots", "--force"] + argv) == 0
+    assert "a plot of the earlier result; --no-plots draws none" in capsys.readouterr().out
+    assert not list(results.glob("plotless_*.png"))
+    assert analyze_user_data.main([str(path)] + argv) == 0
+    assert {p.name: p.read_bytes() for p in results.glob("plotless_*.png")} == pictures
