@@ -4,7 +4,8 @@
 # Both first install what is missing into the current Python environment: the CPU build of torch
 # where no NVIDIA GPU is present (a bare `torch` requirement would pull a multi-GB CUDA build),
 # then requirements.txt; `make test` also the optional readers of correlator files
-# (requirements-formats.txt), so that no format test is skipped.
+# (requirements-formats.txt) and the peers' packages (requirements-peers.txt), so that no format or
+# peer test is skipped.
 #     make docs    the manual, built into site/ (mkdocs build --strict; requirements-docs.txt)
 #     make lint    ruff check . (requirements-lint.txt; rules and line length in pyproject.toml)
 PYTHON ?= python3
@@ -20,7 +21,7 @@ install:
 	@PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip install -q -r requirements.txt
 
 install-formats: install
-	@PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip install -q -r requirements-formats.txt
+	@PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip install -q -r requirements-formats.txt -r requirements-peers.txt
 
 demo: install
 	$(PYTHON) run_pipeline.py
