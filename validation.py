@@ -27,6 +27,9 @@ preset's slices and kernel and its exact smeared truth for every σ of the prese
                     ((M² - ω²)² + M² Γ(ω)²) with the P-wave width Γ(ω) = Γ (M/ω) (p(ω)/p(M))³,
                     p(ω) = √(ω² - E_c²)/2, and B set so that ∫ρ dω = A: a skewed resonance grown out
                     of its threshold, as in the R-ratio below 1 GeV.
+  two_thresholds    two S-wave two-particle thresholds opening one after the other, as two channels:
+                    Σ_j B_j θ(ω - E_j) √(1 - E_j²/ω²), with E_2 > E_1: a continuum rising with
+                    infinite slope at each threshold (S-wave phase space), no peak at all.
 
 Which families are held out.  The physical training space (physical_space.py) is a non-negative
 sum of 0-2 isolated states, resonances, thresholds and a smooth continuum.  Its building blocks
@@ -39,7 +42,10 @@ chosen, and their ranges fixed, before any result with that space was looked at.
 pion_vector_ff is a resonance on its threshold, a kind of structure the space has (it is in
 ``PHYSICAL_SPACE_COVERS``); it was added, with its ranges, after every other family's results
 were known and before any result of its own was looked at: a family unseen while the calibrated
-error was developed.
+error was developed.  two_thresholds was added, with its ranges, for the comparison with the
+methods the field uses instead (peers.py, benchmarks/compare_methods.py), before any result of
+any method on it was looked at: the family kept unseen until that comparison's final run.  Its
+structure, thresholds on a continuum, is one the physical space has (in ``PHYSICAL_SPACE_COVERS``).
 
 Parameters are drawn by ``rng_for(cfg, "validation-<family>", i)``: density i of a family is the
 same whatever the number of densities asked for.  Ranges are in lattice units and were chosen
@@ -70,12 +76,13 @@ from training_sets import space_samples
 
 # the order fixes each family's measurement streams (its index): new families are appended
 FAMILIES = ("breit_wigner", "gauss_peaks", "O3_threshold", "delta_continuum", "training_space", "state_tower",
-            "fano_dip", "calibration_space", "pion_vector_ff")
+            "fano_dip", "calibration_space", "pion_vector_ff", "two_thresholds")
 CONTROL = "training_space"
 # held-out densities of the calibration space itself: where the calibrated error's promise is checked
 CALIBRATION_FAMILY = "calibration_space"
 # the families whose kind of structure the physical training space contains (see above)
-PHYSICAL_SPACE_COVERS = ("breit_wigner", "gauss_peaks", "O3_threshold", "delta_continuum", "pion_vector_ff")
+PHYSICAL_SPACE_COVERS = ("breit_wigner", "gauss_peaks", "O3_threshold", "delta_continuum", "pion_vector_ff",
+                         "two_thresholds")
 
 
 @dataclass
@@ -122,6 +129,16 @@ def fano_continuum(omega, height: float, threshold: float, mass: float, width: f
     M, 0 at ε = -q, 1 + q² at ε = 1/q)."""
     eps = 2 * (np.asarray(omega, dtype=np.float64) - mass) / width
     return pwave_continuum(omega, height, threshold) * (q + eps) ** 2 / (1 + eps**2)
+
+
+def swave_thresholds(omega, heights, thresholds) -> np.ndarray:
+    """Σ_j B_j θ(ω - E_j) √(1 - E_j²/ω²): S-wave two-particle phase space of each channel, rising to B_j."""
+    omega = np.asarray(omega, dtype=np.float64)
+    rho = np.zeros_like(omega)
+    for B, E in zip(heights, thresholds):
+        above = omega > E
+        rho += np.where(above, B * np.sqrt(1 - (E / np.where(above, omega, 2 * E)) ** 2), 0.0)
+    return rho
 
 
 def pwave_resonance(omega, threshold: float, mass: float, width: float) -> np.ndarray:
@@ -251,6 +268,16 @@ def _draw_pion_vector_ff(cfg, i: int) -> ValidationDensity:
                               points[1:])
 
 
+def _draw_two_thresholds(cfg, i: int) -> ValidationDensity:
+    rng = rng_for(cfg, "validation-two_thresholds", i)
+    E1 = float(rng.uniform(0.3, 0.9))
+    E2 = float(E1 + rng.uniform(0.3, 1.0))
+    B = rng.uniform(0.2, 1.0, 2)
+    params = {"heights": B.tolist(), "thresholds": [E1, E2]}
+    return exact_test_density(cfg, "two_thresholds", i, params, lambda x: swave_thresholds(x, B, [E1, E2]), E1,
+                              [E2])
+
+
 def training_space_densities(cfg, n: int) -> list[ValidationDensity]:
     """n in-distribution densities (method §3) with the Nmax ensemble's N_b, from the stream
     rng_for(cfg, 'validation-training_space'), which no training set uses."""
@@ -263,7 +290,8 @@ def training_space_densities(cfg, n: int) -> list[ValidationDensity]:
 
 _DRAW = {"breit_wigner": _draw_breit_wigner, "gauss_peaks": _draw_gauss_peaks,
          "O3_threshold": _draw_o3, "delta_continuum": _draw_delta_continuum,
-         "state_tower": _draw_state_tower, "fano_dip": _draw_fano_dip, "pion_vector_ff": _draw_pion_vector_ff}
+         "state_tower": _draw_state_tower, "fano_dip": _draw_fano_dip, "pion_vector_ff": _draw_pion_vector_ff,
+         "two_thresholds": _draw_two_thresholds}
 
 
 def draw_family_member(cfg, family: str, index: int) -> ValidationDensity:

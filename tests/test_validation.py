@@ -281,3 +281,24 @@ def test_pion_vector_ff_against_fixed_quadrature_and_its_identities(tmp_path):
     truth = np.array([gauss_legendre(lambda w, E=E: gaussian(E - w, cfg.sigma(s)) * f(w), Ec, 12.0, 2000)
                       for E in cfg.energies])
     assert np.max(np.abs(d.truth[s] - truth)) < 1e-9 * truth.max()
+
+
+def test_two_thresholds_against_quadrature_in_rapidity(tmp_path):
+    """Each S-wave channel in the variable u with ω = E_j cosh u, where √(1 - E_j²/ω²) dω =
+    E_j tanh(u) sinh(u) du is smooth: C(t) and ρ_σ by a fixed Gauss-Legendre rule, channel by
+    channel; the family is drawn with E_2 > E_1 and refuses nothing of the kernels it is used with."""
+    cfg = cfg_with(tmp_path)
+    d = val.draw_family_member(cfg, "two_thresholds", 2)
+    p = d.parameters
+    assert p["thresholds"][1] > p["thresholds"][0]
+
+    def in_rapidity(f):
+        total = 0.0
+        for B, E in zip(p["heights"], p["thresholds"]):
+            total += gauss_legendre(lambda u, E=E: B * f(E * np.cosh(u)) * E * np.tanh(u) * np.sinh(u), 0.0, 6.0, 600)
+        return total
+    corr = np.array([in_rapidity(lambda w, t=t: kernel(t, w, cfg["kernel"], cfg["T"])) for t in cfg.t])
+    np.testing.assert_allclose(d.correlator, corr, rtol=1e-9)
+    s = cfg["sigmas_gev"][0]
+    truth = np.array([in_rapidity(lambda w, E=E: gaussian(E - w, cfg.sigma(s))) for E in cfg.energies])
+    assert np.max(np.abs(d.truth[s] - truth)) < 1e-9 * truth.max()
