@@ -69,8 +69,8 @@ GP_GRID = 9                   # the log grid per hyperparameter before L-BFGS-B
 MEM_ALPHA_STEP, MEM_MAX_ALPHAS, MEM_DROP = 10 ** 0.25, 80, 20.0
 MEM_MAX_ITER, MEM_TOL = 200, 1e-8
 # NN-P2P: the network, the optimiser and the annealing of both regulators
-NN_P2P = {"width": 64, "hidden_layers": 2, "steps": 4000, "learning_rate": 1e-3, "lambda_s": (1.0, 1e-3),
-          "lambda_w": (1e-3, 1e-6), "anneal_steps": 2000, "seed": 20220815}
+NN_P2P = {"width": 32, "hidden_layers": 2, "steps": 3000, "learning_rate": 1e-3, "lambda_s": (1.0, 1e-3),
+          "lambda_w": (1e-3, 1e-6), "anneal_steps": 1500, "seed": 20220815}
 
 
 # --- the interface -----------------------------------------------------------------------------------
