@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import need
 from scipy import integrate, special, stats
 
 import mocks
@@ -69,7 +70,7 @@ def test_gp_posterior_is_the_linear_gaussian_closed_form(cfg):
     C = K - K Aᵀ (A K Aᵀ + 1)⁻¹ A K (A the whitened forward map, y the whitened data), written here
     in numpy; its log-likelihood against scipy's multivariate normal of y; and ρ_σ's mean and
     covariance are M μ and M C Mᵀ."""
-    pytest.importorskip("fredipy")
+    need("fredipy")
     p, _ = peak_problem(cfg)
     g = peers.grid()
     s, ell = 0.7, 0.3
@@ -113,7 +114,7 @@ def test_mem_bryan_on_a_closed_form_case():
 def test_nn_p2p_recovers_one_smooth_peak_from_exact_data(cfg):
     """NN-P2P (its stated settings) fitted to the exact data of one smooth peak: ρ_σ within 5 % of the
     peak's height; one network (the centre)."""
-    pytest.importorskip("torch")
+    need("torch")
     p, truth = peak_problem(cfg)
     g = peers.grid()
     W = peers.whitening(p.covariance)
@@ -162,7 +163,7 @@ def test_hlt_target_integrals_reproduce_lsdensities_closed_forms():
     """hlt's quadratures of lsdensities' target integrals, with weight w = 1, equal its own closed
     forms (f_t and A0 of the FULLNORMGAUSS target); with the rratio weight they are those of
     w(ω) = 12π²/ω² (checked at one point against a direct quadrature of the formula)."""
-    pytest.importorskip("lsdensities")
+    need("lsdensities")
     import lsdensities.core as lcore
     from mpmath import mp, mpf
 
@@ -190,7 +191,7 @@ def test_hlt_target_integrals_reproduce_lsdensities_closed_forms():
 def test_hlt_through_the_interface(cfg):
     """HLT at one energy of the peak's exact data: the interface's checks pass, its errors are
     positive and it finds the peak's smeared density within 10 % of its height."""
-    pytest.importorskip("lsdensities")
+    need("lsdensities")
     p, truth = peak_problem(cfg)
     pick = np.array([16])
     r = peers.solve("hlt", peers.problem(cfg, p.samples, 0.44, pick))
