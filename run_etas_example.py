@@ -51,7 +51,7 @@ from cli import main_guard
 from config import ConfigError, add_common_args, config_from_args
 from correlator_files import fold_correlator, read_correlator
 from figures import plt, save_png
-from io_utils import atomic_output, provenance
+from io_utils import atomic_output, fingerprint, provenance
 from result_files import read_budget_json
 from sigma_model_utils import gaussian, kernel
 from user_correlators import read_user_samples
@@ -105,15 +105,33 @@ def fit_density(theta, cov_theta, energies, sigma):
 
 # --- the peers ---------------------------------------------------------------------------------
 def run_peers(cfg, samples: np.ndarray, names: list[str], hlt_stride: int) -> dict:
-    """{(peer, σ): (energy indices, peers.Result)} of each peer on the η_s bootstrap samples."""
+    """{(peer, σ): (energy indices, peers.Result)} of each peer on the η_s bootstrap samples.  Each
+    answer is kept in results/hpqcd_etas_peers/<peer>_sigma<σ>.json and reused while the samples,
+    the energies and the peer's settings are the same (a killed run resumes)."""
     out = {}
     for sigma_gev in cfg["sigmas_gev"]:
         for name in names:
             pick = np.arange(0, len(cfg.energies), hlt_stride if name == "hlt" else 1)
-            out[(name, sigma_gev)] = (pick, peers.solve(name, peers.problem(cfg, samples, sigma_gev, pick)))
-            print(f"  {peers.PEERS[name].label}, sigma = {sigma_gev}: {out[(name, sigma_gev)][1].seconds:.0f} s",
-                  flush=True)
+            made = fingerprint({"samples": file_digest(samples), "pick": pick.tolist(), "sigma": sigma_gev,
+                                "settings": peers.PEERS[name].settings(float(cfg["E0_min"]))})
+            path = cfg.path("results") / f"{NAME}_peers" / f"{name}_sigma{sigma_gev}.json"
+            kept = json.loads(path.read_text()) if path.is_file() else {}
+            if kept.get("made_of") == made:
+                result = peers.Result(np.array(kept["central"]), np.array(kept["error"]), seconds=kept["seconds"])
+            else:
+                result = peers.solve(name, peers.problem(cfg, samples, sigma_gev, pick))
+                with atomic_output(path) as tmp:
+                    tmp.write_text(json.dumps({"made_of": made, "central": result.central.tolist(),
+                                               "error": result.error.tolist(), "seconds": result.seconds,
+                                               "provenance": provenance(cfg, peer=name)}))
+            out[(name, sigma_gev)] = (pick, result)
+            print(f"  {peers.PEERS[name].label}, sigma = {sigma_gev}: {result.seconds:.0f} s", flush=True)
     return out
+
+
+def file_digest(array: np.ndarray) -> str:
+    import hashlib
+    return hashlib.sha256(np.ascontiguousarray(array, dtype=np.float64).tobytes()).hexdigest()
 
 
 # --- the comparison ----------------------------------------------------------------------------
