@@ -407,16 +407,22 @@ def fit_nn_p2p(K: np.ndarray, data: np.ndarray, settings: dict = NN_P2P) -> np.n
 
 
 def run_nn_p2p(p: Problem) -> Result:
+    """NN-P2P in units where ρ is of order one: the network fits ρ / h, h the flat default's height
+    (default_height: the constant density that reproduces C̄(t_min)), and its answer is scaled back."""
     g = grid()
     white = whitening(p.covariance)
     K = white @ forward_matrix(p, g)
-    return from_fits(p, lambda data: fit_nn_p2p(K, data @ white.T), smearing_matrix(p.energies, p.sigma, g),
-                     dict(NN_P2P))
+    height = default_height(p, g)
+    if not height > 0:
+        raise ValueError(f"nn_p2p: C̄(t_min) = {p.data[0]:.3g}: the unit of ρ needs C̄(t_min) > 0")
+    return from_fits(p, lambda data: height * fit_nn_p2p(K, data @ white.T / height),
+                     smearing_matrix(p.energies, p.sigma, g), {**NN_P2P, "unit": height})
 
 
 def nn_settings(e0: float) -> str:
     s = NN_P2P
-    return (f"written here in torch: a constant input 1 → {s['hidden_layers']} ELU layers of {s['width']} → "
+    return (f"written here in torch, ρ in units of the flat density that reproduces C̄(t_min): a constant "
+            f"input 1 → {s['hidden_layers']} ELU layers of {s['width']} → "
             f"{GRID_NODES} softplus outputs ρ(ω_a) (Simpson's rule on [0, {OMEGA_MAX:g}]); Adam, learning rate "
             f"{s['learning_rate']:g}, {s['steps']} steps; loss χ² + λ_s Σ(ρ_(a+1) − ρ_a)² + λ_w |θ|², λ_s from "
             f"{s['lambda_s'][0]:g} to {s['lambda_s'][1]:g} and λ_w from {s['lambda_w'][0]:g} to "

@@ -161,8 +161,9 @@ def summary_lines(table: pd.DataFrame, theta, names: list[str]) -> list[str]:
     lines = []
     methods = (["audience"] if "audience" in table.columns else []) + names
     for sigma_gev, part in table.groupby("sigma_gev"):
-        peak = part.iloc[int(np.argmin(np.abs(part["E"] - theta[1])))]
         for method in methods:
+            known = part[np.isfinite(part[method])]
+            peak = known.iloc[int(np.argmin(np.abs(known["E"] - theta[1])))]
             error = part["audience_total" if method == "audience" else f"{method}_error"]
             ok = np.isfinite(part[method]).to_numpy()
             p = np.abs((part[method] - part["fit"]) / np.sqrt(error**2 + part["fit_error"] ** 2)).to_numpy()[ok]
