@@ -260,8 +260,9 @@ def gp_settings(e0: float) -> str:
 
 # --- maximum entropy, Bryan's algorithm ------------------------------------------------------------
 def default_height(p: Problem, g: Grid) -> float:
-    """The flat default model: the constant density that reproduces C̄(t_min)."""
-    return float(p.data[0] / forward_matrix(p, g)[0].sum())
+    """The flat default model's height: the constant density that reproduces |C̄(t_min)| (a positive
+    method's best guess of the scale even where C̄(t_min) < 0, which only a density of both signs gives)."""
+    return float(abs(p.data[0]) / forward_matrix(p, g)[0].sum())
 
 
 def bryan(K: np.ndarray, y: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, dict]:
@@ -348,7 +349,7 @@ def run_mem(p: Problem) -> Result:
     K = white @ kernel(p.t[:, None], g.omega[None, :], p.kind, p.T)      # acts on the areas f = w ρ
     height = default_height(p, g)
     if not height > 0:
-        raise ValueError(f"mem: C̄(t_min) = {p.data[0]:.3g}: a flat positive default model needs C̄(t_min) > 0")
+        raise ValueError("mem: C̄(t_min) = 0: no scale for the default model")
     m = height * g.weights
     fits = [bryan(K, white @ y, m) for y in np.concatenate([p.data[None, :], p.samples[:BOOTSTRAP_FITS]])]
     rho = np.array([f for f, _ in fits]) / g.weights
@@ -358,7 +359,7 @@ def run_mem(p: Problem) -> Result:
 
 def mem_settings(e0: float) -> str:
     return (f"written here (Bryan's algorithm): ρ = m e^(Uu) in the singular subspace of the whitened kernel, a "
-            f"flat default m = C̄(t_min) / ∫ b(t_min, ω) dω (the constant density that reproduces the first "
+            f"flat default m = |C̄(t_min)| / ∫ b(t_min, ω) dω (the constant density that reproduces the first "
             f"slice); α from 10× the largest curvature eigenvalue downwards by 10^(1/4) per step until the log "
             f"posterior is {MEM_DROP:g} below its maximum, ρ averaged over α with P(α|C̄) (Jeffreys' prior); "
             f"error from the spread of the fits to {BOOTSTRAP_FITS} bootstrap samples; Simpson's rule on "
@@ -414,14 +415,14 @@ def run_nn_p2p(p: Problem) -> Result:
     K = white @ forward_matrix(p, g)
     height = default_height(p, g)
     if not height > 0:
-        raise ValueError(f"nn_p2p: C̄(t_min) = {p.data[0]:.3g}: the unit of ρ needs C̄(t_min) > 0")
+        raise ValueError("nn_p2p: C̄(t_min) = 0: no unit for ρ")
     return from_fits(p, lambda data: height * fit_nn_p2p(K, data @ white.T / height),
                      smearing_matrix(p.energies, p.sigma, g), {**NN_P2P, "unit": height})
 
 
 def nn_settings(e0: float) -> str:
     s = NN_P2P
-    return (f"written here in torch, ρ in units of the flat density that reproduces C̄(t_min): a constant "
+    return (f"written here in torch, ρ in units of the flat density that reproduces |C̄(t_min)|: a constant "
             f"input 1 → {s['hidden_layers']} ELU layers of {s['width']} → "
             f"{GRID_NODES} softplus outputs ρ(ω_a) (Simpson's rule on [0, {OMEGA_MAX:g}]); Adam, learning rate "
             f"{s['learning_rate']:g}, {s['steps']} steps; loss χ² + λ_s Σ(ρ_(a+1) − ρ_a)² + λ_w |θ|², λ_s from "
