@@ -117,6 +117,8 @@ def row_record(result: peers.Result) -> dict:
 
 def _peer_job(job):
     cfg, method, family, sigma_gev, index, samples, pick, path, made = job
+    if read_part(path, made) is not None:        # made meanwhile by another run of the campaign
+        return method, family, sigma_gev, index, 0.0
     rows = [row_record(peers.solve(method, peers.problem(cfg, s, sigma_gev, pick))) for s in samples]
     write_part(path, {"made_of": made, "method": method, "family": family, "sigma_gev": sigma_gev, "index": index,
                       "pick": list(map(int, pick)), "settings": peers.PEERS[method].settings(float(cfg["E0_min"])),
