@@ -318,7 +318,6 @@ def plot_family(cfg, summary: pd.DataFrame, inputs: dict, out: Path, family: str
             ax.set_title(f"{family}, σ = {sigma_gev}: {title}", fontsize=8)
         row[0].axhline(closure.HONEST_COVERAGE, color="k", lw=0.8)
         row[0].axhspan(*GOAL, color="0.9", zorder=0)
-        row[1].set_yscale("log")
         row[2].set_yscale("log")
         d = inputs[family][0][0]
         row[3].plot(cfg.energies, d.truth[sigma_gev], "k-", lw=1.4, label="exact truth")
