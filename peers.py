@@ -407,17 +407,22 @@ def fit_nn_p2p(K: np.ndarray, data: np.ndarray, settings: dict = NN_P2P) -> np.n
         return forward().numpy().astype(np.float64)
 
 
-def run_nn_p2p(p: Problem) -> Result:
-    """NN-P2P in units where ρ is of order one: the network fits ρ / h, h the flat default's height
-    (default_height: the constant density that reproduces C̄(t_min)), and its answer is scaled back."""
+def nn_p2p_rho(p: Problem, data: np.ndarray) -> np.ndarray:
+    """ρ on the grid [B, n_ω] fitted by NN-P2P to each row of ``data`` [B, n_t] with the samples'
+    covariance, in units where ρ is of order one: the networks fit ρ / h, h the flat default's
+    height (default_height), and their answers are scaled back."""
     g = grid()
     white = whitening(p.covariance)
-    K = white @ forward_matrix(p, g)
     height = default_height(p, g)
     if not height > 0:
         raise ValueError("nn_p2p: C̄(t_min) = 0: no unit for ρ")
-    return from_fits(p, lambda data: height * fit_nn_p2p(K, data @ white.T / height),
-                     smearing_matrix(p.energies, p.sigma, g), {**NN_P2P, "unit": height})
+    return height * fit_nn_p2p(white @ forward_matrix(p, g), data @ white.T / height)
+
+
+def run_nn_p2p(p: Problem) -> Result:
+    g = grid()
+    return from_fits(p, lambda data: nn_p2p_rho(p, data), smearing_matrix(p.energies, p.sigma, g),
+                     {**NN_P2P, "unit": default_height(p, g)})
 
 
 def nn_settings(e0: float) -> str:

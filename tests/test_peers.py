@@ -112,13 +112,12 @@ def test_mem_bryan_on_a_closed_form_case():
 
 
 def test_nn_p2p_recovers_one_smooth_peak_from_exact_data(cfg):
-    """NN-P2P (its stated settings) fitted to the exact data of one smooth peak: ρ_σ within 5 % of the
-    peak's height; one network (the centre)."""
+    """NN-P2P (its stated settings, in its unit of ρ) fitted to the exact data of one smooth peak: ρ_σ
+    within 5 % of the peak's height; one network (the centre's)."""
     need("torch")
     p, truth = peak_problem(cfg)
     g = peers.grid()
-    W = peers.whitening(p.covariance)
-    rho = peers.fit_nn_p2p(W @ peers.forward_matrix(p, g), (W @ p.data)[None, :])
+    rho = peers.nn_p2p_rho(p, p.data[None, :])
     assert rho.shape == (1, len(g.omega)) and np.all(rho > 0)
     smeared = peers.smearing_matrix(p.energies, p.sigma, g) @ rho[0]
     assert np.max(np.abs(smeared - truth)) < 0.05 * truth.max()
