@@ -249,9 +249,10 @@ def _cell(r, figure: str) -> str:
 
 
 def winner(g: pd.DataFrame) -> str:
-    """The method with the lowest CRPS, and whether the calibrated audience (else the paper's) wins
-    with coverage in GOAL."""
-    best = g.loc[g["crps"].idxmin()]
+    """The method with the lowest CRPS (among those scored at every energy: HLT's subset is not
+    comparable), and whether the calibrated audience (else the paper's) wins with coverage in GOAL."""
+    full = g[g["energies"] == g["energies"].max()]
+    best = full.loc[full["crps"].idxmin()]
     audience = "audience_calibrated" if "audience_calibrated" in set(g["method"]) else "audience"
     a = g[g["method"] == audience]
     if a.empty:
