@@ -7,7 +7,8 @@
 # pip installs, PEP 668, is fine). Both commands first install what is missing into that
 # interpreter: the CPU build of torch where no NVIDIA GPU is present (a bare `torch` requirement
 # would pull a multi-GB CUDA build), then requirements.txt; `make test` also the optional readers
-# of correlator files (requirements-formats.txt), so that no format test is skipped.
+# of correlator files (requirements-formats.txt) and the peers' packages (requirements-peers.txt),
+# so that no format or peer test is skipped.
 #     make docs    the manual, built into site/ (mkdocs build --strict; requirements-docs.txt)
 #     make lint    ruff check . (requirements-lint.txt; rules and line length in pyproject.toml)
 #     make venv    only make .venv (where the interpreter is the project's own)
@@ -45,7 +46,7 @@ install: | $(MAKE_VENV)
 	@$(PIP) -r requirements.txt
 
 install-formats: install
-	@$(PIP) -r requirements-formats.txt
+	@$(PIP) -r requirements-formats.txt -r requirements-peers.txt
 
 demo: install
 	$(PYTHON) run_pipeline.py

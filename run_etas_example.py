@@ -17,9 +17,14 @@ compared with the smeared density implied by a two-state fit of the same correla
    kernel, gives ρ_σ(E) ≈ Σ_n A_n G_σ(E - E_n), its error propagated from the fit's parameter
    covariance (linearised).  States above the first excitation are not in the fit: at energies
    beyond E_1 the fit's density misses their contribution.
-5. The comparison: results/hpqcd_etas_fit_comparison.{csv,json,md} (per σ and energy the two
-   densities, their errors and the pull (audience - fit)/sqrt(σ_tot² + σ_fit²)) and
-   results/hpqcd_etas_comparison.png.
+5. The methods the field uses instead (peers.py: HLT, GP, MEM, NN-P2P; ``--peers``, those whose
+   packages are installed by default) on the same bootstrap samples (read_user_samples, as the
+   prediction draws them), each configured as in the comparison of docs/validation.md#peers; HLT at
+   every ``--hlt-energy-stride``-th energy.
+6. The comparison: results/hpqcd_etas_fit_comparison.{csv,json,md} (per σ and energy the
+   densities, their errors and the pull (audience - fit)/sqrt(σ_tot² + σ_fit²); each peer's ρ_σ
+   and error, <peer> and <peer>_error) and results/hpqcd_etas_comparison.png.
+   ``--no-audience`` skips steps 2-3 (no training): the peers beside the fit only.
 
 Every energy here is in lattice units (1/a, method §1): aE_0 ≈ 0.416 is the η_s mass times the
 lattice spacing; the preset's a_inv_gev = 1, so its energy grid and widths σ (written in "GeV")
@@ -40,15 +45,17 @@ import pandas as pd
 from scipy.optimize import least_squares
 
 import analyze_user_data
+import peers
 import predict_on_user_data
 import run_pipeline
 from cli import main_guard
-from config import add_common_args, config_from_args
+from config import ConfigError, add_common_args, config_from_args
 from correlator_files import fold_correlator, read_correlator
 from figures import plt, save_png
-from io_utils import atomic_output, provenance
+from io_utils import atomic_output, fingerprint, provenance
 from result_files import read_budget_json
 from sigma_model_utils import gaussian, kernel
+from user_correlators import read_user_samples
 
 REPO = Path(__file__).resolve().parent
 NAME = "hpqcd_etas"
@@ -97,44 +104,96 @@ def fit_density(theta, cov_theta, energies, sigma):
     return rho, np.sqrt(np.einsum("ei,ij,ej->e", jac, cov_theta, jac))
 
 
+# --- the peers ---------------------------------------------------------------------------------
+def run_peers(cfg, samples: np.ndarray, names: list[str], hlt_stride: int) -> dict:
+    """{(peer, σ): (energy indices, peers.Result)} of each peer on the η_s bootstrap samples.  Each
+    answer is kept in results/hpqcd_etas_peers/<peer>_sigma<σ>.json and reused while the samples,
+    the energies and the peer's settings are the same (a killed run resumes)."""
+    out = {}
+    for sigma_gev in cfg["sigmas_gev"]:
+        for name in names:
+            pick = np.arange(0, len(cfg.energies), hlt_stride if name == "hlt" else 1)
+            made = fingerprint({"samples": file_digest(samples), "pick": pick.tolist(), "sigma": sigma_gev,
+                                "settings": peers.PEERS[name].settings(float(cfg["E0_min"]))})
+            path = cfg.path("results") / f"{NAME}_peers" / f"{name}_sigma{sigma_gev}.json"
+            kept = json.loads(path.read_text()) if path.is_file() else {}
+            if kept.get("made_of") == made:
+                result = peers.Result(np.array(kept["central"]), np.array(kept["error"]), seconds=kept["seconds"])
+            else:
+                result = peers.solve(name, peers.problem(cfg, samples, sigma_gev, pick))
+                with atomic_output(path) as tmp:
+                    tmp.write_text(json.dumps({"made_of": made, "central": result.central.tolist(),
+                                               "error": result.error.tolist(), "seconds": result.seconds,
+                                               "provenance": provenance(cfg, peer=name)}))
+            out[(name, sigma_gev)] = (pick, result)
+            print(f"  {peers.PEERS[name].label}, sigma = {sigma_gev}: {result.seconds:.0f} s", flush=True)
+    return out
+
+
+def file_digest(array: np.ndarray) -> str:
+    import hashlib
+    return hashlib.sha256(np.ascontiguousarray(array, dtype=np.float64).tobytes()).hexdigest()
+
+
 # --- the comparison ----------------------------------------------------------------------------
-def compare(cfg, theta, cov_theta) -> pd.DataFrame:
+def compare(cfg, theta, cov_theta, peer_results: dict, audience: bool = True) -> pd.DataFrame:
     rows = []
     for sigma_gev in cfg["sigmas_gev"]:
-        record = read_budget_json(cfg.results_file(NAME, sigma_gev, "budget.json"))
-        E = np.array(record["E"])
+        E = cfg.energies
         fit, fit_err = fit_density(theta, cov_theta, E, cfg.sigma(sigma_gev))
-        central, total = np.array(record["central"]), np.array(record["total"], dtype=float)
-        pull = (central - fit) / np.sqrt(total**2 + fit_err**2)
-        rows.append(pd.DataFrame({"sigma_gev": sigma_gev, "E": E, "audience": central, "audience_total": total,
-                                  "fit": fit, "fit_error": fit_err, "pull": pull}))
+        columns = {"sigma_gev": sigma_gev, "E": E, "fit": fit, "fit_error": fit_err}
+        if audience:
+            record = read_budget_json(cfg.results_file(NAME, sigma_gev, "budget.json"))
+            central, total = np.array(record["central"]), np.array(record["total"], dtype=float)
+            columns |= {"audience": central, "audience_total": total,
+                        "pull": (central - fit) / np.sqrt(total**2 + fit_err**2)}
+        for (name, s), (pick, result) in peer_results.items():
+            if s == sigma_gev:
+                for column, values in ((name, result.central), (f"{name}_error", result.error)):
+                    columns[column] = np.full(len(E), np.nan)
+                    columns[column][pick] = values
+        rows.append(pd.DataFrame(columns))
     return pd.concat(rows, ignore_index=True)
 
 
-def summary_lines(table: pd.DataFrame, theta) -> list[str]:
+def summary_lines(table: pd.DataFrame, theta, names: list[str]) -> list[str]:
+    """Per σ and method (the audience, then each peer): (method - fit)/√(error² + σ_fit²) over the
+    energies, below E_1, and the values nearest E_0."""
     lines = []
+    methods = (["audience"] if "audience" in table.columns else []) + names
     for sigma_gev, part in table.groupby("sigma_gev"):
-        p = np.abs(part["pull"].to_numpy())
-        below = part["E"] <= theta[3]
-        peak = part.iloc[int(np.argmin(np.abs(part["E"] - theta[1])))]
-        lines.append(
-            f"sigma = {sigma_gev}: |pull| <= 1 at {100 * np.mean(p <= 1):.0f}% and <= 2 at "
-            f"{100 * np.mean(p <= 2):.0f}% of the {len(p)} energies ({100 * np.mean(p[below] <= 1):.0f}% / "
-            f"{100 * np.mean(p[below] <= 2):.0f}% for E <= E_1 = {theta[3]:.3f}); mean |pull| {p.mean():.2f}; "
-            f"at E = {peak['E']:.3f} (nearest E_0): audience {peak['audience']:.4f} ± {peak['audience_total']:.4f}, "
-            f"fit {peak['fit']:.4f} ± {peak['fit_error']:.4f}")
+        for method in methods:
+            known = part[np.isfinite(part[method])]
+            peak = known.iloc[int(np.argmin(np.abs(known["E"] - theta[1])))]
+            error = part["audience_total" if method == "audience" else f"{method}_error"]
+            ok = np.isfinite(part[method]).to_numpy()
+            p = np.abs((part[method] - part["fit"]) / np.sqrt(error**2 + part["fit_error"] ** 2)).to_numpy()[ok]
+            below = (part["E"] <= theta[3]).to_numpy()[ok]
+            label = "audience" if method == "audience" else peers.PEERS[method].label
+            near = (f"audience {peak['audience']:.4f} ± {peak['audience_total']:.4f}" if method == "audience" else
+                    f"{label} {peak[method]:.4f} ± {peak[method + '_error']:.4f}")
+            lines.append(
+                f"sigma = {sigma_gev}, {label}: |pull| <= 1 at {100 * np.mean(p <= 1):.0f}% and <= 2 at "
+                f"{100 * np.mean(p <= 2):.0f}% of the {len(p)} energies ({100 * np.mean(p[below] <= 1):.0f}% / "
+                f"{100 * np.mean(p[below] <= 2):.0f}% for E <= E_1 = {theta[3]:.3f}); mean |pull| {p.mean():.2f}; "
+                f"at E = {peak['E']:.3f} (nearest E_0): {near}, fit {peak['fit']:.4f} ± {peak['fit_error']:.4f}")
     return lines
 
 
-def plot(cfg, table, theta, path) -> None:
+def plot(cfg, table, theta, path, names: list[str]) -> None:
     sigmas = list(cfg["sigmas_gev"])
     fig, axes = plt.subplots(1, len(sigmas), figsize=(5 * len(sigmas), 3.8), layout="constrained")
     for ax, sigma_gev in zip(np.atleast_1d(axes), sigmas):
         part = table[table["sigma_gev"] == sigma_gev]
         E = part["E"]
-        ax.fill_between(E, part["audience"] - part["audience_total"], part["audience"] + part["audience_total"],
-                        color="C0", alpha=0.35, label=r"audience (Nmax) $\pm\sigma_{\rm tot}$")
-        ax.plot(E, part["audience"], color="C0", lw=1.4)
+        if "audience" in part.columns:
+            ax.fill_between(E, part["audience"] - part["audience_total"], part["audience"] + part["audience_total"],
+                            color="C0", alpha=0.35, label=r"audience (Nmax) $\pm\sigma_{\rm tot}$")
+            ax.plot(E, part["audience"], color="C0", lw=1.4)
+        for n, name in enumerate(names):
+            ok = np.isfinite(part[name])
+            ax.errorbar(E[ok], part[name][ok], yerr=part[f"{name}_error"][ok], fmt="o-" if name == "hlt" else "-",
+                        ms=2.5, lw=0.9, color=f"C{n + 4}", capsize=1.5, label=peers.PEERS[name].label)
         ax.fill_between(E, part["fit"] - part["fit_error"], part["fit"] + part["fit_error"], color="C3",
                         alpha=0.35, label=r"two-state fit $\sum_n A_n G_\sigma(E-E_n)$")
         ax.plot(E, part["fit"], color="C3", lw=1.2, ls="--")
@@ -151,6 +210,11 @@ def main(argv=None) -> int:
     parser = add_common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument("--tmin-fit", type=int, default=5, help="first time slice of the two-state "
                         "fit (default 5, as corrfitter's own η_s example)")
+    parser.add_argument("--peers", default=None,
+                        help=f"comma-separated subset of {','.join(peers.PEERS)} (default: those installed)")
+    parser.add_argument("--hlt-energy-stride", type=int, default=4, help="HLT at every n-th energy (default 4)")
+    parser.add_argument("--no-audience", action="store_true",
+                        help="skip the audience (no training): the peers beside the two-state fit only")
     parser.set_defaults(preset="demo")
     args = parser.parse_args(argv)
     args.overrides = SETTINGS + list(args.overrides or [])
@@ -161,16 +225,21 @@ def main(argv=None) -> int:
     if not (cfg.path(DATA).is_file() and cfg.path(NOISE).is_file()):
         subprocess.run(["bash", str(REPO / "data" / "fetch_hpqcd_etas.sh"), str(cfg.path(NOISE))], check=True,
                        env={**os.environ, "SPECTRAL_PYTHON": sys.executable})   # this interpreter's packages
-    # 2. the audience, trained for this kernel, T and noise (and checked on the mocks)
-    if run_pipeline.main(common_args(cfg)) != 0:
-        return 1
-    # 3. prediction and error budget of the η_s data
-    data_args = [str(cfg.path(DATA)), "--format", "gvar", "--tag", "etas", "--fold", "--name", NAME,
-                 "--kernel", "periodic", "--T", "64"]
-    if predict_on_user_data.main(data_args + common_args(cfg)) != 0:
-        return 1
-    if analyze_user_data.main(["--name", NAME] + common_args(cfg)) != 0:
-        return 1
+    names = ([n for n in args.peers.split(",") if n] if args.peers is not None
+             else [n for n in peers.PEERS if peers.available(n)])
+    if set(names) - set(peers.PEERS):
+        raise ConfigError(f"--peers {args.peers}: expected some of {','.join(peers.PEERS)}")
+    if not args.no_audience:
+        # 2. the audience, trained for this kernel, T and noise (and checked on the mocks)
+        if run_pipeline.main(common_args(cfg)) != 0:
+            return 1
+        # 3. prediction and error budget of the η_s data
+        data_args = [str(cfg.path(DATA)), "--format", "gvar", "--tag", "etas", "--fold", "--name", NAME,
+                     "--kernel", "periodic", "--T", "64"]
+        if predict_on_user_data.main(data_args + common_args(cfg)) != 0:
+            return 1
+        if analyze_user_data.main(["--name", NAME] + common_args(cfg)) != 0:
+            return 1
     # 4. the two-state fit of the same configurations
     corr = fold_correlator(read_correlator(cfg.path(DATA), "gvar", "etas"), T=cfg["T"])
     t = np.arange(args.tmin_fit, cfg["t_max"] + 1)
@@ -180,11 +249,18 @@ def main(argv=None) -> int:
     err = np.sqrt(np.diag(cov_theta))
     fit_line = (f"two-state fit, t = {t[0]}..{t[-1]}, {len(x)} configurations: chi2/dof = {chi2:.1f}/{dof}; "
                 + ", ".join(f"{k} = {v:.5g} ± {e:.2g}" for k, v, e in zip(("A_0", "E_0", "A_1", "E_1"), theta, err)))
-    # 5. the comparison
-    table = compare(cfg, theta, cov_theta)
-    lines = summary_lines(table, theta)
+    # 5. the peers on the same bootstrap samples as the audience's
+    samples = read_user_samples(cfg.path(DATA), cfg, NAME, None, "periodic", 64, "gvar", "etas", True).samples
+    print(f"the peers {', '.join(names) or '(none)'} on the {len(samples)} bootstrap samples:", flush=True)
+    peer_results = run_peers(cfg, samples, names, max(1, args.hlt_energy_stride))
+    # 6. the comparison
+    table = compare(cfg, theta, cov_theta, peer_results, audience=not args.no_audience)
+    lines = summary_lines(table, theta, names)
+    settings = {peers.PEERS[n].label: peers.PEERS[n].settings(float(cfg["E0_min"])) for n in names}
     record = provenance(cfg, fit=fit_line, fit_parameters=json.dumps(theta.tolist()),
-                        fit_covariance=json.dumps(cov_theta.tolist()), summary=json.dumps(lines))
+                        fit_covariance=json.dumps(cov_theta.tolist()), summary=json.dumps(lines),
+                        peers=json.dumps(settings),
+                        peer_seconds=json.dumps({f"{n}_{s}": r.seconds for (n, s), (_, r) in peer_results.items()}))
     csv_path = cfg.path("results") / f"{NAME}_fit_comparison.csv"
     with atomic_output(csv_path) as tmp:
         table.to_csv(tmp, index=False, float_format="%.8g")
@@ -195,10 +271,11 @@ def main(argv=None) -> int:
                                    "provenance": record}, indent=1) + "\n")
     md_path = csv_path.with_suffix(".md")
     with atomic_output(md_path) as tmp:
-        tmp.write_text("# HPQCD η_s: audience vs two-state fit (lattice units)\n\n" + fit_line + "\n\n"
-                       + "\n".join(f"- {line}" for line in lines) + "\n")
+        tmp.write_text("# HPQCD η_s: audience and peers vs two-state fit (lattice units)\n\n" + fit_line + "\n\n"
+                       + "\n".join(f"- {line}" for line in lines) + "\n\nThe peers' settings:\n\n"
+                       + "\n".join(f"- {k}: {v}" for k, v in settings.items()) + "\n")
     figure = cfg.path("results") / f"{NAME}_comparison.png"
-    plot(cfg, table, theta, figure)
+    plot(cfg, table, theta, figure, names)
     print(f"\n{fit_line}")
     for line in lines:
         print("  " + line)

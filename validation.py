@@ -45,8 +45,9 @@ pion_vector_ff is a resonance on its threshold, a kind of structure the space ha
 were known and before any result of its own was looked at: a family unseen while the calibrated
 error was developed.  two_channel_cusp is a threshold continuum, a kind of structure the space
 has (in ``PHYSICAL_SPACE_COVERS``); it was added, with its ranges, before the audience trained on
-that space became the recommended one was judged, and none of its results was looked at before the
-final runs of that judgement and of the comparison with other methods.
+that space was judged as the recommended one and before the comparison with the methods the field
+uses instead (peers.py, benchmarks/compare_methods.py): the family kept unseen until the final
+runs of both.
 
 Parameters are drawn by ``rng_for(cfg, "validation-<family>", i)``: density i of a family is the
 same whatever the number of densities asked for.  Ranges are in lattice units and were chosen

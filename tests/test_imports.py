@@ -92,8 +92,9 @@ FORMAT_OWNERS = {
 OWN_FILES = {
     "io_utils": "the helpers the owners open files with (open_h5, save_torch, recorded_fingerprint), locks, hashes",
     "correlator_files": "users' correlator files, read",
-    "run_etas_example": "its comparison with the two-state fit (results/hpqcd_etas_fit_comparison.*)",
-    "compare_hlt": "its HLT comparison (results/hlt/)",
+    "run_etas_example": "its comparison with the two-state fit and the peers (results/hpqcd_etas_fit_comparison.*,"
+                        " results/hpqcd_etas_peers/)",
+    "compare_methods": "its comparison of the methods (parts, tables and pictures under --out)",
     "validate_coverage": "its coverage study (results/validation/)",
     "bench_gpu": "/proc/cpuinfo, read",
     "bench_user_data": "/proc/cpuinfo, read; its synthetic correlators (users' HDF5 layout), written",

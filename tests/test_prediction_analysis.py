@@ -494,67 +494,66 @@ def test_validate_coverage_end_to_end(trained, tmp_path, capsys):
     assert "Every error side by side" in md and (out_dir / "pit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_compare_hlt_runs_on_the_level1_samples(trained, tmp_path, capsys):
-    """compare_hlt end to end at one energy and one σ: HLT runs on the prediction files' samples
-    (a level-1 measurement), and every output says so; the audience's calibrated errors stand beside it."""
-    pytest.importorskip("lsdensities")
-    import compare_hlt
-    cfg = copy_audience(trained, tmp_path)
-    shutil.copytree(trained.root / "calibration", tmp_path / "calibration")
-    assert predict_on_O3_mock_sigma.main(args_of(cfg)) == 0
-    argv = args_of(cfg) + ["--set", "sigmas_gev=[0.44]", "--mocks", "O3", "--energy-stride", "47", "--workers", "1"]
-    assert compare_hlt.main(argv) == 0
-    out_dir = tmp_path / "results" / "hlt"
-    frame = pd.read_csv(out_dir / "compare_hlt.csv")
-    assert len(frame) == 1 and frame["closure_level"].tolist() == [1]
-    with h5py.File(cfg.prediction_file("O3", "Nmax", 0.44), "r") as h5:
-        truth = h5["true_smeared_rho"][0]
-    assert frame["truth"][0] == pytest.approx(truth) and np.isfinite(frame["hlt"][0])
-    with h5py.File(out_dir / "compare_hlt.hdf5", "r") as h5:
-        assert json.loads(h5.attrs["closure_levels"]) == [1]
-    md = (out_dir / "compare_hlt.md").read_text()
-    assert "level 1" in md and "α = 0 only" in md and "E0 = 0.2" in md and "R_bv" in md
-    # with the audience's calibration: every error beside HLT, each judged in its own row
-    for column in ("audience_total_scaled", "audience_calibrated_median", "audience_total_calibrated_median",
-                   "audience_total_calibrated_paper"):
-        assert np.isfinite(frame[column][0]), column
-    assert "calibrated, median centre" in md and "S·σ_tot" in md and "CRPS" in md and "No calibrated rows" not in md
+def test_compare_methods_scores_every_method_on_the_same_samples_and_resumes(trained, tmp_path, capsys,
+                                                                            monkeypatch):
+    """compare_methods, small: the tiny audience (paper and calibrated results, through peers.Audience)
+    and MEM on 2 densities x 1 measurement of one family at one σ.  The audience's parts hold exactly
+    what budget.error_budget and the calibration give for those samples; every method's table row is
+    closure.error_figures of its rows; a second run finds every part and runs nothing; a part made
+    with other settings is recomputed."""
+    import compare_methods
+    from validate_coverage import draw_inputs
 
-
-def test_compare_hlt_reports_the_calibrated_errors_as_the_analysis_computes_them(trained, tmp_path):
-    """The audience's part of compare_hlt (no lsdensities needed) on the tiny audience with its
-    interval networks and calibration: every error's columns are finite, and the calibrated results
-    and S·σ_tot equal the analysis' budget table of the same mock and σ at the same energies."""
-    import compare_hlt
-    cfg = copy_audience(trained, tmp_path)
-    shutil.copytree(trained.root / "calibration", tmp_path / "calibration")
-    assert predict_on_O3_mock_sigma.main(args_of(cfg)) == 0
-    assert analyze_O3_mock_sigma.main(args_of(cfg)) == 0
-    pick = np.arange(0, cfg["n_energies"], 3)
-    errors = ["audience_total", "audience_total_scaled", "audience_total_calibrated_paper",
-              "audience_total_calibrated_median"]
-    for sigma in cfg["sigmas_gev"]:
-        s, b, cal = compare_hlt.audience_result(cfg, "O3", sigma)
-        frame = compare_hlt.audience_frame("O3", sigma, pick, s, b, cal)
-        assert np.all(np.isfinite(frame[errors + ["audience_calibrated_median", "audience_calibrated_paper"]]))
-        table = pd.read_csv(cfg.results_file("O3", sigma, "budget.csv")).iloc[pick]
-        np.testing.assert_allclose(frame["E"], table["E"], rtol=1e-9)
-        np.testing.assert_allclose(frame["truth"], table["truth"], rtol=1e-9)
-        for ours, theirs in (("audience_total", "total"), ("audience_total_scaled", "total_scaled"),
-                             ("audience_calibrated_median", "central_calibrated"),    # the tiny preset's centre
-                             ("audience_total_calibrated_median", "total_calibrated"),
-                             ("audience_calibrated_paper", "central"),
-                             ("audience_total_calibrated_paper", "total_calibrated_paper")):
-            np.testing.assert_allclose(frame[ours], table[theirs], rtol=1e-8, err_msg=ours)
-        rows = {r["error"]: r for r in compare_hlt.method_rows(frame)}
-        assert list(rows) == errors
-        assert all(np.isfinite(r[f]) for r in rows.values() for f in ("coverage", "mean_abs_pull", "r_bv", "crps",
-                                                                     "sharpness", "median_error"))
-        median = rows["audience_total_calibrated_median"]
-        miss = np.abs(table["central_calibrated"] - table["truth"])
-        assert median["coverage"] == pytest.approx(np.mean(miss <= table["total_calibrated"]))
-        assert median["mean_abs_pull"] == pytest.approx(np.mean(miss / table["total_calibrated"]), rel=1e-7)
-        assert median["median_error"] == pytest.approx(np.median(table["total_calibrated"]), rel=1e-8)
+    import closure
+    import peers
+    from budget import error_budget
+    from prediction import find_checkpoints, predict_ensemble
+    from prediction_files import InputSamples
+    monkeypatch.setattr(peers, "BOOTSTRAP_FITS", 3)            # MEM's error from 3 bootstrap fits: fast
+    out = tmp_path / "methods"
+    argv = args_of(trained) + ["--out", str(out), "--methods", "audience,mem", "--families", "O3_threshold",
+                               "--n-per-family", "2", "--measurements", "1", "--sigmas", "0.44"]
+    assert compare_methods.main(argv) == 0
+    printed = capsys.readouterr().out
+    summary = pd.read_csv(out / "methods_summary.csv")
+    assert set(summary["method"]) == {"audience", "audience_calibrated", "mem"}
+    assert "1 peer part(s) to run" not in printed and "2 peer part(s) to run" in printed
+    # the audience's part: its result on exactly the benchmark's samples
+    noise = load_noise_file(trained.input_path(trained["noise_file"]), trained)
+    densities, _, samples = draw_inputs(trained, ["O3_threshold"], 2, 1, noise)["O3_threshold"]
+    record = json.loads((out / "parts" / f"audience_seed{trained['seed']}" / "O3_threshold_sigma0.44_d1.json")
+                        .read_text())
+    inputs = InputSamples("x", samples[1][1, 0], "bootstrap", "given", len(samples[1][1, 0]))
+    predictions = {e: predict_ensemble(trained, inputs, 0.44, e, find_checkpoints(trained, 0.44, e)[0], "cpu")[0]
+                   for e in trained["ensembles"]}
+    b = error_budget(predictions)
+    np.testing.assert_allclose(record["rows"]["audience"][0]["central"], b.central, rtol=1e-6)
+    np.testing.assert_allclose(record["rows"]["audience"][0]["error"], b.total, rtol=1e-6)
+    assert record["rows"]["audience_calibrated"][0]["details"]["centre"] == trained["calibrated_centre"]
+    # every row of the table is closure.error_figures of the parts' rows
+    truth = np.stack([d.truth[0.44] for d in densities])
+    for method in ("audience", "mem"):
+        rows = [json.loads((out / "parts" / (f"audience_seed{trained['seed']}" if method == "audience" else method)
+                            / f"O3_threshold_sigma0.44_d{i}.json").read_text())["rows"] for i in range(2)]
+        rows = [r[method][0] if method == "audience" else r[0] for r in rows]
+        central, error = np.array([r["central"] for r in rows]), np.array([r["error"] for r in rows])
+        figures = closure.error_figures(central, truth, error)
+        row = summary[summary["method"] == method].iloc[0]
+        for name in ("coverage", "mean_abs_pull", "crps", "sharpness"):
+            assert row[name] == pytest.approx(figures[name], rel=1e-5), (method, name)
+        assert np.isfinite(row["chi2_per_dof"]) and row["seconds_per_correlator"] > 0
+    md = (out / "O3_threshold.md").read_text()
+    assert "MEM (Bryan)" in md and "lowest CRPS" in md and peers.mem_settings(0.2)[:40] in md
+    assert (out / "O3_threshold.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(pd.read_csv(out / "rows.csv")) == 3 * 2
+    # resumed: nothing left to run; a part made of something else is recomputed
+    assert compare_methods.main(argv) == 0
+    assert "0 peer part(s) to run" in capsys.readouterr().out
+    part = out / "parts" / "mem" / "O3_threshold_sigma0.44_d0.json"
+    record = json.loads(part.read_text())
+    part.write_text(json.dumps({**record, "made_of": "other"}))
+    assert compare_methods.main(argv + ["--methods", "mem"]) == 0
+    assert "1 peer part(s) to run" in capsys.readouterr().out
 
 
 def test_budget_json_holds_every_column_settings_and_provenance(trained):

@@ -187,34 +187,6 @@ def test_family_metrics_report_total_with_prior_beside_total():
     assert wide["mean_abs_pull_with_prior"] == pytest.approx(1.25 / np.sqrt(5))
 
 
-def test_hlt_target_integrals_reproduce_lsdensities_closed_forms():
-    """compare_hlt's quadratures of lsdensities' target integrals, with weight w = 1, equal its own
-    closed forms (f_t and A0 of the FULLNORMGAUSS target); with the rratio weight they are those of
-    w(ω) = 12π²/ω² (checked at one point against a direct quadrature of the formula)."""
-    pytest.importorskip("lsdensities")
-    import lsdensities.core as lcore
-    from compare_hlt import target_weight, weighted_a0, weighted_ft
-    from mpmath import mp, mpf
-    mp.dps = 30
-    sigma, e0, T = 0.44, 0.2, 64
-    for e in (0.3, 1.2, 2.5):
-        for t in (1, 7, 32):
-            for alpha in (0.0, 0.5):
-                for kind in ("EXP", "COSH"):
-                    ours = weighted_ft(None, e, t, sigma, alpha, e0, kind, T)
-                    theirs = lcore.ft_mp(mpf(e), mpf(t), mpf(sigma), mpf(alpha), mpf(e0), kind, T)
-                    assert abs(ours - theirs) <= 1e-10 * abs(theirs)
-        ours = weighted_a0(None, e, sigma, 0.5, e0)
-        theirs = lcore.A0_mp(mpf(e), mpf(sigma), mpf(0.5), mpf(e0))
-        assert abs(ours - theirs) <= 1e-10 * abs(theirs)
-    w = target_weight("rratio", T)
-    assert w(0.5) == pytest.approx(12 * np.pi**2 / 0.25, rel=1e-12)
-    assert target_weight("periodic", T) is None
-    direct = integrate.quad(lambda x: np.exp(-3 * x) * (1 + np.exp(-58 * x)) * 12 * np.pi**2 / x**2
-                            * gaussian(1.0 - x, sigma), e0, 30, epsrel=1e-12, points=[1.0])[0]
-    assert float(weighted_ft(w, 1.0, 3, sigma, 0.0, e0, "COSH", T)) == pytest.approx(direct, rel=1e-9)
-
-
 def test_validate_coverage_reports_a_missing_audience(tiny_cfg):
     """Without trained checkpoints and with --no-train, the benchmark stops and says what is missing."""
     import validate_coverage
@@ -258,63 +230,6 @@ def test_fano_dip_against_fixed_quadrature_and_its_zero(tmp_path):
     truth = np.array([gauss_legendre(lambda w, E=E: gaussian(E - w, cfg.sigma(s)) * val.fano_continuum(w, *args),
                                      p["E_c"], 12.0, 2000) for E in cfg.energies])
     assert np.max(np.abs(d.truth[s] - truth)) < 1e-9 * truth.max()
-
-
-def test_compare_hlt_judges_every_error_of_the_audience_beside_hlt():
-    """compare_hlt without lsdensities: each error of the audience (σ_tot, σ_tot,prior, S·σ_tot, both
-    calibrated results) is judged around its own centre, HLT's around its result; the median
-    centre covers where ρ̄_Nmax does not, and an audience without calibration gets no calibrated
-    rows but a note."""
-    from types import SimpleNamespace
-
-    import compare_hlt
-
-    import closure
-    from analysis import Calibrated
-    from budget import Budget
-    n_e = 8
-    energies, truth = np.linspace(0.1, 1.0, n_e), np.ones(n_e)
-    zeros = np.zeros(n_e)
-    b = Budget(central=truth + 0.5, stat=zeros + 0.1, rep=zeros + 0.1, sys_b=zeros, sys_rho=zeros, sys_n=zeros,
-               total=zeros + 0.2, sys_prior=zeros + 0.6, total_with_prior=zeros + np.hypot(0.2, 0.6))
-    s = SimpleNamespace(energies=energies, truth=truth, closure_level=1)
-    cal = Calibrated("median", {"central_calibrated": truth + 0.05, "post": zeros + 0.1,
-                                "total_calibrated": zeros + 0.1, "central_calibrated_paper": b.central,
-                                "post_paper": zeros + 0.3, "total_calibrated_paper": zeros + 0.3,
-                                "total_scaled": zeros + 0.4}, {}, {})
-    assert cal.of("median")[1] is cal.columns["total_calibrated"]
-    assert cal.of("paper")[1] is cal.columns["total_calibrated_paper"]
-    with pytest.raises(ValueError):
-        cal.of("mean")
-    pick = np.arange(0, n_e, 2)
-    h = {"rho": truth[pick] - 0.1, "stat": zeros[pick] + 0.05, "sys": zeros[pick] + 0.05,
-         "total": zeros[pick] + 0.2, "lambda": zeros[pick] + 1e-6, "A_over_A0": zeros[pick] + 0.01}
-    frame = compare_hlt.comparison_frame("O3", 0.44, pick, s, b, h, cal)
-    np.testing.assert_array_equal(frame["E"], energies[pick])
-    np.testing.assert_array_equal(frame["audience_calibrated_median"], truth[pick] + 0.05)
-    np.testing.assert_array_equal(frame["audience_total_calibrated_paper"], zeros[pick] + 0.3)
-    assert np.all(np.isfinite(frame.drop(columns=["mock"]).to_numpy(dtype=float)))
-    rows = {r["error"]: r for r in compare_hlt.method_rows(frame)}
-    assert list(rows) == ["audience_total", "audience_total_with_prior", "audience_total_scaled",
-                          "audience_total_calibrated_paper", "audience_total_calibrated_median", "hlt_total"]
-    coverage = {error: r["coverage"] for error, r in rows.items()}
-    assert coverage == {"audience_total": 0.0, "audience_total_with_prior": 1.0, "audience_total_scaled": 0.0,
-                        "audience_total_calibrated_paper": 0.0, "audience_total_calibrated_median": 1.0,
-                        "hlt_total": 1.0}
-    assert rows["audience_total_calibrated_median"]["mean_abs_pull"] == pytest.approx(0.5)
-    assert rows["audience_total_calibrated_median"]["crps"] == closure.crps(truth[pick] + 0.05, truth[pick],
-                                                                           zeros[pick] + 0.1)
-    assert rows["audience_total_scaled"]["sharpness"] == pytest.approx(0.4)
-    assert rows["audience_total_calibrated_paper"]["median_error"] == pytest.approx(0.3)
-    assert rows["audience_total_with_prior"]["r_bv"] == pytest.approx(0.5 / np.hypot(0.2, 0.6))
-    cfg = cfg_with(Path("/nonexistent"))
-    md = compare_hlt.markdown(cfg, frame, ["header"], [])
-    assert md.count("| O3 | 0.44 |") == 7 and "calibrated, median centre" in md and "CRPS" in md
-    assert "No calibrated rows" not in md
-    plain = compare_hlt.comparison_frame("O3", 0.44, pick, s, b, h)
-    assert not any("calibrated" in c or "scaled" in c for c in plain.columns)
-    md = compare_hlt.markdown(cfg, plain, ["header"], ["O3 σ = 0.44"])
-    assert md.count("| O3 | 0.44 |") == 4 and "No calibrated rows for O3 σ = 0.44" in md
 
 
 def test_compare_prints_two_studies_side_by_side(tmp_path, capsys):
