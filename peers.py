@@ -479,8 +479,8 @@ AUDIENCE_METHODS = {"audience": "audience, paper (ρ̄ ± σ_tot)",
 class Audience:
     """The trained audience of ``cfg`` at one σ as a method: calling it with a Problem (its samples;
     the energies must be the preset's grid) gives {'audience': the paper's ρ̄ ± σ_tot with its
-    covariance, and, with interval networks and a calibration file of σ, 'audience_calibrated': the
-    calibrated result of the recommended centre with its covariance}.  The networks are loaded once
+    covariance, and, with a calibration file of σ, 'audience_calibrated': the calibrated result of
+    the recommended centre with its covariance}.  The networks are loaded once
     (the one-off cost, ``load_seconds``); each call's time is that correlator's prediction and budget."""
 
     def __init__(self, cfg, sigma_gev: float, device="cpu"):
@@ -495,13 +495,14 @@ class Audience:
             if missing:
                 raise InputError(missing[0], None, "missing: train the audience first")
             self.models[ensemble] = load_ensemble(cfg, sigma_gev, ensemble, present, device)
-        if cfg["interval_networks"] and cfg.calibration_file(sigma_gev).is_file():
+        if cfg.calibration_file(sigma_gev).is_file():
             self.calibration = read_calibration(cfg, sigma_gev)
             check_networks(cfg, self.calibration, calibration_networks(cfg, sigma_gev))
-            present, missing = find_checkpoints(cfg, sigma_gev, INTERVAL_RUN)
-            if missing:
-                raise InputError(missing[0], None, "missing: the interval networks of the calibration")
-            self.interval = load_ensemble(cfg, sigma_gev, INTERVAL_RUN, present, device)
+            if cfg["interval_networks"]:
+                present, missing = find_checkpoints(cfg, sigma_gev, INTERVAL_RUN)
+                if missing:
+                    raise InputError(missing[0], None, "missing: the interval networks of the calibration")
+                self.interval = load_ensemble(cfg, sigma_gev, INTERVAL_RUN, present, device)
         self.load_seconds = time.perf_counter() - t0
 
     @property
@@ -515,20 +516,24 @@ class Audience:
         from interval_outputs import split_quantiles
         from prediction import predict_loaded
         from prediction_files import InputSamples
+        from tasks import unmeasured_systematics
         if len(p.energies) != len(self.cfg.energies) or not np.allclose(p.energies, self.cfg.energies):
             raise ValueError("the audience answers at the preset's energies only")
         t0 = time.perf_counter()
         inputs = InputSamples("correlator", p.samples, "bootstrap", "bootstrap samples given", len(p.samples))
         predictions = {e: predict_loaded(self.cfg, inputs, *models) for e, models in self.models.items()}
-        b = bud.error_budget(predictions)
+        b = bud.error_budget(predictions, unmeasured=unmeasured_systematics(self.cfg))
         cov = cv.result_covariances(predictions, b)["total"]
         out = {"audience": Result(b.central, b.total, cov)}
         if self.calibration is not None:
-            quantiles = predict_loaded(self.cfg, inputs, *self.interval).astype(np.float64)
-            width, median = calibration.width_and_median(*split_quantiles(quantiles))
-            results = calibration.calibrated_results(self.calibration.Q, b, width, median)
+            width = median = None
+            if self.cfg["interval_networks"]:
+                quantiles = predict_loaded(self.cfg, inputs, *self.interval).astype(np.float64)
+                width, median = calibration.width_and_median(*split_quantiles(quantiles))
             centre = self.cfg["calibrated_centre"]
-            covs = calibration.calibrated_covariances(results, self.calibration.R, b)
+            factors = {centre: self.calibration.factors[centre]}
+            results = calibration.calibrated_results(factors, b, width, median)
+            covs = calibration.calibrated_covariances(results, factors, b)
             out["audience_calibrated"] = Result(results[centre]["central_calibrated"],
                                                 results[centre]["total_calibrated"], covs[centre],
                                                 details={"centre": centre})

@@ -55,6 +55,7 @@ NOT_DEPENDED_ON = {
     "n_cal": "the calibration set's size (the calibration file's)",
     "n_boot_cal": "the calibration set's bootstrap samples (the calibration file's)",
     "calibrated_centre": "which calibrated centre the analysis recommends",
+    "calibration_bins": "the bins of the audience centre's factors (the calibration file's)",
 }
 NOT_RECORDED = "not recorded (a file of an older version)"
 
