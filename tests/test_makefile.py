@@ -15,8 +15,9 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make
 
 def make(*args, **env_changes):
     """make ARGS in the repository, in an environment without an active virtual or conda environment
-    (and no PYTHON), with ``env_changes`` on top."""
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "CONDA_PREFIX", "PYTHON", "MAKEFLAGS")}
+    (and no PYTHON), as a top-level make (not one nested in `make test`), with ``env_changes`` on top."""
+    dropped = ("VIRTUAL_ENV", "CONDA_PREFIX", "PYTHON", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     env.update(env_changes)
     return subprocess.run(["make", "--no-print-directory", *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=120)

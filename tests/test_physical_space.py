@@ -278,12 +278,18 @@ def test_mixture_holds_both_kinds_interleaved(tiny_cfg, tmp_path):
 
 
 def test_preset_keys_and_defaults():
-    reference = load_config("reference")
-    assert reference["space"] == "chebyshev"
-    assert reference["calibration_space"] == "mixture"            # the interval networks' file at Nmax's N_b
-    assert generation_tasks(reference) == ([("chebyshev", nb) for nb in reference["nb_list"]]
-                                           + [("mixture", reference["ensembles"]["Nmax"]["nb"])])
-    assert all("space" not in ens for ens in reference["ensembles"].values())
+    paper = load_config("paper")                                  # the method as published
+    assert paper["space"] == "chebyshev" and paper["interval_networks"]
+    assert paper["calibration_space"] == "mixture"                # the interval networks' file at Nmax's N_b
+    assert generation_tasks(paper) == ([("chebyshev", nb) for nb in paper["nb_list"]]
+                                       + [("mixture", paper["ensembles"]["Nmax"]["nb"])])
+    assert all("space" not in ens for ens in paper["ensembles"].values())
+    reference = load_config("reference")                          # the recommended audience: all on the mixture
+    assert reference["space"] == "mixture" and not reference["interval_networks"]
+    assert reference["calibrated_centre"] == "audience"
+    assert generation_tasks(reference) == [("mixture", nb) for nb in reference["nb_list"]
+                                           if nb in {e["nb"] for e in reference["ensembles"].values()}]
+    assert {ens["space"] for ens in reference["ensembles"].values()} == {"mixture"}
     prior = load_config("demo_prior")
     assert prior["ensembles"]["Nref_prior"]["space"] == "prior"
     physical_prior = load_config("demo_prior", ["prior_space=physical"])

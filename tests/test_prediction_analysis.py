@@ -1076,7 +1076,7 @@ def test_a_batch_writes_what_single_calls_write_and_names_a_failing_input(traine
     # a correlator whose analysis fails (its prediction files removed) is named too; the other is kept
     for path in cfg.root.glob("mock_predictions_sigma*/bat_b_*"):
         path.unlink()
-    assert analyze_user_data.main([str(files[0]), str(files[1]), "--no-plots"] + argv) == 1
+    assert analyze_user_data.main([str(files[0]), str(files[1]), "--no-plots"] + argv) == 2    # bad input
     err = capsys.readouterr().err
     assert "bat_b: analysis failed" in err and "1 of 2 failed (see above): bat_b" in err
 
