@@ -213,7 +213,7 @@ def closure_statistics(central, truth, error, groups=None) -> ClosureStatistics:
                              per_energy, per_energy_err, central.shape[0], len(np.unique(groups)))
 
 
-# the figures every error is judged by, side by side (validate_coverage.py, compare_hlt.py)
+# the figures every error is judged by, side by side (validate_coverage.py, compare_methods.py)
 ERROR_FIGURES = ("coverage", "coverage_err", "mean_abs_pull", "r_bv", "crps", "sharpness")
 
 

@@ -1,5 +1,5 @@
 """Every benchmark the manual quotes runs as quoted: a quick form of each, in seconds (bench_gpu's in
-test_gpu_path.py; validate_coverage and compare_hlt on the tiny audience in test_prediction_analysis.py)."""
+test_gpu_path.py; validate_coverage and compare_methods on the tiny audience in test_prediction_analysis.py)."""
 import re
 
 import bench_generation
