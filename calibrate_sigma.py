@@ -110,6 +110,7 @@ def predict_items(cfg, networks: dict, correlators: np.ndarray, noise) -> dict:
     """Per density, from the predictions of its samples (steps 3-4): {central, total (, median, width)}
     [N_cal, N_E] and the systematics Σ_X [N_cal, N_E] under their budget names."""
     n_boot = cfg["n_boot_cal"]
+    unmeasured = unmeasured_systematics(cfg)
     out = {}
     for first in tqdm(range(0, len(correlators), CHUNK_ITEMS), desc="calibration predictions", unit="chunk"):
         chunk = correlators[first:first + CHUNK_ITEMS]
@@ -121,7 +122,7 @@ def predict_items(cfg, networks: dict, correlators: np.ndarray, noise) -> dict:
         if INTERVAL_RUN in predicted:
             q_lo, q_50, q_hi = split_quantiles(predicted.pop(INTERVAL_RUN).astype(np.float64))
             rows["width"], rows["median"] = calibration.width_and_median(q_lo, q_50, q_hi)
-        budgets = [bud.error_budget({run: P[j] for run, P in predicted.items()}, unmeasured=unmeasured_systematics(cfg))
+        budgets = [bud.error_budget({run: P[j] for run, P in predicted.items()}, unmeasured=unmeasured)
                    for j in range(len(chunk))]
         for name in ("central", "total", *bud.SYSTEMATICS):
             rows[name] = np.stack([b.component(name) for b in budgets])
@@ -134,12 +135,13 @@ def workload(cfg) -> dict:
     """What one σ's calibration computes and holds (the estimate printed before it starts): the
     samples predicted, the network evaluations, the chunks, and the bytes in memory -- the calibration
     set (correlators and the truths of every σ), one chunk's samples and predictions (float32, and the
-    interval networks' again in float64), and the per-density results (7 rows of N_E, twice while
+    interval networks' again in float64, with them), and the per-density results (7 rows of N_E, twice while
     they are joined)."""
     n_cal, n_boot, n_t, n_e = cfg["n_cal"], cfg["n_boot_cal"], cfg.n_t, cfg["n_energies"]
     n_r = cfg["n_replicas"]
-    networks = n_r * (len(calibration.calibrated_ensembles(cfg)) + 1)
-    outputs = n_r * n_e * (len(calibration.calibrated_ensembles(cfg)) + len(QUANTILE_LEVELS))
+    interval = 1 if cfg["interval_networks"] else 0
+    networks = n_r * (len(calibration.calibrated_ensembles(cfg)) + interval)
+    outputs = n_r * n_e * (len(calibration.calibrated_ensembles(cfg)) + interval * len(QUANTILE_LEVELS))
     chunk = min(CHUNK_ITEMS, n_cal) * n_boot
     memory = (8 * n_cal * (n_t + n_e * len(cfg["sigmas_gev"])) + chunk * (8 * n_t + 4 * outputs + 8 * 3 * n_r * n_e)
               + 2 * 8 * 7 * n_cal * n_e)

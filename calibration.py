@@ -139,6 +139,11 @@ def mondrian_factor(item_scores: np.ndarray, bins: np.ndarray, n_bins: int) -> n
     return out
 
 
+def factor_at(Q: np.ndarray, edges: np.ndarray, feature: np.ndarray) -> np.ndarray:
+    """Q [n_bins, N_E] of each value's bin, [..., N_E] from the feature [..., N_E]."""
+    return Q[bin_of(feature, edges), np.arange(Q.shape[1])]
+
+
 @dataclass
 class Factors:
     """One centre's calibration: Q [n_bins, N_E], the inner bin edges [n_bins − 1, N_E] (none with
@@ -151,7 +156,7 @@ class Factors:
 
     def at(self, feature: np.ndarray) -> np.ndarray:
         """The factor of each item's bin, [..., N_E] from the feature [..., N_E]."""
-        return self.Q[bin_of(feature, self.edges), np.arange(self.Q.shape[1])]
+        return factor_at(self.Q, self.edges, feature)
 
 
 def centre_and_width(items: dict, centre: str) -> tuple[np.ndarray, np.ndarray]:
@@ -168,17 +173,14 @@ def calibrate_centre(items: dict, truth: np.ndarray, centre: str, n_bins: int) -
     condition_feature, the others with one."""
     c, w = centre_and_width(items, centre)
     e = scores(c, truth, w)
+    feature = condition_feature(items["central"], items["total"])
     if centre == "audience" and n_bins > 1:
-        feature = condition_feature(items["central"], items["total"])
         edges = bin_edges(feature, n_bins)
         Q = mondrian_factor(e, bin_of(feature, edges), n_bins)
     else:
         edges, Q = np.empty((0, e.shape[1])), conformal_factor(e)[None]
-    factors = Factors(Q, edges, np.empty(0), np.empty(0))
-    post = factors.at(condition_feature(items["central"], items["total"])) * w
-    factors.R = score_correlation(c, truth, post)
-    factors.coverage = np.mean(np.abs(c - truth) <= post, axis=0)
-    return factors
+    post = factor_at(Q, edges, feature) * w
+    return Factors(Q, edges, score_correlation(c, truth, post), np.mean(np.abs(c - truth) <= post, axis=0))
 
 
 def calibrate(items: dict, truth: np.ndarray, centres, n_bins: int) -> tuple[dict, np.ndarray]:

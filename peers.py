@@ -486,23 +486,24 @@ class Audience:
     def __init__(self, cfg, sigma_gev: float, device="cpu"):
         from calibration_files import calibration_networks, check_networks, read_calibration
         from io_utils import InputError
-        from prediction import find_checkpoints, load_ensemble
+        from prediction import Audience as Networks
         from roles import INTERVAL_RUN
         t0 = time.perf_counter()
         self.cfg, self.sigma_gev, self.models, self.calibration = cfg, float(sigma_gev), {}, None
-        for ensemble in cfg["ensembles"]:
-            present, missing = find_checkpoints(cfg, sigma_gev, ensemble)
+        networks = Networks(cfg, device)
+
+        def load(run: str, what: str):
+            missing = networks.checkpoints(sigma_gev, run)[1]
             if missing:
-                raise InputError(missing[0], None, "missing: train the audience first")
-            self.models[ensemble] = load_ensemble(cfg, sigma_gev, ensemble, present, device)
+                raise InputError(missing[0], None, f"missing: {what}")
+            return networks.networks(sigma_gev, run)
+        for ensemble in cfg["ensembles"]:
+            self.models[ensemble] = load(ensemble, "train the audience first")
         if cfg.calibration_file(sigma_gev).is_file():
             self.calibration = read_calibration(cfg, sigma_gev)
             check_networks(cfg, self.calibration, calibration_networks(cfg, sigma_gev))
             if cfg["interval_networks"]:
-                present, missing = find_checkpoints(cfg, sigma_gev, INTERVAL_RUN)
-                if missing:
-                    raise InputError(missing[0], None, "missing: the interval networks of the calibration")
-                self.interval = load_ensemble(cfg, sigma_gev, INTERVAL_RUN, present, device)
+                self.interval = load(INTERVAL_RUN, "the interval networks of the calibration")
         self.load_seconds = time.perf_counter() - t0
 
     @property

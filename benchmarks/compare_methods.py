@@ -55,7 +55,7 @@ import pandas as pd  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from validate_coverage import audience_configs, draw_inputs, median_relative_error  # noqa: E402
+from validate_coverage import audience_configs, chi2_figures, draw_inputs, median_relative_error  # noqa: E402
 
 import closure  # noqa: E402
 import covariance as cv  # noqa: E402
@@ -162,9 +162,9 @@ def score(central, truth, error, groups, covariances=None, seconds=None) -> dict
     out = {**closure.error_figures(central, truth, error, groups), "verdict": stats.verdict,
            "centre_rel_error": median_relative_error(central, truth), "n_rows": len(central),
            "n_densities": stats.n_groups}
-    chi2 = [cv.chi2(c, t, k) for c, t, k in zip(central, truth, covariances)] if covariances is not None else []
-    chi2 = [(x, k) for x, k in chi2 if k > 0 and np.isfinite(x)]
-    out["chi2_per_dof"] = float(np.mean([x / k for x, k in chi2])) if chi2 else np.nan
+    chi2 = (np.array([cv.chi2(c, t, k) for c, t, k in zip(central, truth, covariances)], dtype=float)
+            if covariances is not None else np.full((len(central), 2), np.nan))
+    out["chi2_per_dof"] = chi2_figures(chi2)["chi2_per_dof"]
     out["seconds_per_correlator"] = float(np.median(seconds)) if seconds is not None else np.nan
     return out
 
