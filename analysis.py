@@ -110,14 +110,6 @@ class Calibrated:
     def total(self) -> np.ndarray:
         return self.columns["total_calibrated"]
 
-    def of(self, centre: str) -> tuple[np.ndarray, np.ndarray]:
-        """(central_calibrated, total_calibrated) of any of its centres: the recommended one's columns
-        are unsuffixed, the others' end in _<centre>."""
-        if centre not in self.centres:
-            raise ValueError(f"centre {centre!r}: expected one of {self.centres}")
-        suffix = "" if centre == self.centre else f"_{centre}"
-        return self.columns[f"central_calibrated{suffix}"], self.columns[f"total_calibrated{suffix}"]
-
 
 def calibrated_result(cfg, s: PredictionSet, b: bud.Budget, calibrations: dict | None = None) -> Calibrated | None:
     """The calibrated result from the calibration file of σ (and, with interval networks, their
